@@ -1,0 +1,357 @@
+"""The actors that run one execution: an ExecutionActor and one NodeActor per module node.
+
+The ExecutionActor owns the execution's values. When every input of a module node is
+there it spawns that node's NodeActor, which hands the module call to the worker
+executor and reports the outcome back. Inline transforms (literals, field access ...)
+are computed by the ExecutionActor itself, never on the worker pool.
+
+Message flow for one node::
+
+    ExecutionActor --spawn(args)--> NodeActor --task--> worker: module(**args)
+    ExecutionActor <--NodeFinished-- NodeActor <--CallFinished-- worker
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pykka import ActorDeadError
+
+from actors import _pool
+from actors._actor import PooledActor
+from actors._context import CallContext
+from actors._messages import (
+    CallFinished,
+    CancelExecution,
+    DeadlineReached,
+    ExecutionFinished,
+    NodeFinished,
+)
+from actors._plan import MODULE
+from actors._pool import SLOT_HELD, ThreadPool
+from constellation.core.errors import (
+    ConstellationError,
+    ExecutionCancelledError,
+    ExecutionTimeoutError,
+    InputTypeError,
+    MissingInputError,
+    ModuleExecutionError,
+    ModuleOutputTypeError,
+)
+from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRecord, NodeStatus
+from constellation.core.types import render
+
+if TYPE_CHECKING:
+    from pykka import ActorRef
+
+    from actors._handle import Execution
+    from actors._plan import NodePlan
+    from actors._runtime import Runtime
+
+__all__ = ["ExecutionActor", "NodeActor"]
+
+logger = logging.getLogger("constellation.runtime")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+class ExecutionActor(PooledActor):
+    """Runs one execution: owns its values, starts nodes as inputs arrive, builds the result.
+
+    Args:
+        handle: the execution being run.
+        runtime: the engine's runtime.
+    """
+
+    def __init__(self, handle: Execution, runtime: Runtime) -> None:
+        super().__init__()
+        plan = handle.plan
+        self.handle = handle
+        self.runtime = runtime
+        self.plan = plan
+        self.values: list[Any] = [_MISSING] * len(plan.data_names)
+        self.node_pending = [n.deps for n in plan.nodes]
+        self.transform_pending = [t.deps for t in plan.transforms]
+        self.finished_nodes: dict[int, NodeRecord] = {}
+        self.running: dict[int, ActorRef[Any]] = {}
+        self.errors: list[ConstellationError] = []
+        self.done = False
+        self.started = 0.0
+
+    def on_start(self) -> None:
+        handle = self.handle
+        self.started = time.perf_counter()
+        handle.started_at = self.started
+        handle._status = ExecutionStatus.RUNNING
+        plan = self.plan
+        ready: list[int] = []
+        try:
+            for t in plan.sources:
+                self._compute(t, ready)
+            for name, idx in plan.inputs.items():
+                if name in handle.inputs:
+                    self._propagate(idx, handle.inputs[name], ready)
+        except _TransformFailed:
+            return
+        self._launch(ready)
+        self._maybe_finish()
+
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is NodeFinished:
+            self._node_finished(message)
+        elif type(message) is CancelExecution:
+            self._finish(ExecutionStatus.CANCELLED, ExecutionCancelledError(
+                f"execution {self.handle.execution_id} was cancelled",
+                details={"execution_id": self.handle.execution_id}))
+        elif type(message) is DeadlineReached:
+            self._finish(ExecutionStatus.TIMED_OUT, ExecutionTimeoutError(
+                f"execution {self.handle.execution_id} passed its deadline",
+                details={"execution_id": self.handle.execution_id}))
+        else:
+            return super().on_receive(message)
+        return None
+
+    # --- dataflow ----------------------------------------------------------------------
+
+    def _propagate(self, idx: int, value: Any, ready: list[int]) -> None:
+        # Iterative, so a long chain of transforms cannot overflow the stack.
+        values = self.values
+        consumers = self.plan.consumers
+        node_pending = self.node_pending
+        transform_pending = self.transform_pending
+        stack = [(idx, value)]
+        while stack:
+            i, v = stack.pop()
+            values[i] = v
+            for kind, j in consumers[i]:
+                if kind == MODULE:
+                    node_pending[j] -= 1
+                    if node_pending[j] == 0:
+                        ready.append(j)
+                else:
+                    transform_pending[j] -= 1
+                    if transform_pending[j] == 0:
+                        t = self.plan.transforms[j]
+                        stack.append((t.output, self._eval(j)))
+
+    def _compute(self, t: int, ready: list[int]) -> None:
+        self._propagate(self.plan.transforms[t].output, self._eval(t), ready)
+
+    def _eval(self, t: int) -> Any:
+        tp = self.plan.transforms[t]
+        values = self.values
+        try:
+            return tp.compute([values[i] for i in tp.inputs])
+        except Exception as exc:
+            name = self.plan.data_names[tp.output]
+            error = ConstellationError(f"computing '{name}' failed: {exc}", code="E310",
+                                       details={"value": name})
+            error.__cause__ = exc
+            self._finish(ExecutionStatus.FAILED, error)
+            raise _TransformFailed from exc
+
+    def _launch(self, ready: list[int]) -> None:
+        if self.done:
+            return
+        values = self.values
+        nodes = self.plan.nodes
+        runtime = self.runtime
+        me = self.actor_ref
+        for j in ready:
+            node = nodes[j]
+            args = {p: values[i] for p, i in node.args}
+            self.running[j] = NodeActor.spawn(me, node, args, self.handle, runtime,
+                                              _dispatcher=runtime.dispatcher)
+
+    def _node_finished(self, msg: NodeFinished) -> None:
+        if self.done:
+            return
+        j = msg.node_index
+        self.running.pop(j, None)
+        node = self.plan.nodes[j]
+        if msg.error is not None:
+            self.finished_nodes[j] = NodeRecord(node.name, node.module.name, NodeStatus.FAILED,
+                                                msg.attempts, msg.duration_ms, msg.error)
+            self._finish(ExecutionStatus.FAILED, msg.error)
+            return
+        self.finished_nodes[j] = NodeRecord(node.name, node.module.name, NodeStatus.COMPLETED,
+                                            msg.attempts, msg.duration_ms)
+        ready: list[int] = []
+        try:
+            self._propagate(node.output, msg.value, ready)
+        except _TransformFailed:
+            return
+        self._launch(ready)
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self.running or self.done:
+            return
+        missing = [n for n in self.plan.inputs if n not in self.handle.inputs]
+        values = self.values
+        if all(values[i] is not _MISSING for _, i in self.plan.outputs):
+            self._finish(ExecutionStatus.COMPLETED)
+        elif missing:
+            types = self.plan.input_types
+            for n in missing:
+                self.errors.append(MissingInputError(
+                    f"input '{n}' ({render(types[n])}) was not given",
+                    details={"input": n, "type": render(types[n])}))
+            self._finish(ExecutionStatus.SUSPENDED)
+        else:  # pragma: no cover - the plan guarantees every output is reachable
+            self._finish(ExecutionStatus.FAILED, ConstellationError(
+                "execution ended with outputs not computed", code="E399"))
+
+    def _finish(self, status: ExecutionStatus, error: ConstellationError | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        if error is not None:
+            self.errors.append(error)
+        plan = self.plan
+        handle = self.handle
+        records = {}
+        for node in plan.nodes:
+            rec = self.finished_nodes.get(node.index)
+            if rec is None:
+                rec = NodeRecord(node.name, node.module.name,
+                                 NodeStatus.CANCELLED if node.index in self.running
+                                 else NodeStatus.PENDING)
+            records[node.name] = rec
+        for ref in self.running.values():
+            # Its call may still be running; what it reports later is dropped.
+            ref.actor_stopped.set()
+        self.running.clear()
+        values = self.values
+        outputs = {name: values[i] for name, i in plan.outputs if values[i] is not _MISSING}
+        now = time.perf_counter()
+        missing = {n: render(plan.input_types[n]) for n in plan.inputs if n not in handle.inputs}
+        result = ExecutionResult(
+            execution_id=handle.execution_id,
+            pipeline=plan.name,
+            structural_hash=plan.structural_hash,
+            status=status,
+            outputs=outputs,
+            errors=tuple(self.errors),
+            modules=records,
+            duration_ms=(now - self.started) * 1000.0,
+            missing_inputs=missing,
+            queued_ms=(self.started - handle.submitted_at) * 1000.0,
+        )
+        handle._complete(result)
+        self.runtime.tell_supervisor(ExecutionFinished(handle))
+        self._stop()
+
+
+class _TransformFailed(Exception):
+    """Internal: an inline transform raised; the execution has already been finished."""
+
+
+class NodeActor(PooledActor):
+    """Runs one module node of one execution (see the module docstring).
+
+    Args:
+        parent: the ExecutionActor to report to.
+        node: the node's plan.
+        args: the module's arguments.
+        handle: the execution.
+        runtime: the engine's runtime.
+    """
+
+    def __init__(self, parent: ActorRef[Any], node: NodePlan, args: dict[str, Any],
+                 handle: Execution, runtime: Runtime) -> None:
+        super().__init__()
+        self.parent = parent
+        self.node = node
+        self.args = args
+        self.handle = handle
+        self.runtime = runtime
+        self.attempts = 0
+
+    def on_start(self) -> None:
+        self.attempts += 1
+        node = self.node
+        mdef = node.module
+        kwargs = mdef.prepare_args(self.args)
+        if mdef.takes_ctx:
+            kwargs["ctx"] = CallContext(self.handle, node.name, self.attempts)
+        me = self.actor_ref
+        workers = self.runtime.workers
+        if type(workers) is ThreadPool:
+            workers.schedule(lambda: _call_in_pool(me, node, kwargs))
+        else:
+            future = workers.submit(mdef.func, **kwargs)
+            started = time.perf_counter()
+            future.add_done_callback(lambda f: _report(me, node, f, started))
+
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is CallFinished:
+            self.parent.tell(NodeFinished(self.node.index, message.value, message.error,
+                                          self.attempts, message.duration_ms))
+            self._stop()
+            return None
+        return super().on_receive(message)
+
+
+def _call_in_pool(me: ActorRef[Any], node: NodePlan, kwargs: dict[str, Any]) -> None:
+    local = _pool._local
+    local.slot = SLOT_HELD
+    started = time.perf_counter()
+    try:
+        value = node.module.func(**kwargs)
+    except Exception as exc:
+        local.slot = None
+        _tell(me, CallFinished(None, _module_error(node, exc),
+                               (time.perf_counter() - started) * 1000.0))
+        return
+    local.slot = None
+    _tell(me, _checked(node, value, started))
+
+
+def _report(me: ActorRef[Any], node: NodePlan, future: Any, started: float) -> None:
+    exc = future.exception()
+    if exc is not None:
+        _tell(me, CallFinished(None, _module_error(node, exc),
+                               (time.perf_counter() - started) * 1000.0))
+    else:
+        _tell(me, _checked(node, future.result(), started))
+
+
+def _checked(node: NodePlan, value: Any, started: float) -> CallFinished:
+    try:
+        value = node.module.check_output(value)
+    except InputTypeError as exc:
+        err = ModuleOutputTypeError(
+            f"module {node.module.name} (node '{node.name}') returned the wrong type: "
+            f"{exc.message}", details={"node": node.name, "module": node.module.name,
+                                       **exc.details})
+        return CallFinished(None, err, (time.perf_counter() - started) * 1000.0)
+    return CallFinished(value, None, (time.perf_counter() - started) * 1000.0)
+
+
+def _module_error(node: NodePlan, exc: BaseException) -> ConstellationError:
+    err = ModuleExecutionError(
+        f"module {node.module.name} (node '{node.name}') raised {type(exc).__name__}: {exc}",
+        details={"node": node.name, "module": node.module.name,
+                 "exception": type(exc).__name__})
+    err.__cause__ = exc
+    return err
+
+
+def _tell(ref: ActorRef[Any], message: Any) -> None:
+    try:
+        ref.tell(message)
+    except ActorDeadError:
+        # The execution ended (cancelled, timed out or failed elsewhere) while this call
+        # ran; its outcome is no longer wanted.
+        logger.debug("dropped %s for a finished node", type(message).__name__)

@@ -1,0 +1,81 @@
+"""Messages between the runtime's actors. All frozen and slotted: cheap and safe to share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actors._handle import ExecutionHandle
+    from constellation.core.errors import ConstellationError
+
+__all__ = [
+    "CallFinished",
+    "CancelExecution",
+    "DeadlineReached",
+    "ExecutionFinished",
+    "NodeFinished",
+    "RunNode",
+    "StartExecution",
+    "SubmitExecution",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitExecution:
+    """Engine → supervisor: queue this admitted execution."""
+
+    handle: ExecutionHandle
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFinished:
+    """Execution actor → supervisor: release the slot of this execution."""
+
+    handle: ExecutionHandle
+
+
+@dataclass(frozen=True, slots=True)
+class CancelExecution:
+    """Anyone → supervisor or execution actor: stop this execution as CANCELLED."""
+
+    execution_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineReached:
+    """Timer → execution actor: the execution's deadline has passed."""
+
+    execution_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartExecution:
+    """Supervisor → execution actor: leave the queue and start."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunNode:
+    """Execution actor → node actor: every input is here; call the module."""
+
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    """Worker → node actor: the module call returned (``error`` is None) or failed."""
+
+    value: Any
+    error: ConstellationError | None
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFinished:
+    """Node actor → execution actor: the node's outcome."""
+
+    node_index: int
+    value: Any
+    error: ConstellationError | None
+    attempts: int
+    duration_ms: float

@@ -1,0 +1,165 @@
+"""ExecutionPlan: a resolved DagSpec turned into index-based tables for the runtime.
+
+Built once per compiled pipeline and shared by all its executions, so the per-node
+work at run time is list indexing, never dict lookups by id or type inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from constellation.core.errors import CompilationError, Diagnostic
+from constellation.core.transforms import evaluate
+
+if TYPE_CHECKING:
+    from constellation.core.dag import DagSpec, Transform
+    from constellation.core.modules import ModuleDefinition
+    from constellation.core.options import CallOptions
+    from constellation.core.types import CType
+
+__all__ = ["ExecutionPlan", "NodePlan", "TransformPlan"]
+
+# Consumer kinds in ExecutionPlan.consumers.
+MODULE = 0
+TRANSFORM = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """One module node, ready to run.
+
+    Attributes:
+        index: position in ``ExecutionPlan.nodes``.
+        name: node name.
+        module: the module definition.
+        args: ``(parameter, data index)`` pairs.
+        output: data index the result goes to.
+        options: the module's defaults overlaid with the call's own options.
+        deps: distinct data indexes the node waits for.
+    """
+
+    index: int
+    name: str
+    module: ModuleDefinition
+    args: tuple[tuple[str, int], ...]
+    output: int
+    options: CallOptions
+    deps: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransformPlan:
+    """One inline transform: computes data node ``output`` from ``inputs``."""
+
+    output: int
+    inputs: tuple[int, ...]
+    deps: int
+    compute: Callable[[Sequence[Any]], Any]
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """Index tables for one resolved pipeline (see the module docstring)."""
+
+    name: str
+    structural_hash: str
+    timeout: float | None
+    data_names: tuple[str, ...]
+    inputs: Mapping[str, int]
+    input_types: Mapping[str, CType]
+    outputs: tuple[tuple[str, int], ...]
+    nodes: tuple[NodePlan, ...]
+    transforms: tuple[TransformPlan, ...]
+    consumers: tuple[tuple[tuple[int, int], ...], ...]
+    sources: tuple[int, ...]  # transforms with no inputs (literals), computed at start
+
+    @staticmethod
+    def build(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> ExecutionPlan:
+        """Make the plan for a resolved spec.
+
+        Raises:
+            CompilationError: the graph has a cycle or reads an undefined data node.
+        """
+        index = {d.id: i for i, d in enumerate(spec.data)}
+        consumers: list[list[tuple[int, int]]] = [[] for _ in spec.data]
+        problems: list[Diagnostic] = []
+
+        def idx(did: str, who: str) -> int:
+            if did not in index:
+                problems.append(Diagnostic("E124", f"{who} reads undefined value '{did}'"))
+                return -1
+            return index[did]
+
+        nodes = []
+        for n, m in enumerate(spec.modules):
+            mdef = modules[m.module]
+            args = tuple((p, idx(did, f"node '{m.name}'")) for p, did in m.args)
+            distinct = sorted({i for _, i in args})
+            for i in distinct:
+                if i >= 0:
+                    consumers[i].append((MODULE, n))
+            nodes.append(NodePlan(n, m.name, mdef, args, idx(m.output, m.name),
+                                  mdef.options.merged(m.options), len(distinct)))
+        transforms = []
+        sources = []
+        for d in spec.data:
+            if d.transform is None:
+                continue
+            t = len(transforms)
+            ins = tuple(idx(i, f"value '{d.name}'") for i in d.inputs)
+            distinct_t = sorted(set(ins))
+            for i in distinct_t:
+                if i >= 0:
+                    consumers[i].append((TRANSFORM, t))
+            transforms.append(TransformPlan(index[d.id], ins, len(distinct_t),
+                                            _compiled(d.transform)))
+            if not ins:
+                sources.append(t)
+        if problems:
+            raise CompilationError(problems)
+        plan = ExecutionPlan(
+            name=spec.name,
+            structural_hash=spec.structural_hash,
+            timeout=spec.timeout,
+            data_names=tuple(d.name for d in spec.data),
+            inputs={name: index[did] for name, did in spec.inputs},
+            input_types={name: t for name, t in spec.input_types.items() if t is not None},
+            outputs=tuple((name, index[did]) for name, did in spec.outputs),
+            nodes=tuple(nodes),
+            transforms=tuple(transforms),
+            consumers=tuple(tuple(c) for c in consumers),
+            sources=tuple(sources),
+        )
+        plan._check_acyclic()
+        return plan
+
+    def _check_acyclic(self) -> None:
+        # Kahn's algorithm over the same counters the runtime uses.
+        producer: dict[int, tuple[int, int]] = {n.output: (MODULE, n.index) for n in self.nodes}
+        producer.update({t.output: (TRANSFORM, i) for i, t in enumerate(self.transforms)})
+        pending_n = [n.deps for n in self.nodes]
+        pending_t = [t.deps for t in self.transforms]
+        ready = [i for i in range(len(self.data_names)) if i not in producer]
+        ready += [self.transforms[t].output for t in self.sources]
+        seen = 0
+        while ready:
+            d = ready.pop()
+            seen += 1
+            for kind, j in self.consumers[d]:
+                pending = pending_n if kind == MODULE else pending_t
+                pending[j] -= 1
+                if pending[j] == 0:
+                    ready.append(self.nodes[j].output if kind == MODULE
+                                 else self.transforms[j].output)
+        if seen < len(self.data_names):
+            raise CompilationError([Diagnostic("E125", f"pipeline '{self.name}' has a cycle")])
+
+
+def _compiled(transform: Transform) -> Callable[[Sequence[Any]], Any]:
+    # Bind the transform once so evaluation does not rebuild its parameter dict.
+    def compute(args: Sequence[Any]) -> Any:
+        return evaluate(transform, args)
+
+    return compute

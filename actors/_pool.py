@@ -1,0 +1,213 @@
+"""A small thread pool with a per-thread "run next" slot.
+
+Two of these run an engine: the *dispatcher* (a fixed few threads running actor turns)
+and the *worker pool* (module calls; a ``concurrent.futures.Executor``). Handing work to
+another thread costs about 45 µs here, so work scheduled from a pool thread goes into
+that thread's slot and runs as soon as the current task returns, on the same thread.
+Only the first task scheduled during a task takes the slot; the rest go to the shared
+queue, where idle threads pick them up. A chain of nodes therefore runs on one thread
+without handoffs, and a fan-out still spreads over the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, ParamSpec, TypeVar
+
+__all__ = ["SLOT_HELD", "ThreadPool", "current_pool"]
+
+logger = logging.getLogger("constellation.actors")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Task = Callable[[], None]
+
+_local = threading.local()
+# Consecutive slot tasks a thread runs before it lets the queue in (fairness).
+_SLOT_RUN_LIMIT = 256
+_STOP = object()
+
+
+def _held() -> None:  # pragma: no cover - never run; marks a slot as unavailable
+    raise AssertionError("SLOT_HELD must never run")
+
+
+SLOT_HELD: Task = _held
+"""Put in a thread's slot while module code runs there: work scheduled meanwhile (say, a
+module that submits another execution and waits for it) must go to the queue, not wait
+behind the very call that is waiting for it."""
+
+
+def current_pool() -> ThreadPool | None:
+    """The pool whose thread is running the caller, or ``None`` on other threads."""
+    return getattr(_local, "pool", None)
+
+
+class ThreadPool(Executor):
+    """A pool of up to ``max_threads`` daemon threads, started on demand.
+
+    Args:
+        max_threads: the most threads the pool ever holds.
+        name: thread name prefix.
+        eager: start every thread now rather than when work arrives.
+    """
+
+    def __init__(self, max_threads: int, name: str, *, eager: bool = False) -> None:
+        if max_threads < 1:
+            raise ValueError("a ThreadPool needs at least one thread")
+        self.max_threads = max_threads
+        self.name = name
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting on the queue
+        self._claims = 0  # queued tasks that count on one of those waiting threads
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._runs_on: tuple[ThreadPool, ...] = (self,)
+        if eager:
+            for _ in range(max_threads):
+                self._spawn()
+
+    # --- scheduling --------------------------------------------------------------------
+
+    def also_runs_on(self, other: ThreadPool) -> None:
+        """Let threads of ``other`` run this pool's tasks in their slots."""
+        self._runs_on = (*self._runs_on, other)
+
+    def schedule(self, task: Task) -> None:
+        """Run ``task`` soon: next on this thread if it may, else on one of ours.
+
+        "May" means the caller is a thread of this pool (or of a pool registered with
+        :meth:`also_runs_on`) whose slot is free.
+
+        Raises:
+            RuntimeError: the pool is shut down.
+        """
+        if getattr(_local, "pool", None) in self._runs_on and _local.slot is None:
+            _local.slot = task
+            return
+        self.schedule_queued(task)
+
+    def schedule_queued(self, task: Task) -> None:
+        """Put ``task`` on the shared queue (never the caller's slot)."""
+        if self._shutdown:
+            raise RuntimeError(f"{self.name} is shut down")
+        self._enqueue(task)
+
+    def _enqueue(self, task: Any) -> None:
+        self._queue.put(task)
+        # Each queued task claims one idle thread; with none unclaimed, start a thread.
+        # (Counting claims, not just idle threads, makes a burst of N tasks wake or
+        # start N threads instead of queueing behind the one idle thread.)
+        with self._lock:
+            if self._idle > self._claims:
+                self._claims += 1
+            elif len(self._threads) < self.max_threads and not self._shutdown:
+                self._spawn()
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Run ``fn(*args, **kwargs)`` on the pool (the ``Executor`` interface)."""
+        future: Future[T] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self.schedule_queued(run)
+        return future
+
+    @property
+    def thread_count(self) -> int:
+        """Threads alive now."""
+        return len(self._threads)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the threads once the queued work is done.
+
+        Args:
+            wait: join the threads before returning (not when called from a pool thread).
+            cancel_futures: drop queued work that has not started.
+        """
+        with self._lock:
+            if self._shutdown:
+                threads = []
+            else:
+                self._shutdown = True
+                threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+        for _ in threads:
+            self._queue.put(_STOP)
+        if wait:
+            me = threading.current_thread()
+            for t in threads:
+                if t is not me:
+                    t.join()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the threads to exit after :meth:`shutdown`; return whether all did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in list(self._threads):
+            if t is threading.current_thread():
+                continue
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return all(not t.is_alive() for t in self._threads
+                   if t is not threading.current_thread())
+
+    # --- threads -----------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        t = threading.Thread(target=self._worker, name=f"{self.name}-{len(self._threads)}",
+                             daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _worker(self) -> None:
+        _local.pool = self
+        _local.slot = None
+        get = self._queue.get
+        lock = self._lock
+        while True:
+            with lock:
+                self._idle += 1
+            task = get()
+            with lock:
+                self._idle -= 1
+                if self._claims:
+                    self._claims -= 1
+            if task is _STOP:
+                break
+            self._run(task)
+        with self._lock:
+            self._threads.remove(threading.current_thread())
+
+    def _run(self, task: Task) -> None:
+        runs = 0
+        while True:
+            try:
+                task()
+            except BaseException:
+                logger.exception("unhandled error in a task on %s", self.name)
+            task = _local.slot
+            if task is None:
+                return
+            _local.slot = None
+            runs += 1
+            if runs >= _SLOT_RUN_LIMIT:
+                self._enqueue(task)
+                return

@@ -1,0 +1,257 @@
+"""PipelineBuilder: the Python way to a DagSpec.
+
+Example:
+    >>> b = PipelineBuilder("shout")
+    >>> text = b.input("text", str)
+    >>> loud = b.call("Uppercase", text=text)
+    >>> b.output("loud", loud)
+    >>> spec = b.build()
+    >>> [m.module for m in spec.modules]
+    ['Uppercase']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
+from constellation.core.errors import ConfigurationError
+from constellation.core.modules import ModuleDefinition
+from constellation.core.options import CallOptions
+from constellation.core.types import (
+    BOOLEAN,
+    FLOAT,
+    INT,
+    STRING,
+    CList,
+    CType,
+    TypeSyntaxError,
+    from_annotation,
+    parse_type,
+)
+
+__all__ = ["PipelineBuilder", "Ref"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A value in a pipeline under construction (an input, a call's result, a literal).
+
+    Attributes:
+        data_id: the data node it names.
+        name: a readable name, used in messages.
+    """
+
+    data_id: str
+    name: str
+    _builder: int
+
+
+class PipelineBuilder:
+    """Builds a pipeline from Python: inputs, module calls, literals and outputs.
+
+    Module names are resolved when the engine compiles or runs the spec, so a builder
+    needs no engine. Passing a module definition (a ``@module`` function) instead of a
+    name works too.
+
+    Args:
+        name: the pipeline's name.
+        description: free text.
+        timeout: the pipeline's own execution timeout, in seconds.
+    """
+
+    def __init__(self, name: str, *, description: str = "", timeout: float | None = None
+                 ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError("a pipeline needs a non-empty name",
+                                     details={"field": "name"})
+        self._name = name
+        self._description = description
+        self._timeout = timeout
+        self._inputs: dict[str, str] = {}
+        self._data: list[DataNode] = []
+        self._modules: list[ModuleNode] = []
+        self._outputs: dict[str, str] = {}
+        self._node_names: dict[str, int] = {}
+        self._literal_count = 0
+        self._transform_count = 0
+
+    # --- declarations --------------------------------------------------------------
+
+    def input(self, name: str, ctype: Any) -> Ref:
+        """Declare an input.
+
+        Args:
+            name: the input's name.
+            ctype: a CType, a Python type hint (``str``, ``list[int]`` ...) or a type string
+                (``"List<Int>"``).
+
+        Raises:
+            ConfigurationError: a duplicate name or an unusable type.
+        """
+        if name in self._inputs:
+            raise ConfigurationError(f"input '{name}' is declared twice",
+                                     details={"field": "input", "name": name})
+        did = f"in:{name}"
+        self._data.append(DataNode(did, name, _as_ctype(ctype, f"input '{name}'")))
+        self._inputs[name] = did
+        return Ref(did, name, id(self))
+
+    def literal(self, value: Any, ctype: Any = None) -> Ref:
+        """A constant value; its type is inferred for scalars and lists of one scalar type.
+
+        Raises:
+            ConfigurationError: the type cannot be inferred and none was given.
+        """
+        t = _as_ctype(ctype, "literal") if ctype is not None else _infer(value)
+        self._literal_count += 1
+        did = f"lit:{self._literal_count}"
+        self._data.append(DataNode(did, f"literal {value!r}"[:60], t,
+                                   Transform("literal", (("type", t), ("value", value)))))
+        return Ref(did, f"literal {value!r}", id(self))
+
+    def call(
+        self,
+        module: str | ModuleDefinition,
+        args: Mapping[str, Any] | None = None,
+        /,
+        *,
+        options: CallOptions | Mapping[str, Any] | None = None,
+        node: str | None = None,
+        **kwargs: Any,
+    ) -> Ref:
+        """Call a module; arguments are Refs or literal values.
+
+        Args:
+            module: the registered module's name or its definition.
+            args: arguments as a mapping (for parameters named ``options`` or ``node``).
+            options: the call's options (``{"retry": 2, "timeout": 1.0}`` or CallOptions).
+            node: the node's name in results; defaults to the module name, numbered
+                from the second call on (``Uppercase#2``).
+            **kwargs: arguments by parameter name.
+
+        Returns:
+            A Ref to the call's result.
+        """
+        mod_name = module.name if isinstance(module, ModuleDefinition) else module
+        if not isinstance(mod_name, str) or not mod_name:
+            raise ConfigurationError(f"call: module must be a name or a @module function, "
+                                     f"got {module!r}", details={"field": "module"})
+        node_name = node or self._next_node_name(mod_name)
+        if any(m.name == node_name for m in self._modules):
+            raise ConfigurationError(f"node name '{node_name}' is used twice",
+                                     details={"field": "node", "name": node_name})
+        bound: dict[str, str] = {}
+        for pname, value in {**(args or {}), **kwargs}.items():
+            bound[pname] = self._as_ref(value).data_id
+        if isinstance(options, Mapping):
+            try:
+                options = CallOptions(**options)
+            except TypeError as exc:
+                raise ConfigurationError(f"node '{node_name}': {exc}",
+                                         details={"field": "options"}) from None
+        mid = f"mod:{node_name}"
+        out_id = f"{node_name}.out"
+        out_type = module.output if isinstance(module, ModuleDefinition) else None
+        self._data.append(DataNode(out_id, out_id, out_type))
+        self._modules.append(ModuleNode(mid, node_name, mod_name, tuple(sorted(bound.items())),
+                                        out_id, options or CallOptions()))
+        return Ref(out_id, node_name, id(self))
+
+    def field(self, ref: Ref, name: str) -> Ref:
+        """Access a record field (element-wise on a list of records)."""
+        src = self._as_ref(ref)
+        self._transform_count += 1
+        did = f"t:{self._transform_count}"
+        self._data.append(DataNode(did, f"{src.name}.{name}", None,
+                                   Transform("field", (("name", name),)), (src.data_id,)))
+        return Ref(did, f"{src.name}.{name}", id(self))
+
+    def record(self, **fields: Any) -> Ref:
+        """Build a record from Refs or literal values."""
+        refs = {n: self._as_ref(v) for n, v in sorted(fields.items())}
+        self._transform_count += 1
+        did = f"t:{self._transform_count}"
+        self._data.append(DataNode(did, "record", None,
+                                   Transform("record", (("names", tuple(refs)),)),
+                                   tuple(r.data_id for r in refs.values())))
+        return Ref(did, "record", id(self))
+
+    def list(self, items: Iterable[Any]) -> Ref:
+        """Build a list from Refs or literal values (e.g. to fan many results into one call)."""
+        refs = [self._as_ref(v) for v in items]
+        self._transform_count += 1
+        did = f"t:{self._transform_count}"
+        self._data.append(DataNode(did, "list", None, Transform("list"),
+                                   tuple(r.data_id for r in refs)))
+        return Ref(did, "list", id(self))
+
+    def output(self, name: str, ref: Ref) -> None:
+        """Declare an output.
+
+        Raises:
+            ConfigurationError: a duplicate output name, or a Ref from another builder.
+        """
+        if name in self._outputs:
+            raise ConfigurationError(f"output '{name}' is declared twice",
+                                     details={"field": "output", "name": name})
+        self._outputs[name] = self._as_ref(ref).data_id
+
+    def build(self) -> DagSpec:
+        """Return the DagSpec.
+
+        Raises:
+            ConfigurationError: the pipeline declares no output.
+        """
+        if not self._outputs:
+            raise ConfigurationError(f"pipeline '{self._name}' declares no output",
+                                     details={"field": "output"})
+        return DagSpec(
+            name=self._name,
+            inputs=tuple(self._inputs.items()),
+            data=tuple(self._data),
+            modules=tuple(self._modules),
+            outputs=tuple(self._outputs.items()),
+            timeout=self._timeout,
+            description=self._description,
+        )
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _next_node_name(self, mod_name: str) -> str:
+        n = self._node_names.get(mod_name, 0) + 1
+        self._node_names[mod_name] = n
+        return mod_name if n == 1 else f"{mod_name}#{n}"
+
+    def _as_ref(self, value: Any) -> Ref:
+        if isinstance(value, Ref):
+            if value._builder != id(self):
+                raise ConfigurationError(f"{value.name!r} belongs to another PipelineBuilder",
+                                         details={"field": "ref"})
+            return value
+        return self.literal(value)
+
+
+def _as_ctype(ctype: Any, where: str) -> CType:
+    if isinstance(ctype, str):
+        try:
+            return parse_type(ctype)
+        except TypeSyntaxError as exc:
+            raise ConfigurationError(f"{where}: {exc}", details={"field": "type"}) from None
+    try:
+        return from_annotation(ctype, where)
+    except TypeError as exc:
+        raise ConfigurationError(str(exc), details={"field": "type"}) from None
+
+
+def _infer(value: Any) -> CType:
+    scalar = {bool: BOOLEAN, int: INT, float: FLOAT, str: STRING}
+    if type(value) in scalar:
+        return scalar[type(value)]
+    if isinstance(value, list) and value and len({type(v) for v in value}) == 1 \
+            and type(value[0]) in scalar:
+        return CList(scalar[type(value[0])])
+    raise ConfigurationError(f"cannot infer the type of literal {value!r}; use "
+                             "builder.literal(value, type)", details={"field": "literal"})

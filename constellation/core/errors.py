@@ -1,0 +1,211 @@
+"""The exception tree. Every error the engine raises or records is one of these.
+
+```
+ConstellationError                      E000  root; .code, .message, .details
+├── ConfigurationError                  E001  a bad engine/scheduler setting
+├── CompilationError                    E100  .errors: list[Diagnostic]
+│   └── UnknownModuleError              E110  a pipeline calls a module nobody registered
+├── InputError                          E200  bad inputs given to run/submit
+│   ├── MissingInputError               E201  (recorded on SUSPENDED results)
+│   ├── InputTypeError                  E202  a value does not fit the declared type
+│   └── UnknownInputError               E203  a name the pipeline does not declare
+├── ModuleExecutionError                E300  a module raised
+│   └── ModuleOutputTypeError           E302  a module returned a value of the wrong type
+├── SchedulingError                     E400
+│   ├── QueueFullError                  E401  the scheduler queue is full; submit again later
+│   ├── ShuttingDownError               E402  the engine is draining or stopped
+│   └── CircuitOpenError                E403  a module's circuit breaker is open
+├── ExecutionCancelledError             E501  recorded on CANCELLED results
+└── ExecutionTimeoutError               E502  recorded on TIMED_OUT results
+```
+
+Codes are stable: tests, logs and the HTTP API match on them, never on message text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CircuitOpenError",
+    "CompilationError",
+    "ConfigurationError",
+    "ConstellationError",
+    "Diagnostic",
+    "ExecutionCancelledError",
+    "ExecutionTimeoutError",
+    "InputError",
+    "InputTypeError",
+    "MissingInputError",
+    "ModuleExecutionError",
+    "ModuleOutputTypeError",
+    "QueueFullError",
+    "SchedulingError",
+    "ShuttingDownError",
+    "UnknownInputError",
+    "UnknownModuleError",
+]
+
+
+class ConstellationError(Exception):
+    """Root of every error raised or recorded by Constellation.
+
+    Args:
+        message: what went wrong, in the user's terms.
+        code: the stable error code; defaults to the class's code.
+        details: machine-readable context (names of the input, node, module ...).
+    """
+
+    code: str = "E000"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready form ``{"code", "message", "details"}``."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class ConfigurationError(ConstellationError):
+    """A configuration value is invalid; ``details["field"]`` names it."""
+
+    code = "E001"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One compile-time problem, located in the source when there is one.
+
+    Attributes:
+        code: stable error code, e.g. ``E110``.
+        message: what is wrong.
+        line: 1-based line, or 0 when the problem has no location.
+        column: 1-based column, or 0.
+        snippet: the source line with a caret under the column, or "".
+        severity: ``"error"`` or ``"warning"``.
+    """
+
+    code: str
+    message: str
+    line: int = 0
+    column: int = 0
+    snippet: str = ""
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.line}:{self.column}: " if self.line else ""
+        text = f"{where}{self.code} {self.message}"
+        return f"{text}\n{self.snippet}" if self.snippet else text
+
+
+class CompilationError(ConstellationError):
+    """A pipeline failed to compile; ``errors`` lists every problem found.
+
+    Args:
+        errors: the diagnostics, at least one.
+    """
+
+    code = "E100"
+
+    def __init__(self, errors: list[Diagnostic], *, code: str | None = None) -> None:
+        if not errors:
+            raise ValueError("CompilationError needs at least one diagnostic")
+        summary = errors[0].message if len(errors) == 1 else f"{len(errors)} errors"
+        super().__init__(
+            f"pipeline does not compile: {summary}",
+            code=code or errors[0].code,
+            details={"errors": [_diag_dict(d) for d in errors]},
+        )
+        self.errors = list(errors)
+
+
+def _diag_dict(d: Diagnostic) -> dict[str, Any]:
+    return {"code": d.code, "message": d.message, "line": d.line, "column": d.column}
+
+
+class UnknownModuleError(CompilationError):
+    """A pipeline refers to a module name that is not registered."""
+
+    code = "E110"
+
+
+class InputError(ConstellationError):
+    """The inputs given to ``run``/``submit`` do not fit the pipeline."""
+
+    code = "E200"
+
+
+class MissingInputError(InputError):
+    """A declared input was not given (recorded on SUSPENDED results)."""
+
+    code = "E201"
+
+
+class InputTypeError(InputError):
+    """An input value does not match its declared type."""
+
+    code = "E202"
+
+
+class UnknownInputError(InputError):
+    """An input name that the pipeline does not declare."""
+
+    code = "E203"
+
+
+class ModuleExecutionError(ConstellationError):
+    """A module raised while running; ``__cause__`` is the original exception."""
+
+    code = "E300"
+
+
+class ModuleOutputTypeError(ModuleExecutionError):
+    """A module returned a value that does not match its declared return type."""
+
+    code = "E302"
+
+
+class SchedulingError(ConstellationError):
+    """The scheduler could not accept or run the execution."""
+
+    code = "E400"
+
+
+class QueueFullError(SchedulingError):
+    """The scheduler queue is at ``max_queue_size``; nothing was queued."""
+
+    code = "E401"
+
+
+class ShuttingDownError(SchedulingError):
+    """The engine is draining or stopped and accepts no new executions."""
+
+    code = "E402"
+
+
+class CircuitOpenError(SchedulingError):
+    """The module's circuit breaker is open; the module was not called."""
+
+    code = "E403"
+
+
+class ExecutionCancelledError(ConstellationError):
+    """The execution was cancelled before it finished."""
+
+    code = "E501"
+
+
+class ExecutionTimeoutError(ConstellationError):
+    """The execution passed its deadline before it finished."""
+
+    code = "E502"

@@ -1,0 +1,227 @@
+"""Modules: plain Python functions registered with the engine.
+
+A module's signature comes from its type hints::
+
+    @module("Uppercase", description="Upper-cases text")
+    def uppercase(text: str) -> str:
+        return text.upper()
+
+Parameters are the module's inputs; the return annotation is its output type. A
+parameter named ``ctx`` is not an input: the runtime passes the call's context there
+(cancellation, deadline, attempt number).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints, overload
+
+from constellation.core.errors import ConfigurationError
+from constellation.core.options import CallOptions
+from constellation.core.types import CType, coerce, from_annotation, render
+
+__all__ = ["ModuleDefinition", "module"]
+
+_CTX_PARAM = "ctx"
+_ISOLATIONS = ("thread", "process")
+
+
+@dataclass(frozen=True, eq=False)
+class ModuleDefinition:
+    """A registered module: a function with a typed signature and default call options.
+
+    Calling the definition calls the function, so decorated functions stay usable as
+    ordinary Python functions.
+
+    Attributes:
+        name: the name pipelines call it by (``Uppercase``, ``stdlib.math.add``).
+        func: the function.
+        inputs: parameter name → input type, in parameter order.
+        output: the type of the returned value.
+        version: ``"major.minor"``.
+        description: one line for listings.
+        options: default call options; a call's own options override them.
+        takes_ctx: whether the function declares a ``ctx`` parameter.
+        isolation: ``"thread"`` (default) or ``"process"``.
+    """
+
+    name: str
+    func: Callable[..., Any]
+    inputs: Mapping[str, CType]
+    output: CType
+    version: str = "1.0"
+    description: str = ""
+    options: CallOptions = field(default_factory=CallOptions)
+    takes_ctx: bool = False
+    isolation: str = "thread"
+    # Parameters annotated with a dataclass: their dicts are turned back into instances.
+    _dataclass_params: Mapping[str, type] = field(default_factory=dict, repr=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    @property
+    def signature(self) -> str:
+        """The signature as constellation-lang writes it: ``Uppercase(text: String) -> String``."""
+        params = ", ".join(f"{n}: {render(t)}" for n, t in self.inputs.items())
+        return f"{self.name}({params}) -> {render(self.output)}"
+
+    def prepare_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Turn canonical values into what the function expects (dataclass instances)."""
+        if not self._dataclass_params:
+            return args
+        out = dict(args)
+        for name, cls in self._dataclass_params.items():
+            if name in out and isinstance(out[name], dict):
+                out[name] = _build_dataclass(cls, out[name])
+        return out
+
+    def check_output(self, value: Any) -> Any:
+        """Check a returned value against the output type and return its canonical form.
+
+        Raises:
+            InputTypeError: the value does not fit (the runtime reports it as E302).
+        """
+        return coerce(self.output, value, f"return value of {self.name}")
+
+
+def _build_dataclass(cls: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@overload
+def module(name: Callable[..., Any], /) -> ModuleDefinition: ...
+
+
+@overload
+def module(
+    name: str | None = None,
+    /,
+    *,
+    version: str = "1.0",
+    description: str | None = None,
+    isolation: str = "thread",
+    **options: Any,
+) -> Callable[[Callable[..., Any]], ModuleDefinition]: ...
+
+
+def module(
+    name: str | Callable[..., Any] | None = None,
+    /,
+    *,
+    version: str = "1.0",
+    description: str | None = None,
+    isolation: str = "thread",
+    **options: Any,
+) -> ModuleDefinition | Callable[[Callable[..., Any]], ModuleDefinition]:
+    """Turn a function into a module.
+
+    Usable bare (``@module``, named after the function) or with arguments.
+
+    Args:
+        name: the name pipelines use; defaults to the function's name.
+        version: ``"major.minor"``.
+        description: one line; defaults to the first line of the docstring.
+        isolation: ``"thread"`` or ``"process"`` (run in a separate process that can
+            be killed on cancellation).
+        **options: default call options (``retry=2``, ``timeout=1.5``, ...), see
+            :class:`~constellation.core.options.CallOptions`.
+
+    Returns:
+        A :class:`ModuleDefinition` (or a decorator producing one).
+
+    Raises:
+        ConfigurationError: a parameter or the return value lacks a usable type hint, a
+            bad option, or a bad version or isolation.
+    """
+    if callable(name):
+        return _define(name, None, version, description, isolation, options)
+
+    def decorate(func: Callable[..., Any]) -> ModuleDefinition:
+        return _define(func, name, version, description, isolation, options)
+
+    return decorate
+
+
+def _define(
+    func: Callable[..., Any],
+    name: str | None,
+    version: str,
+    description: str | None,
+    isolation: str,
+    options: dict[str, Any],
+) -> ModuleDefinition:
+    mod_name = name or getattr(func, "__name__", None)
+    if not mod_name or not isinstance(mod_name, str):
+        raise ConfigurationError("a module needs a name", details={"field": "name"})
+    if not _valid_version(version):
+        raise ConfigurationError(f"module {mod_name}: version must look like '1.0', got "
+                                 f"{version!r}", details={"field": "version"})
+    if isolation not in _ISOLATIONS:
+        raise ConfigurationError(f"module {mod_name}: isolation must be 'thread' or "
+                                 f"'process', got {isolation!r}", details={"field": "isolation"})
+    try:
+        call_options = CallOptions(**options)
+    except TypeError as exc:
+        raise ConfigurationError(f"module {mod_name}: {exc}", details={"field": "options"}) \
+            from None
+    try:
+        hints = get_type_hints(func)
+    except Exception as exc:
+        raise ConfigurationError(f"module {mod_name}: cannot read its type hints: {exc}",
+                                 details={"module": mod_name}) from exc
+    sig = inspect.signature(func)
+    inputs: dict[str, CType] = {}
+    dataclass_params: dict[str, type] = {}
+    takes_ctx = False
+    for pname, param in sig.parameters.items():
+        if pname == _CTX_PARAM:
+            takes_ctx = True
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise ConfigurationError(
+                f"module {mod_name}: parameter {pname!r} must be a plain named parameter",
+                details={"module": mod_name, "parameter": pname})
+        if pname not in hints:
+            raise ConfigurationError(
+                f"module {mod_name}: parameter {pname!r} needs a type hint",
+                details={"module": mod_name, "parameter": pname})
+        try:
+            inputs[pname] = from_annotation(hints[pname], f"module {mod_name} parameter {pname}")
+        except TypeError as exc:
+            raise ConfigurationError(str(exc), details={"module": mod_name,
+                                                        "parameter": pname}) from None
+        if isinstance(hints[pname], type) and dataclasses.is_dataclass(hints[pname]):
+            dataclass_params[pname] = hints[pname]
+    if "return" not in hints or hints["return"] is type(None):
+        raise ConfigurationError(
+            f"module {mod_name}: needs a return type hint (its output type)",
+            details={"module": mod_name})
+    try:
+        output = from_annotation(hints["return"], f"module {mod_name} return value")
+    except TypeError as exc:
+        raise ConfigurationError(str(exc), details={"module": mod_name}) from None
+    if description is None:
+        doc = inspect.getdoc(func) or ""
+        description = doc.strip().splitlines()[0] if doc.strip() else ""
+    return ModuleDefinition(
+        name=mod_name,
+        func=func,
+        inputs=inputs,
+        output=output,
+        version=version,
+        description=description,
+        options=call_options,
+        takes_ctx=takes_ctx,
+        isolation=isolation,
+        _dataclass_params=dataclass_params,
+    )
+
+
+def _valid_version(version: str) -> bool:
+    parts = version.split(".") if isinstance(version, str) else []
+    return len(parts) == 2 and all(p.isdigit() for p in parts)

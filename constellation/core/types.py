@@ -1,0 +1,599 @@
+"""Constellation's type system: ``CType`` values, subtyping, value checking and JSON.
+
+Values at run time are plain Python values: ``str``, ``int``, ``float``, ``bool``,
+``list``, ``dict`` and ``None``. A union value carries its variant as a
+:class:`Tagged`. Types are immutable, hashable and compare structurally.
+
+Examples:
+    >>> render(CList(INT))
+    'List<Int>'
+    >>> is_subtype(CRecord.of(a=INT, b=STRING), CRecord.of(a=INT))
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
+
+from constellation.core.errors import InputTypeError
+
+__all__ = [
+    "BOOLEAN",
+    "FLOAT",
+    "INT",
+    "NOTHING",
+    "STRING",
+    "CBoolean",
+    "CFloat",
+    "CInt",
+    "CList",
+    "CMap",
+    "CNothing",
+    "COptional",
+    "CRecord",
+    "CSeq",
+    "CString",
+    "CType",
+    "CUnion",
+    "Tagged",
+    "TypeSyntaxError",
+    "coerce",
+    "from_annotation",
+    "from_json",
+    "is_subtype",
+    "parse_type",
+    "render",
+    "to_json",
+    "zero_value",
+]
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+class CType:
+    """Base class of every Constellation type."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return render(self)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CString(CType):
+    """Text."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CInt(CType):
+    """A 64-bit signed integer."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CFloat(CType):
+    """A double-precision float; an ``int`` is accepted and widened."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CBoolean(CType):
+    """``True`` or ``False``."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CNothing(CType):
+    """The bottom type: a subtype of everything (e.g. the element type of ``[]``)."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CList(CType):
+    """A list whose elements all have type ``element``."""
+
+    element: CType
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CSeq(CType):
+    """A sequence; ``List<T>`` is a subtype of ``Seq<T>``."""
+
+    element: CType
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CMap(CType):
+    """A map from ``key`` to ``value``; keys are invariant."""
+
+    key: CType
+    value: CType
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class COptional(CType):
+    """A value of ``inner`` or ``None``."""
+
+    inner: CType
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CRecord(CType):
+    """A record with named fields (kept sorted by name, so equality is structural)."""
+
+    fields: tuple[tuple[str, CType], ...]
+
+    @staticmethod
+    def of(**fields: CType) -> CRecord:
+        """Build a record type from keyword arguments."""
+        return CRecord(tuple(sorted(fields.items())))
+
+    @staticmethod
+    def from_mapping(fields: Mapping[str, CType]) -> CRecord:
+        """Build a record type from a name → type mapping."""
+        return CRecord(tuple(sorted(fields.items())))
+
+    @property
+    def field_map(self) -> dict[str, CType]:
+        """The fields as a dict."""
+        return dict(self.fields)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CUnion(CType):
+    """One of several types; values are :class:`Tagged` with the variant's name."""
+
+    members: tuple[CType, ...]
+
+    @staticmethod
+    def of(*members: CType) -> CType:
+        """Build a union, flattening nested unions and dropping duplicates."""
+        flat: list[CType] = []
+        for m in members:
+            for x in m.members if isinstance(m, CUnion) else (m,):
+                if x not in flat:
+                    flat.append(x)
+        if len(flat) == 1:
+            return flat[0]
+        return CUnion(tuple(sorted(flat, key=render)))
+
+    def member(self, tag: str) -> CType | None:
+        """Return the member whose tag is ``tag``, if any."""
+        for m in self.members:
+            if render(m) == tag:
+                return m
+        return None
+
+
+for _cls in (CString, CInt, CFloat, CBoolean, CNothing, CList, CSeq, CMap, COptional, CRecord,
+             CUnion):
+    _cls.__repr__ = lambda self: f"CType({render(self)})"  # type: ignore[method-assign]
+
+STRING = CString()
+INT = CInt()
+FLOAT = CFloat()
+BOOLEAN = CBoolean()
+NOTHING = CNothing()
+
+
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    """A value of a union type, with the name of the variant it belongs to.
+
+    Attributes:
+        tag: the rendered member type, e.g. ``"Int"`` or ``"{code: Int}"``.
+        value: the value itself.
+    """
+
+    tag: str
+    value: Any
+
+
+def render(t: CType) -> str:
+    """Render a type the way constellation-lang writes it (``Map<String, List<Int>>``)."""
+    match t:
+        case CString():
+            return "String"
+        case CInt():
+            return "Int"
+        case CFloat():
+            return "Float"
+        case CBoolean():
+            return "Boolean"
+        case CNothing():
+            return "Nothing"
+        case CList(e):
+            return f"List<{render(e)}>"
+        case CSeq(e):
+            return f"Seq<{render(e)}>"
+        case CMap(k, v):
+            return f"Map<{render(k)}, {render(v)}>"
+        case COptional(i):
+            return f"Optional<{render(i)}>"
+        case CRecord(fields):
+            return "{" + ", ".join(f"{n}: {render(ft)}" for n, ft in fields) + "}"
+        case CUnion(members):
+            return " | ".join(render(m) for m in members)
+    raise TypeError(f"not a CType: {t!r}")
+
+
+def is_subtype(sub: CType, sup: CType) -> bool:
+    """Return whether a value of ``sub`` may be used where ``sup`` is expected.
+
+    Records have width and depth subtyping; List, Seq and Optional are covariant and
+    ``List<T> <: Seq<T>``; map keys are invariant, values covariant; ``Nothing`` is
+    below everything; a type is below any union containing a supertype of it.
+    """
+    if sub == sup or isinstance(sub, CNothing):
+        return True
+    if isinstance(sup, CUnion):
+        if isinstance(sub, CUnion):
+            return all(is_subtype(m, sup) for m in sub.members)
+        return any(is_subtype(sub, m) for m in sup.members)
+    match sub, sup:
+        case CList(a), CList(b) | CSeq(b):
+            return is_subtype(a, b)
+        case CSeq(a), CSeq(b):
+            return is_subtype(a, b)
+        case COptional(a), COptional(b):
+            return is_subtype(a, b)
+        case _, COptional(b):
+            return is_subtype(sub, b)
+        case CMap(ka, va), CMap(kb, vb):
+            return ka == kb and is_subtype(va, vb)
+        case CRecord(), CRecord():
+            have = sub.field_map
+            return all(n in have and is_subtype(have[n], ft) for n, ft in sup.fields)
+    return False
+
+
+def coerce(t: CType, value: Any, path: str = "value") -> Any:
+    """Check ``value`` against ``t`` and return it in canonical form.
+
+    Canonical form: ``int`` widened to ``float`` for Float; dataclass instances and
+    other mappings turned into dicts (extra record fields are kept: width subtyping);
+    tuples into lists; a union member given bare is tagged when exactly one member fits.
+
+    Args:
+        t: the expected type.
+        value: the value to check.
+        path: how to name the value in an error (``"input 'text'"``, ``"output[2].name"``).
+
+    Raises:
+        InputTypeError: the value does not fit, naming ``path`` and both types.
+    """
+    match t:
+        case CString():
+            if type(value) is str:
+                return value
+        case CInt():
+            if type(value) is int:
+                if _INT64_MIN <= value <= _INT64_MAX:
+                    return value
+                raise InputTypeError(
+                    f"{path}: {value} does not fit in a 64-bit Int", details={"path": path}
+                )
+        case CFloat():
+            if type(value) is float:
+                return value
+            if type(value) is int:
+                return float(value)
+        case CBoolean():
+            if type(value) is bool:
+                return value
+        case CList(e) | CSeq(e):
+            if isinstance(value, list | tuple):
+                if isinstance(e, CString | CInt | CBoolean):
+                    want = _SCALAR_PY[type(e)]
+                    if all(type(v) is want for v in value):
+                        return value if type(value) is list else list(value)
+                return [coerce(e, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        case CMap(k, v):
+            if isinstance(value, Mapping):
+                return {coerce(k, key, f"{path} key"): coerce(v, val, f"{path}[{key!r}]")
+                        for key, val in value.items()}
+        case COptional(inner):
+            return None if value is None else coerce(inner, value, path)
+        case CRecord(fields):
+            as_map = _as_mapping(value)
+            if as_map is not None:
+                out = dict(as_map)
+                for name, ft in fields:
+                    if name not in as_map:
+                        if isinstance(ft, COptional):
+                            out[name] = None
+                            continue
+                        raise InputTypeError(
+                            f"{path}: missing field '{name}' of {render(t)}",
+                            details={"path": path, "field": name, "expected": render(t)},
+                        )
+                    out[name] = coerce(ft, as_map[name], f"{path}.{name}")
+                return out
+        case CUnion(members):
+            if isinstance(value, Tagged):
+                m = t.member(value.tag)
+                if m is None:
+                    raise InputTypeError(
+                        f"{path}: tag '{value.tag}' is not a variant of {render(t)}",
+                        details={"path": path, "expected": render(t)},
+                    )
+                return Tagged(value.tag, coerce(m, value.value, path))
+            fits = [m for m in members if _fits(m, value)]
+            if len(fits) == 1:
+                return Tagged(render(fits[0]), coerce(fits[0], value, path))
+        case CNothing():
+            pass
+    raise InputTypeError(
+        f"{path}: expected {render(t)}, got {_describe(value)}",
+        details={"path": path, "expected": render(t), "got": _describe(value)},
+    )
+
+
+_SCALAR_PY: dict[type, type] = {CString: str, CInt: int, CBoolean: bool}
+
+
+def _fits(t: CType, value: Any) -> bool:
+    try:
+        coerce(t, value)
+    except InputTypeError:
+        return False
+    return True
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any] | None:
+    if isinstance(value, Mapping):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return None
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def zero_value(t: CType) -> Any:
+    """The type's zero value ("", 0, 0.0, False, [], {}, None, a record of zeros)."""
+    match t:
+        case CString():
+            return ""
+        case CInt():
+            return 0
+        case CFloat():
+            return 0.0
+        case CBoolean():
+            return False
+        case CList() | CSeq():
+            return []
+        case CMap():
+            return {}
+        case CRecord(fields):
+            return {n: zero_value(ft) for n, ft in fields}
+        case CUnion(members):
+            return Tagged(render(members[0]), zero_value(members[0]))
+    return None
+
+
+def to_json(t: CType, value: Any) -> Any:
+    """Turn a canonical value of ``t`` into JSON-ready data.
+
+    Optional is ``null`` or the bare value; a union is ``{"tag": ..., "value": ...}``;
+    a map with string keys is an object, any other map a list of ``[key, value]`` pairs.
+    """
+    match t:
+        case CList(e) | CSeq(e):
+            if isinstance(e, CString | CInt | CFloat | CBoolean):
+                return list(value)
+            return [to_json(e, v) for v in value]
+        case CMap(k, v):
+            if isinstance(k, CString):
+                return {key: to_json(v, val) for key, val in value.items()}
+            return [[to_json(k, key), to_json(v, val)] for key, val in value.items()]
+        case COptional(inner):
+            return None if value is None else to_json(inner, value)
+        case CRecord(fields):
+            out = dict(value)
+            for n, ft in fields:
+                out[n] = to_json(ft, value[n])
+            return out
+        case CUnion():
+            if isinstance(value, Tagged):
+                m = t.member(value.tag)
+                return {"tag": value.tag, "value": to_json(m, value.value) if m else value.value}
+    return value
+
+
+def from_json(t: CType, data: Any, path: str = "value") -> Any:
+    """Read JSON data as a value of ``t`` (the inverse of :func:`to_json`).
+
+    A union accepts ``{"tag", "value"}`` or a bare value that fits exactly one variant.
+
+    Raises:
+        InputTypeError: the data does not fit the type.
+    """
+    match t:
+        case CMap(k, v) if not isinstance(k, CString) and isinstance(data, list):
+            out: dict[Any, Any] = {}
+            for i, pair in enumerate(data):
+                if not (isinstance(pair, list) and len(pair) == 2):
+                    raise InputTypeError(f"{path}[{i}]: expected a [key, value] pair",
+                                         details={"path": path})
+                out[from_json(k, pair[0], f"{path} key")] = from_json(v, pair[1], path)
+            return out
+        case CUnion() if isinstance(data, dict) and set(data) == {"tag", "value"}:
+            m = t.member(str(data["tag"]))
+            if m is None:
+                raise InputTypeError(f"{path}: tag {data['tag']!r} is not a variant of "
+                                     f"{render(t)}", details={"path": path})
+            return Tagged(str(data["tag"]), from_json(m, data["value"], path))
+        case CList(e) | CSeq(e) if isinstance(data, list):
+            return [from_json(e, x, f"{path}[{i}]") for i, x in enumerate(data)]
+        case COptional(inner):
+            return None if data is None else from_json(inner, data, path)
+        case CRecord(fields) if isinstance(data, dict):
+            rec = dict(data)
+            for n, ft in fields:
+                if n in data:
+                    rec[n] = from_json(ft, data[n], f"{path}.{n}")
+            return coerce(t, rec, path)
+    return coerce(t, data, path)
+
+
+# --- Python annotations -------------------------------------------------------------
+
+_PY_SCALARS: dict[Any, CType] = {str: STRING, int: INT, float: FLOAT, bool: BOOLEAN}
+
+
+def from_annotation(annotation: Any, where: str = "annotation") -> CType:
+    """Map a Python type hint to a CType.
+
+    ``str``/``int``/``float``/``bool`` map to the scalars, ``list[T]`` to List, ``dict[str, T]``
+    (or any ``dict[K, V]``) to Map, ``T | None`` to Optional, other unions to a union, and
+    TypedDict or dataclass classes to records. A CType is returned as is.
+
+    Raises:
+        TypeError: the hint has no Constellation equivalent (``where`` says whose it is).
+    """
+    if isinstance(annotation, CType):
+        return annotation
+    if annotation in _PY_SCALARS:
+        return _PY_SCALARS[annotation]
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin in (list, typing.Sequence) or origin is _abc_sequence():
+        return CList(from_annotation(args[0], where)) if args else _bad(annotation, where)
+    if origin in (dict, typing.Mapping) or origin is _abc_mapping():
+        if len(args) != 2:
+            return _bad(annotation, where)
+        return CMap(from_annotation(args[0], where), from_annotation(args[1], where))
+    if origin in (Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        inner = CUnion.of(*(from_annotation(a, where) for a in non_none))
+        return COptional(inner) if len(non_none) < len(args) else inner
+    if isinstance(annotation, type):
+        if is_typeddict(annotation):
+            hints = get_type_hints(annotation)
+            optional_keys = getattr(annotation, "__optional_keys__", frozenset())
+            fields = {}
+            for n, h in hints.items():
+                ft = from_annotation(h, f"{where}.{n}")
+                fields[n] = COptional(ft) if n in optional_keys and not isinstance(
+                    ft, COptional) else ft
+            return CRecord.from_mapping(fields)
+        if dataclasses.is_dataclass(annotation):
+            hints = get_type_hints(annotation)
+            return CRecord.from_mapping(
+                {f.name: from_annotation(hints[f.name], f"{where}.{f.name}")
+                 for f in dataclasses.fields(annotation)}
+            )
+    return _bad(annotation, where)
+
+
+def _abc_sequence() -> Any:
+    import collections.abc
+
+    return collections.abc.Sequence
+
+
+def _abc_mapping() -> Any:
+    import collections.abc
+
+    return collections.abc.Mapping
+
+
+def _bad(annotation: Any, where: str) -> CType:
+    raise TypeError(
+        f"{where}: {annotation!r} has no Constellation type; use str, int, float, bool, "
+        "list[T], dict[K, V], T | None, a TypedDict or a dataclass"
+    )
+
+
+# --- type strings ------------------------------------------------------------------
+
+class TypeSyntaxError(ValueError):
+    """A type string such as ``List<Int`` could not be read."""
+
+
+_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(.))")
+_NAMED: dict[str, CType] = {"String": STRING, "Int": INT, "Float": FLOAT, "Boolean": BOOLEAN}
+
+
+def parse_type(text: str, aliases: Mapping[str, CType] | None = None) -> CType:
+    """Read a type written as in constellation-lang: ``Map<String, List<Int>>``,
+    ``{name: String, age: Int}``, ``Int | String``, ``Optional<Float>``.
+
+    Args:
+        text: the type expression.
+        aliases: named types that may appear in it.
+
+    Raises:
+        TypeSyntaxError: the text is not a type expression, or names an unknown type.
+    """
+    tokens = [m.group(1) or m.group(2) for m in _TOKEN.finditer(text) if m.group(0).strip()]
+    pos = 0
+    names = {**_NAMED, **(aliases or {})}
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take(expected: str | None = None) -> str:
+        nonlocal pos
+        tok = peek()
+        if tok is None or (expected is not None and tok != expected):
+            raise TypeSyntaxError(f"in type {text!r}: expected {expected or 'a type'}, "
+                                  f"found {tok or 'end of text'}")
+        pos += 1
+        return tok
+
+    def union() -> CType:
+        members = [primary()]
+        while peek() == "|":
+            take("|")
+            members.append(primary())
+        return CUnion.of(*members)
+
+    def primary() -> CType:
+        tok = take()
+        if tok == "{":
+            fields: dict[str, CType] = {}
+            while peek() != "}":
+                name = take()
+                take(":")
+                fields[name] = union()
+                if peek() == ",":
+                    take(",")
+            take("}")
+            return CRecord.from_mapping(fields)
+        generic = {"List": 1, "Seq": 1, "Candidates": 1, "Optional": 1, "Map": 2}
+        if tok in generic and peek() == "<":
+            take("<")
+            args = [union()]
+            while peek() == ",":
+                take(",")
+                args.append(union())
+            take(">")
+            if len(args) != generic[tok]:
+                raise TypeSyntaxError(f"in type {text!r}: {tok} takes {generic[tok]} argument(s)")
+            if tok == "List":
+                return CList(args[0])
+            if tok in ("Seq", "Candidates"):
+                return CSeq(args[0])
+            if tok == "Optional":
+                return COptional(args[0])
+            return CMap(args[0], args[1])
+        if tok in names:
+            return names[tok]
+        raise TypeSyntaxError(f"in type {text!r}: unknown type {tok!r}")
+
+    result = union()
+    if peek() is not None:
+        raise TypeSyntaxError(f"in type {text!r}: unexpected {peek()!r}")
+    return result

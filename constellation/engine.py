@@ -1,0 +1,445 @@
+"""Constellation: the engine facade users embed.
+
+    with Constellation(modules=[...]) as engine:
+        pipeline = engine.compile(builder.build())
+        result = engine.run(pipeline, {"text": "hi"})
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import itertools
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from actors._handle import Execution
+from actors._messages import SubmitExecution
+from actors._plan import ExecutionPlan
+from actors._runtime import Runtime
+from actors._supervisor import CancelAll, Supervisor
+from constellation.core.builder import PipelineBuilder
+from constellation.core.dag import DagSpec, resolve
+from constellation.core.errors import (
+    CompilationError,
+    ConfigurationError,
+    Diagnostic,
+    InputError,
+    InputTypeError,
+    ShuttingDownError,
+    UnknownInputError,
+)
+from constellation.core.modules import ModuleDefinition
+from constellation.core.options import Priority, priority_value
+from constellation.core.types import coerce, render
+from spi._backends import Backends
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from constellation.core.results import ExecutionResult
+    from constellation.core.types import CType
+
+__all__ = ["Constellation", "LifecycleState", "Pipeline", "SchedulerConfig"]
+
+logger = logging.getLogger("constellation.engine")
+
+
+def _positive_int(value: Any, field: str) -> None:
+    if type(value) is not int or value < 1:
+        raise ConfigurationError(f"{field} must be an integer >= 1, got {value!r}",
+                                 details={"field": field, "value": repr(value)})
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """How many executions run at once and how many may wait.
+
+    Attributes:
+        max_concurrency: executions running at the same time.
+        max_queue_size: executions waiting to start; past it ``submit`` raises
+            ``QueueFullError`` at once. ``None`` means unbounded.
+        starvation_timeout: seconds after which a waiting BACKGROUND execution ranks with
+            a newly arrived CRITICAL one (linear aging in between).
+        worker_threads: most threads of the default worker pool running module code
+            (started on demand). Size it for blocking modules: 64 modules sleeping at
+            once need 64 threads.
+        dispatcher_threads: threads running actor turns; ``None`` picks 2 per core
+            (2 to 8).
+
+    Raises:
+        ConfigurationError: a value is out of range; ``details["field"]`` names it.
+    """
+
+    max_concurrency: int = 16
+    max_queue_size: int | None = 1000
+    starvation_timeout: float = 30.0
+    worker_threads: int = 32
+    dispatcher_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self.max_concurrency, "max_concurrency")
+        if self.max_queue_size is not None:
+            _positive_int(self.max_queue_size, "max_queue_size")
+        st = self.starvation_timeout
+        if isinstance(st, bool) or not isinstance(st, int | float) or not st > 0:
+            raise ConfigurationError(f"starvation_timeout must be a positive number of "
+                                     f"seconds, got {st!r}",
+                                     details={"field": "starvation_timeout"})
+        _positive_int(self.worker_threads, "worker_threads")
+        if self.dispatcher_threads is not None:
+            _positive_int(self.dispatcher_threads, "dispatcher_threads")
+
+
+class LifecycleState(enum.Enum):
+    """An engine's lifecycle: RUNNING → DRAINING (shutdown called) → STOPPED."""
+
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class Pipeline:
+    """A compiled pipeline, bound to the engine that compiled it; run it many times.
+
+    Attributes:
+        name: the pipeline's name.
+        spec: the resolved DagSpec.
+        structural_hash: SHA-256 of the structure.
+    """
+
+    __slots__ = ("_engine", "name", "plan", "spec", "structural_hash")
+
+    def __init__(self, spec: DagSpec, plan: ExecutionPlan, engine: Constellation) -> None:
+        self.spec = spec
+        self.plan = plan
+        self.name = spec.name
+        self.structural_hash = plan.structural_hash
+        self._engine = engine
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.name} sha256:{self.structural_hash[:12]}>"
+
+    @property
+    def inputs(self) -> dict[str, CType]:
+        """Declared inputs and their types."""
+        return dict(self.plan.input_types)
+
+    @property
+    def outputs(self) -> dict[str, CType | None]:
+        """Declared outputs and their types."""
+        return self.spec.output_types
+
+
+
+
+class Constellation:
+    """An embeddable pipeline engine.
+
+    Args:
+        modules: modules to register (``@module`` functions).
+        backends: metrics, tracing, listener, storage and cache backends.
+        scheduler: scheduling limits; see :class:`SchedulerConfig`.
+        default_timeout: seconds after which any execution ends TIMED_OUT (a run's own
+            ``timeout`` or the pipeline's ``@timeout`` may be shorter).
+        executor: run module code on this ``concurrent.futures.Executor`` instead of
+            the engine's own thread pool (for example a process pool, or
+            ``dask.distributed.Client.get_executor()``). The engine does not shut it down.
+        stdlib: register the built-in modules.
+        clock: monotonic clock for deadlines and aging (tests inject one).
+
+    Raises:
+        ConfigurationError: an invalid setting, naming the field.
+    """
+
+    def __init__(
+        self,
+        modules: Iterable[ModuleDefinition] = (),
+        *,
+        backends: Backends | None = None,
+        scheduler: SchedulerConfig | None = None,
+        default_timeout: float = 300.0,
+        executor: Executor | None = None,
+        stdlib: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if scheduler is None:
+            scheduler = SchedulerConfig()
+        elif not isinstance(scheduler, SchedulerConfig):
+            raise ConfigurationError("scheduler must be a SchedulerConfig",
+                                     details={"field": "scheduler"})
+        if backends is not None and not isinstance(backends, Backends):
+            raise ConfigurationError("backends must be a Backends(...) bundle",
+                                     details={"field": "backends"})
+        if (isinstance(default_timeout, bool) or not isinstance(default_timeout, int | float)
+                or not default_timeout > 0):
+            raise ConfigurationError(f"default_timeout must be a positive number of seconds, "
+                                     f"got {default_timeout!r}",
+                                     details={"field": "default_timeout"})
+        if executor is not None and not isinstance(executor, Executor):
+            raise ConfigurationError("executor must be a concurrent.futures.Executor",
+                                     details={"field": "executor"})
+        self.scheduler = scheduler
+        self.backends = backends or Backends()
+        self.default_timeout = float(default_timeout)
+        self._modules: dict[str, ModuleDefinition] = {}
+        if stdlib:
+            from constellation.stdlib import default_modules
+
+            self.register(*default_modules())
+        self.register(*modules)
+        self._runtime = Runtime(
+            dispatcher_threads=scheduler.dispatcher_threads
+            or Runtime.default_dispatcher_threads(),
+            worker_threads=scheduler.worker_threads,
+            executor=executor,
+            max_queue_size=scheduler.max_queue_size,
+            clock=clock,
+        )
+        self._runtime.supervisor = Supervisor.spawn(
+            self._runtime, scheduler.max_concurrency, scheduler.starvation_timeout,
+            _dispatcher=self._runtime.dispatcher)
+        self._state = LifecycleState.RUNNING
+        self._state_lock = threading.Lock()
+        self._id_prefix = int.from_bytes(os.urandom(8), "big") << 64
+        self._ids = itertools.count(1)
+
+    # --- modules -----------------------------------------------------------------------
+
+    def register(self, *modules: ModuleDefinition, replace: bool = False) -> None:
+        """Register modules by their names.
+
+        Args:
+            modules: ``@module`` functions.
+            replace: allow replacing a module registered under the same name.
+
+        Raises:
+            ConfigurationError: not a module, or a name already taken by another module.
+        """
+        for m in modules:
+            if not isinstance(m, ModuleDefinition):
+                raise ConfigurationError(f"{m!r} is not a module; decorate it with @module",
+                                         details={"field": "modules"})
+            old = self._modules.get(m.name)
+            if old is not None and old is not m and not replace:
+                raise ConfigurationError(f"a module named '{m.name}' is already registered",
+                                         details={"field": "modules", "module": m.name})
+            self._modules[m.name] = m
+
+    @property
+    def modules(self) -> Mapping[str, ModuleDefinition]:
+        """Registered modules by name (read-only)."""
+        return MappingProxyType(self._modules)
+
+    # --- compile -----------------------------------------------------------------------
+
+    def compile(self, source: Pipeline | DagSpec | PipelineBuilder | str,
+                name: str | None = None) -> Pipeline:
+        """Compile a pipeline against this engine's modules.
+
+        Args:
+            source: a DagSpec, a PipelineBuilder, or constellation-lang source text.
+            name: the pipeline's name for source text (defaults to ``"pipeline"``).
+
+        Raises:
+            CompilationError: the pipeline does not type-check; ``.errors`` lists all.
+        """
+        if isinstance(source, Pipeline):
+            if source._engine is not self:
+                return self.compile(source.spec)
+            return source
+        if isinstance(source, PipelineBuilder):
+            source = source.build()
+        if isinstance(source, str):
+            source = self._compile_source(source, name or "pipeline")
+        if not isinstance(source, DagSpec):
+            raise CompilationError([Diagnostic(
+                "E100", f"cannot compile a {type(source).__name__}; give a DagSpec, a "
+                        "PipelineBuilder or constellation-lang source")])
+        spec = resolve(source, self._modules)
+        return Pipeline(spec, ExecutionPlan.build(spec, self._modules), self)
+
+    def _compile_source(self, source: str, name: str) -> DagSpec:
+        raise CompilationError([Diagnostic(
+            "E100", "constellation-lang sources are not supported by this build yet; "
+                    "build the pipeline with PipelineBuilder")])
+
+    # --- run ---------------------------------------------------------------------------
+
+    def submit(
+        self,
+        pipeline: Pipeline | DagSpec | PipelineBuilder | str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        priority: Priority | int | str = Priority.NORMAL,
+    ) -> Execution:
+        """Queue an execution and return its handle at once.
+
+        Inputs are checked before anything is queued. Inputs the pipeline declares but
+        that are not given leave the execution SUSPENDED once everything that does not
+        need them has run.
+
+        Args:
+            pipeline: a compiled pipeline (or anything :meth:`compile` takes).
+            inputs: input name → value.
+            timeout: seconds for this execution (the smallest of this, the pipeline's
+                ``@timeout`` and ``default_timeout`` applies).
+            priority: a :class:`Priority`, its name, or any int.
+
+        Raises:
+            ShuttingDownError: the engine is draining or stopped.
+            InputTypeError: an input does not fit its type (names the input).
+            UnknownInputError: an input name the pipeline does not declare.
+            QueueFullError: ``max_queue_size`` executions are already waiting.
+            CompilationError: ``pipeline`` was not compiled and does not compile.
+        """
+        if self._state is not LifecycleState.RUNNING:
+            raise ShuttingDownError(f"engine is {self._state.value}; not accepting executions")
+        if not isinstance(pipeline, Pipeline) or pipeline._engine is not self:
+            pipeline = self.compile(pipeline)
+        plan = pipeline.plan
+        checked = self._check_inputs(plan, inputs)
+        prio = priority_value(priority)
+        limit = self.default_timeout
+        for t in (timeout, plan.timeout):
+            if t is not None:
+                if isinstance(t, bool) or not isinstance(t, int | float) or not t > 0:
+                    raise ConfigurationError(f"timeout must be a positive number of seconds, "
+                                             f"got {t!r}", details={"field": "timeout"})
+                limit = min(limit, float(t))
+        runtime = self._runtime
+        eid = str(uuid.UUID(int=self._id_prefix | next(self._ids)))
+        deadline = runtime.clock() + limit
+        handle = Execution(eid, plan, checked, prio, deadline, runtime)
+        runtime.admit()
+        handle._deadline_timer = runtime.timer.call_at(
+            deadline, lambda: runtime.tell_supervisor(_deadline_message(eid)))
+        runtime.tell_supervisor(SubmitExecution(handle))
+        return handle
+
+    def run(
+        self,
+        pipeline: Pipeline | DagSpec | PipelineBuilder | str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        priority: Priority | int | str = Priority.NORMAL,
+    ) -> ExecutionResult:
+        """Submit an execution and wait for its result (see :meth:`submit`).
+
+        Module failures, timeouts and missing inputs are reported in the result
+        (``status``, ``errors``), not raised; ``result.raise_for_status()`` raises them.
+        """
+        return self.submit(pipeline, inputs, timeout=timeout, priority=priority).result()
+
+    def _check_inputs(self, plan: ExecutionPlan, inputs: Mapping[str, Any] | None
+                      ) -> dict[str, Any]:
+        if inputs is None:
+            return {}
+        if not isinstance(inputs, Mapping):
+            raise InputError(f"inputs must be a mapping of name to value, got "
+                             f"{type(inputs).__name__}")
+        types = plan.input_types
+        unknown = [n for n in inputs if n not in types]
+        if unknown:
+            parts = []
+            for n in unknown:
+                hint = difflib.get_close_matches(str(n), list(types), n=1)
+                parts.append(f"'{n}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+            declared = ", ".join(f"{k}: {render(t)}" for k, t in types.items()) or "none"
+            raise UnknownInputError(
+                f"pipeline '{plan.name}' has no input {', '.join(parts)}; it declares "
+                f"{declared}", details={"inputs": unknown, "pipeline": plan.name})
+        checked = {}
+        problems: list[InputTypeError] = []
+        for name, value in inputs.items():
+            try:
+                checked[name] = coerce(types[name], value, f"input '{name}'")
+            except InputTypeError as exc:
+                problems.append(exc)
+        if problems:
+            if len(problems) == 1:
+                raise problems[0]
+            raise InputTypeError("; ".join(p.message for p in problems),
+                                 details={"errors": [p.to_dict() for p in problems]})
+        return checked
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> LifecycleState:
+        """RUNNING, DRAINING or STOPPED."""
+        return self._state
+
+    @property
+    def inflight_count(self) -> int:
+        """Executions submitted and not yet ended (queued or running)."""
+        return self._runtime.inflight
+
+    @property
+    def queued_count(self) -> int:
+        """Executions waiting in the scheduler queue."""
+        return self._runtime.queued
+
+    @property
+    def rejected_count(self) -> int:
+        """Submissions rejected with ``QueueFullError`` so far."""
+        return self._runtime.rejected
+
+    @property
+    def thread_budget(self) -> int:
+        """The most threads this engine can hold: dispatcher + workers + the timer."""
+        rt = self._runtime
+        workers = rt.workers.max_threads if rt.own_workers else 0  # type: ignore[attr-defined]
+        return rt.dispatcher.max_threads + workers + 1
+
+    def shutdown(self, drain_timeout: float = 30.0) -> bool:
+        """Stop accepting work, let in-flight executions finish, then stop.
+
+        Executions still running after ``drain_timeout`` seconds are cancelled (they
+        end CANCELLED with their partial outputs). Calling it again does nothing.
+
+        Returns:
+            Whether every in-flight execution finished on its own within the timeout.
+        """
+        with self._state_lock:
+            if self._state is not LifecycleState.RUNNING:
+                return True
+            self._state = LifecycleState.DRAINING
+        runtime = self._runtime
+        drained = runtime.wait_idle(drain_timeout)
+        if not drained:
+            logger.warning("drain timeout: cancelling %d executions", runtime.inflight)
+            runtime.tell_supervisor(CancelAll())
+            runtime.wait_idle(5.0)
+        if runtime.supervisor is not None:
+            runtime.supervisor.stop(block=True, timeout=5.0)
+        runtime.stop()
+        self._state = LifecycleState.STOPPED
+        return drained
+
+    def __enter__(self) -> Constellation:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return (f"<Constellation {self._state.value} modules={len(self._modules)} "
+                f"inflight={self.inflight_count}>")
+
+
+def _deadline_message(eid: str) -> Any:
+    from actors._messages import DeadlineReached
+
+    return DeadlineReached(eid)
