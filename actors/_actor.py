@@ -16,16 +16,15 @@ import logging
 import sys
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import pykka
 from pykka import ActorDeadError, ActorRef, ActorRegistry, messages
+from pykka._envelope import Envelope
 from pykka._threading import ThreadingFuture
 
 from actors._pool import ThreadPool
-
-if TYPE_CHECKING:
-    from pykka._envelope import Envelope
+from actors._pool import current_pool as _pool_local_pool
 
 __all__ = ["PooledActor", "default_dispatcher"]
 
@@ -64,9 +63,10 @@ class _StopFlag(threading.Event):
         return self._flag
 
     def set(self) -> None:
-        with self._shared:
-            self._flag = True
-            real = self._real
+        # No lock: wait() re-checks the flag after publishing its Event, so either it
+        # sees the flag or this sees the Event.
+        self._flag = True
+        real = self._real
         if real is not None:
             real.set()
 
@@ -83,6 +83,8 @@ class _StopFlag(threading.Event):
             if self._real is None:
                 self._real = threading.Event()
             real = self._real
+        if self._flag:
+            return True
         return real.wait(timeout)
 
 
@@ -92,17 +94,37 @@ class _Inbox:
     __slots__ = ("_actor", "_closed", "_lock", "_messages", "_pool", "_scheduled")
 
     def __init__(self) -> None:
-        self._messages: deque[Envelope[Any]] = deque()
+        # pykka Envelopes, and bare messages posted by the runtime itself (see post()).
+        self._messages: deque[Any] = deque()
         self._lock = threading.Lock()
         self._scheduled = True  # until bound and started: messages only accumulate
         self._closed = False
         self._actor: PooledActor | None = None
         self._pool: ThreadPool | None = None
 
-    def bind(self, actor: PooledActor, pool: ThreadPool) -> None:
+    def bind(self, actor: PooledActor, pool: ThreadPool, *, schedule: bool = True) -> None:
         self._actor = actor
         self._pool = pool
-        pool.schedule(actor._turn)  # the first turn runs on_start, then any messages
+        if schedule:
+            pool.schedule(actor._turn)  # the first turn runs on_start, then any messages
+        else:
+            with self._lock:
+                if self._messages:
+                    pool.schedule(actor._turn)
+                else:
+                    self._scheduled = False
+
+    def post(self, message: Any) -> bool:
+        """Queue a runtime-internal message (no Envelope, no reply); False if closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._messages.append(message)
+            if self._scheduled:
+                return True
+            self._scheduled = True
+        self._pool.schedule(self._actor._turn)  # type: ignore[union-attr]
+        return True
 
     def put(self, envelope: Envelope[Any], /) -> None:
         with self._lock:
@@ -121,14 +143,14 @@ class _Inbox:
         self._pool.schedule(self._actor._turn)
 
     def get(self) -> Envelope[Any]:
-        return self._messages.popleft()
+        return self._messages.popleft()  # type: ignore[no-any-return]
 
     def empty(self) -> bool:
         return not self._messages
 
 
-def _reject(envelope: Envelope[Any], actor: PooledActor | None) -> None:
-    if envelope.reply_to is None:
+def _reject(envelope: Any, actor: PooledActor | None) -> None:
+    if type(envelope) is not Envelope or envelope.reply_to is None:
         return
     if isinstance(envelope.message, messages._ActorStop):
         envelope.reply_to.set(None)
@@ -155,13 +177,27 @@ class PooledActor(pykka.Actor):
     _actor_registered: bool = False
 
     def __init__(self, *_args: Any, **_kwargs: Any) -> None:
-        # pykka.Actor.__init__ spends ~14 µs on uuid4() and threading.Event(); a counter
-        # URN is unique in the process and the stop flag is lazy. Same fields, same meaning.
-        self.actor_urn = f"urn:constellation:actor:{next(_urns)}"
+        # pykka.Actor.__init__ spends ~14 µs on uuid4() and threading.Event(). Here the
+        # URN is a process-unique counter and the stop flag is lazy; the URN and the
+        # ActorRef are made on first use (most node actors are never referenced).
+        # Same fields, same meaning.
         self.actor_inbox = _Inbox()
         self.actor_stopped = _StopFlag()
-        self._actor_ref = ActorRef(self)
         self._actor_started = False
+
+    @property  # type: ignore[override]
+    def actor_urn(self) -> str:
+        urn: str | None = self.__dict__.get("_urn")
+        if urn is None:
+            urn = self.__dict__["_urn"] = f"urn:constellation:actor:{next(_urns)}"
+        return urn
+
+    @property
+    def _actor_ref(self) -> ActorRef[Any]:  # type: ignore[override]
+        ref: ActorRef[Any] | None = self.__dict__.get("_ref")
+        if ref is None:
+            ref = self.__dict__["_ref"] = ActorRef(self)
+        return ref
 
     @classmethod
     def start(cls, *args: Any, _dispatcher: ThreadPool | None = None, **kwargs: Any
@@ -185,6 +221,82 @@ class PooledActor(pykka.Actor):
         obj = cls(*args, **kwargs)
         obj._attach(_dispatcher)
         return obj.actor_ref
+
+    @classmethod
+    def spawn_running(cls, *args: Any, _dispatcher: ThreadPool | None = None, **kwargs: Any
+                      ) -> Self:
+        """Create an unregistered actor that is already started, and return the actor.
+
+        No first turn is scheduled (``on_start`` is not called): the creator does the
+        actor's first step itself, which is safe because no other thread can reach the
+        actor before the creator hands it out. Used for node actors, whose first step is
+        to hand their module call to the workers; it saves one turn per node.
+        """
+        obj = cls(*args, **kwargs)
+        obj._actor_started = True
+        pool = obj._actor_pool = _dispatcher or cls.dispatcher or default_dispatcher()
+        inbox: _Inbox = obj.actor_inbox  # type: ignore[assignment]
+        # Not yet visible to any other thread: no lock needed, nothing to schedule.
+        inbox._actor = obj
+        inbox._pool = pool
+        inbox._scheduled = False
+        return obj
+
+    def post(self, message: Any) -> bool:
+        """Send a runtime-internal message: no Envelope, no reply, no liveness check.
+
+        Returns:
+            ``False`` if the actor has stopped (the message is dropped).
+        """
+        return self.actor_inbox.post(message)  # type: ignore[attr-defined, no-any-return]
+
+    def post_and_run(self, message: Any) -> bool:
+        """Post ``message``; if the actor was idle and this is one of the pool's threads,
+        handle it right here, as this actor's turn, instead of scheduling a turn.
+
+        This is how the thread that finishes a module call runs the next ready turns
+        itself: no queue, no slot, no handoff. It is still one turn at a time: the turn
+        runs only if this call is the one that found the actor idle.
+
+        Returns:
+            ``False`` if the actor has stopped (the message is dropped).
+        """
+        inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
+        with inbox._lock:
+            if inbox._closed:
+                return False
+            if inbox._scheduled or inbox._messages or not self._actor_started:
+                inbox._messages.append(message)
+                if not inbox._scheduled:
+                    inbox._scheduled = True
+                    self._actor_pool.schedule(self._turn)
+                return True
+            inbox._scheduled = True
+        if _pool_local_pool() not in self._actor_pool._runs_on:
+            inbox._messages.append(message)
+            self._actor_pool.schedule_queued(self._turn)
+            return True
+        try:
+            self.on_receive(message)
+        except Exception:
+            self._handle_failure(*sys.exc_info())
+            try:
+                self.on_failure(*sys.exc_info())
+            except Exception:
+                self._handle_failure(*sys.exc_info())
+        except BaseException:
+            logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
+            self._stop()
+            ActorRegistry.stop_all()
+        if self.actor_stopped._flag:
+            self._close_inbox(inbox)
+            return True
+        with inbox._lock:
+            if not inbox._messages:
+                inbox._scheduled = False
+                return True
+        self._actor_pool.schedule_queued(self._turn)
+        return True
 
     def _attach(self, pool: ThreadPool | None) -> None:
         self._actor_pool = pool or self.dispatcher or default_dispatcher()
@@ -218,8 +330,7 @@ class PooledActor(pykka.Actor):
     # --- the turn ---------------------------------------------------------------------
 
     def _turn(self) -> None:
-        inbox = self.actor_inbox
-        assert isinstance(inbox, _Inbox)
+        inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
         if not self._actor_started:
             self._actor_started = True
             self._actor_loop_setup()
@@ -228,7 +339,22 @@ class PooledActor(pykka.Actor):
         for _ in range(self.turn_batch):
             if stopped._flag or not msgs:
                 break
-            self._handle_envelope(msgs.popleft())
+            item = msgs.popleft()
+            if type(item) is Envelope:
+                self._handle_envelope(item)
+                continue
+            try:  # a runtime-internal message: straight to on_receive
+                self.on_receive(item)
+            except Exception:
+                self._handle_failure(*sys.exc_info())
+                try:
+                    self.on_failure(*sys.exc_info())
+                except Exception:
+                    self._handle_failure(*sys.exc_info())
+            except BaseException:
+                logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
+                self._stop()
+                ActorRegistry.stop_all()
         if stopped._flag:
             self._close_inbox(inbox)
             return
@@ -265,6 +391,8 @@ class PooledActor(pykka.Actor):
     def _close_inbox(self, inbox: _Inbox) -> None:
         with inbox._lock:
             inbox._closed = True
+            if not inbox._messages:
+                return
             rest = list(inbox._messages)
             inbox._messages.clear()
         for envelope in rest:

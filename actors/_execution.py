@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-from pykka import ActorDeadError
 
 from actors import _pool
 from actors._actor import PooledActor
@@ -44,8 +43,6 @@ from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRec
 from constellation.core.types import render
 
 if TYPE_CHECKING:
-    from pykka import ActorRef
-
     from actors._handle import Execution
     from actors._plan import NodePlan
     from actors._runtime import Runtime
@@ -63,6 +60,8 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
 
 
 class ExecutionActor(PooledActor):
@@ -82,8 +81,10 @@ class ExecutionActor(PooledActor):
         self.values: list[Any] = [_MISSING] * len(plan.data_names)
         self.node_pending = [n.deps for n in plan.nodes]
         self.transform_pending = [t.deps for t in plan.transforms]
-        self.finished_nodes: dict[int, NodeRecord] = {}
-        self.running: dict[int, ActorRef[Any]] = {}
+        # node index -> (status, attempts, duration_ms, error) once it has finished
+        self.finished_nodes: dict[int, tuple[NodeStatus, int, float,
+                                             ConstellationError | None]] = {}
+        self.running: dict[int, NodeActor] = {}
         self.errors: list[ConstellationError] = []
         self.done = False
         self.started = 0.0
@@ -166,12 +167,15 @@ class ExecutionActor(PooledActor):
         values = self.values
         nodes = self.plan.nodes
         runtime = self.runtime
-        me = self.actor_ref
+        dispatcher = runtime.dispatcher
+        handle = self.handle
+        running = self.running
         for j in ready:
             node = nodes[j]
-            args = {p: values[i] for p, i in node.args}
-            self.running[j] = NodeActor.spawn(me, node, args, self.handle, runtime,
-                                              _dispatcher=runtime.dispatcher)
+            actor = NodeActor.spawn_running(self, node, {p: values[i] for p, i in node.args},
+                                            handle, runtime, _dispatcher=dispatcher)
+            running[j] = actor
+            actor.begin()
 
     def _node_finished(self, msg: NodeFinished) -> None:
         if self.done:
@@ -180,12 +184,11 @@ class ExecutionActor(PooledActor):
         self.running.pop(j, None)
         node = self.plan.nodes[j]
         if msg.error is not None:
-            self.finished_nodes[j] = NodeRecord(node.name, node.module.name, NodeStatus.FAILED,
-                                                msg.attempts, msg.duration_ms, msg.error)
+            self.finished_nodes[j] = (NodeStatus.FAILED, msg.attempts, msg.duration_ms,
+                                      msg.error)
             self._finish(ExecutionStatus.FAILED, msg.error)
             return
-        self.finished_nodes[j] = NodeRecord(node.name, node.module.name, NodeStatus.COMPLETED,
-                                            msg.attempts, msg.duration_ms)
+        self.finished_nodes[j] = (NodeStatus.COMPLETED, msg.attempts, msg.duration_ms, None)
         ready: list[int] = []
         try:
             self._propagate(node.output, msg.value, ready)
@@ -220,17 +223,12 @@ class ExecutionActor(PooledActor):
             self.errors.append(error)
         plan = self.plan
         handle = self.handle
-        records = {}
-        for node in plan.nodes:
-            rec = self.finished_nodes.get(node.index)
-            if rec is None:
-                rec = NodeRecord(node.name, node.module.name,
-                                 NodeStatus.CANCELLED if node.index in self.running
-                                 else NodeStatus.PENDING)
-            records[node.name] = rec
-        for ref in self.running.values():
+        for j in self.running:
+            self.finished_nodes[j] = (NodeStatus.CANCELLED, 0, 0.0, None)
+        records = NodeRecords(plan.nodes, self.finished_nodes)
+        for actor in self.running.values():
             # Its call may still be running; what it reports later is dropped.
-            ref.actor_stopped.set()
+            actor.actor_stopped.set()
         self.running.clear()
         values = self.values
         outputs = {name: values[i] for name, i in plan.outputs if values[i] is not _MISSING}
@@ -253,6 +251,49 @@ class ExecutionActor(PooledActor):
         self._stop()
 
 
+class NodeRecords(Mapping[str, NodeRecord]):
+    """``ExecutionResult.modules``: node name → NodeRecord, each built on first access.
+
+    A 1,000-node execution would otherwise build 1,000 frozen records that most callers
+    never look at.
+    """
+
+    __slots__ = ("_cache", "_index", "_nodes", "_outcomes")
+
+    def __init__(self, nodes: Sequence[NodePlan],
+                 outcomes: dict[int, tuple[NodeStatus, int, float, ConstellationError | None]]
+                 ) -> None:
+        self._nodes = nodes
+        self._outcomes = outcomes
+        self._index: dict[str, int] | None = None
+        self._cache: dict[str, NodeRecord] = {}
+
+    def __getitem__(self, name: str) -> NodeRecord:
+        rec = self._cache.get(name)
+        if rec is not None:
+            return rec
+        if self._index is None:
+            self._index = {n.name: n.index for n in self._nodes}
+        j = self._index[name]
+        node = self._nodes[j]
+        outcome = self._outcomes.get(j)
+        if outcome is None:
+            rec = NodeRecord(node.name, node.module.name, NodeStatus.PENDING)
+        else:
+            rec = NodeRecord(node.name, node.module.name, *outcome)
+        self._cache[name] = rec
+        return rec
+
+    def __iter__(self) -> Iterator[str]:
+        return (n.name for n in self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
 class _TransformFailed(Exception):
     """Internal: an inline transform raised; the execution has already been finished."""
 
@@ -268,7 +309,7 @@ class NodeActor(PooledActor):
         runtime: the engine's runtime.
     """
 
-    def __init__(self, parent: ActorRef[Any], node: NodePlan, args: dict[str, Any],
+    def __init__(self, parent: ExecutionActor, node: NodePlan, args: dict[str, Any],
                  handle: Execution, runtime: Runtime) -> None:
         super().__init__()
         self.parent = parent
@@ -277,48 +318,62 @@ class NodeActor(PooledActor):
         self.handle = handle
         self.runtime = runtime
         self.attempts = 0
+        self.kwargs: dict[str, Any] = args
 
-    def on_start(self) -> None:
+    def begin(self) -> None:
+        """The first step, done by the creator (see ``PooledActor.spawn_running``)."""
+        self._call()
+
+    def _call(self) -> None:
         self.attempts += 1
         node = self.node
-        mdef = node.module
-        kwargs = mdef.prepare_args(self.args)
-        if mdef.takes_ctx:
-            kwargs["ctx"] = CallContext(self.handle, node.name, self.attempts)
-        me = self.actor_ref
+        if node.plain_args:
+            self.kwargs = self.args
+        else:
+            mdef = node.module
+            kwargs = mdef.prepare_args(self.args)
+            if mdef.takes_ctx:
+                kwargs["ctx"] = CallContext(self.handle, node.name, self.attempts)
+            self.kwargs = kwargs
         workers = self.runtime.workers
         if type(workers) is ThreadPool:
-            workers.schedule(lambda: _call_in_pool(me, node, kwargs))
+            workers.schedule(self._run_call)
         else:
-            future = workers.submit(mdef.func, **kwargs)
+            future = workers.submit(node.module.func, **self.kwargs)
             started = time.perf_counter()
-            future.add_done_callback(lambda f: _report(me, node, f, started))
+            future.add_done_callback(lambda f: _report(self, node, f, started))
+
+    def _run_call(self) -> None:
+        # Runs on a worker thread, outside any actor turn: the module may block.
+        local = _pool._local
+        local.slot = SLOT_HELD
+        node = self.node
+        started = time.perf_counter()
+        try:
+            value = node.module.func(**self.kwargs)
+        except Exception as exc:
+            local.slot = None
+            _tell(self, CallFinished(None, _module_error(node, exc),
+                                     (time.perf_counter() - started) * 1000.0))
+            return
+        local.slot = None
+        exact = node.exact_output
+        if type(value) is exact and (exact is not int or _I64_MIN <= value <= _I64_MAX):
+            _tell(self, CallFinished(value, None, (time.perf_counter() - started) * 1000.0))
+        else:
+            _tell(self, _checked(node, value, started))
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is CallFinished:
-            self.parent.tell(NodeFinished(self.node.index, message.value, message.error,
-                                          self.attempts, message.duration_ms))
+            self.parent.post_and_run(NodeFinished(self.node.index, message.value,
+                                                  message.error, self.attempts,
+                                                  message.duration_ms))
             self._stop()
             return None
         return super().on_receive(message)
 
 
-def _call_in_pool(me: ActorRef[Any], node: NodePlan, kwargs: dict[str, Any]) -> None:
-    local = _pool._local
-    local.slot = SLOT_HELD
-    started = time.perf_counter()
-    try:
-        value = node.module.func(**kwargs)
-    except Exception as exc:
-        local.slot = None
-        _tell(me, CallFinished(None, _module_error(node, exc),
-                               (time.perf_counter() - started) * 1000.0))
-        return
-    local.slot = None
-    _tell(me, _checked(node, value, started))
-
-
-def _report(me: ActorRef[Any], node: NodePlan, future: Any, started: float) -> None:
+def _report(me: NodeActor, node: NodePlan, future: Any, started: float) -> None:
     exc = future.exception()
     if exc is not None:
         _tell(me, CallFinished(None, _module_error(node, exc),
@@ -348,10 +403,8 @@ def _module_error(node: NodePlan, exc: BaseException) -> ConstellationError:
     return err
 
 
-def _tell(ref: ActorRef[Any], message: Any) -> None:
-    try:
-        ref.tell(message)
-    except ActorDeadError:
+def _tell(actor: NodeActor, message: Any) -> None:
+    if not actor.post_and_run(message):
         # The execution ended (cancelled, timed out or failed elsewhere) while this call
         # ran; its outcome is no longer wanted.
         logger.debug("dropped %s for a finished node", type(message).__name__)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.core.transforms import evaluate
+from constellation.core.types import CBoolean, CFloat, CInt, CString
 
 if TYPE_CHECKING:
     from constellation.core.dag import DagSpec, Transform
@@ -38,6 +39,11 @@ class NodePlan:
         output: data index the result goes to.
         options: the module's defaults overlaid with the call's own options.
         deps: distinct data indexes the node waits for.
+        exact_output: when the output type is a scalar, its Python type: a value of
+            exactly that type (an Int also within 64 bits) needs no further check (the
+            common case, kept off the generic checker).
+        plain_args: arguments go to the function as they are (no dataclass
+            parameters, no ``ctx``).
     """
 
     index: int
@@ -47,6 +53,8 @@ class NodePlan:
     output: int
     options: CallOptions
     deps: int
+    exact_output: type | None
+    plain_args: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +109,9 @@ class ExecutionPlan:
                 if i >= 0:
                     consumers[i].append((MODULE, n))
             nodes.append(NodePlan(n, m.name, mdef, args, idx(m.output, m.name),
-                                  mdef.options.merged(m.options), len(distinct)))
+                                  mdef.options.merged(m.options), len(distinct),
+                                  _EXACT.get(type(mdef.output)),
+                                  not mdef.takes_ctx and not mdef._dataclass_params))
         transforms = []
         sources = []
         for d in spec.data:
@@ -155,6 +165,9 @@ class ExecutionPlan:
                                  else self.transforms[j].output)
         if seen < len(self.data_names):
             raise CompilationError([Diagnostic("E125", f"pipeline '{self.name}' has a cycle")])
+
+
+_EXACT: dict[type, type] = {CString: str, CBoolean: bool, CInt: int, CFloat: float}
 
 
 def _compiled(transform: Transform) -> Callable[[Sequence[Any]], Any]:
