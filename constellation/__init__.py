@@ -11,35 +11,93 @@ Register plain Python functions as modules, describe a pipeline (in Python with
         print(engine.run(b, {"text": "hi"}).outputs)   # {'loud': 'HI'}
 """
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from actors._context import CallContext
-from actors._handle import Execution
-from constellation.core.builder import PipelineBuilder, Ref
-from constellation.core.dag import DagSpec
-from constellation.core.errors import (
-    CircuitOpenError,
-    CompilationError,
-    ConfigurationError,
-    ConstellationError,
-    Diagnostic,
-    ExecutionCancelledError,
-    ExecutionTimeoutError,
-    InputError,
-    InputTypeError,
-    MissingInputError,
-    ModuleExecutionError,
-    ModuleOutputTypeError,
-    QueueFullError,
-    ShuttingDownError,
-    UnknownInputError,
-    UnknownModuleError,
-)
-from constellation.core.modules import ModuleDefinition, module
-from constellation.core.options import CallOptions, Priority
-from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRecord, NodeStatus
-from constellation.engine import Constellation, LifecycleState, Pipeline, SchedulerConfig
-from spi._backends import Backends
+if TYPE_CHECKING:
+    from actors._context import CallContext
+    from actors._handle import Execution
+    from constellation.core.builder import PipelineBuilder, Ref
+    from constellation.core.dag import DagSpec
+    from constellation.core.errors import (
+        CircuitOpenError,
+        CompilationError,
+        ConfigurationError,
+        ConstellationError,
+        Diagnostic,
+        ExecutionCancelledError,
+        ExecutionTimeoutError,
+        InputError,
+        InputTypeError,
+        MissingInputError,
+        ModuleExecutionError,
+        ModuleOutputTypeError,
+        QueueFullError,
+        ShuttingDownError,
+        UnknownInputError,
+        UnknownModuleError,
+    )
+    from constellation.core.modules import ModuleDefinition, module
+    from constellation.core.options import CallOptions, Priority
+    from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRecord, NodeStatus
+    from constellation.engine import Constellation, LifecycleState, Pipeline, SchedulerConfig
+    from spi._backends import Backends
+
+
+# Names are imported on first use (PEP 562): importing ``constellation.core.types`` or
+# ``actors`` must not drag in the engine, and the engine imports ``actors``, which
+# imports ``constellation.core`` - an eager facade would be an import cycle.
+_LAZY: dict[str, str] = {
+    "Backends": "spi._backends",
+    "CallContext": "actors._context",
+    "CallOptions": "constellation.core.options",
+    "CircuitOpenError": "constellation.core.errors",
+    "CompilationError": "constellation.core.errors",
+    "ConfigurationError": "constellation.core.errors",
+    "Constellation": "constellation.engine",
+    "ConstellationError": "constellation.core.errors",
+    "DagSpec": "constellation.core.dag",
+    "Diagnostic": "constellation.core.errors",
+    "Execution": "actors._handle",
+    "ExecutionCancelledError": "constellation.core.errors",
+    "ExecutionResult": "constellation.core.results",
+    "ExecutionStatus": "constellation.core.results",
+    "ExecutionTimeoutError": "constellation.core.errors",
+    "InputError": "constellation.core.errors",
+    "InputTypeError": "constellation.core.errors",
+    "LifecycleState": "constellation.engine",
+    "MissingInputError": "constellation.core.errors",
+    "ModuleDefinition": "constellation.core.modules",
+    "ModuleExecutionError": "constellation.core.errors",
+    "ModuleOutputTypeError": "constellation.core.errors",
+    "NodeRecord": "constellation.core.results",
+    "NodeStatus": "constellation.core.results",
+    "Pipeline": "constellation.engine",
+    "PipelineBuilder": "constellation.core.builder",
+    "Priority": "constellation.core.options",
+    "QueueFullError": "constellation.core.errors",
+    "Ref": "constellation.core.builder",
+    "SchedulerConfig": "constellation.engine",
+    "ShuttingDownError": "constellation.core.errors",
+    "UnknownInputError": "constellation.core.errors",
+    "UnknownModuleError": "constellation.core.errors",
+    "module": "constellation.core.modules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'constellation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __version__ = "0.1.0"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints, overload
@@ -138,11 +139,14 @@ def module(
         ConfigurationError: a parameter or the return value lacks a usable type hint, a
             bad option, or a bad version or isolation.
     """
+    # The caller's locals, so hints naming classes defined in a function body resolve
+    # (under ``from __future__ import annotations`` every hint is a string).
+    caller_locals = dict(sys._getframe(1).f_locals)
     if callable(name):
-        return _define(name, None, version, description, isolation, options)
+        return _define(name, None, version, description, isolation, options, caller_locals)
 
     def decorate(func: Callable[..., Any]) -> ModuleDefinition:
-        return _define(func, name, version, description, isolation, options)
+        return _define(func, name, version, description, isolation, options, caller_locals)
 
     return decorate
 
@@ -154,6 +158,7 @@ def _define(
     description: str | None,
     isolation: str,
     options: dict[str, Any],
+    localns: dict[str, Any] | None = None,
 ) -> ModuleDefinition:
     mod_name = name or getattr(func, "__name__", None)
     if not mod_name or not isinstance(mod_name, str):
@@ -170,7 +175,7 @@ def _define(
         raise ConfigurationError(f"module {mod_name}: {exc}", details={"field": "options"}) \
             from None
     try:
-        hints = get_type_hints(func)
+        hints = get_type_hints(func, localns=localns)
     except Exception as exc:
         raise ConfigurationError(f"module {mod_name}: cannot read its type hints: {exc}",
                                  details={"module": mod_name}) from exc

@@ -480,10 +480,16 @@ def from_annotation(annotation: Any, where: str = "annotation") -> CType:
         return COptional(inner) if len(non_none) < len(args) else inner
     if isinstance(annotation, type):
         if is_typeddict(annotation):
-            hints = get_type_hints(annotation)
-            optional_keys = getattr(annotation, "__optional_keys__", frozenset())
+            # include_extras keeps NotRequired[...] visible: with string annotations
+            # (``from __future__ import annotations``) __optional_keys__ misses them.
+            hints = get_type_hints(annotation, include_extras=True)
+            optional_keys = set(getattr(annotation, "__optional_keys__", frozenset()))
             fields = {}
             for n, h in hints.items():
+                if get_origin(h) in (typing.NotRequired, typing.Required):
+                    if get_origin(h) is typing.NotRequired:
+                        optional_keys.add(n)
+                    h = get_args(h)[0]
                 ft = from_annotation(h, f"{where}.{n}")
                 fields[n] = COptional(ft) if n in optional_keys and not isinstance(
                     ft, COptional) else ft

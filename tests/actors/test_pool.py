@@ -1,0 +1,71 @@
+"""ThreadPool: an Executor with per-thread slots and a bounded number of threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from actors import ThreadPool, current_pool
+
+
+def test_submit_returns_results_and_exceptions() -> None:
+    pool = ThreadPool(2, "t")
+    assert pool.submit(lambda a, b: a + b, 2, 3).result(5) == 5
+    with pytest.raises(ZeroDivisionError):
+        pool.submit(lambda: 1 / 0).result(5)
+    pool.shutdown()
+
+
+def test_never_holds_more_than_max_threads() -> None:
+    pool = ThreadPool(3, "bounded")
+    gate = threading.Event()
+    futures = [pool.submit(gate.wait, 5) for _ in range(20)]
+    time.sleep(0.05)
+    assert pool.thread_count == 3
+    gate.set()
+    assert all(f.result(5) for f in futures)
+    pool.shutdown()
+
+
+def test_a_burst_of_blocking_tasks_gets_one_thread_each() -> None:
+    pool = ThreadPool(16, "burst")
+    barrier = threading.Barrier(16, timeout=5)
+    futures = [pool.submit(barrier.wait) for _ in range(16)]
+    for f in futures:
+        f.result(5)  # raises BrokenBarrierError if they had to run one after another
+    pool.shutdown()
+
+
+def test_work_scheduled_from_a_pool_thread_runs_next_on_that_thread() -> None:
+    pool = ThreadPool(4, "slot")
+    seen: list[str] = []
+    done = threading.Event()
+
+    def second() -> None:
+        seen.append(threading.current_thread().name)
+        done.set()
+
+    def first() -> None:
+        seen.append(threading.current_thread().name)
+        assert current_pool() is pool
+        pool.schedule(second)
+
+    pool.schedule(first)
+    assert done.wait(5)
+    assert seen[0] == seen[1]
+    pool.shutdown()
+
+
+def test_shutdown_rejects_new_work_and_joins() -> None:
+    pool = ThreadPool(2, "shut")
+    pool.submit(lambda: None).result(5)
+    pool.shutdown()
+    assert pool.join(5)
+    with pytest.raises(RuntimeError):
+        pool.submit(lambda: None)
+
+
+def test_current_pool_is_none_outside_pools() -> None:
+    assert current_pool() is None

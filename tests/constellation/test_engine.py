@@ -1,0 +1,478 @@
+"""The engine end to end: correct results, bad input, scheduling and lifecycle."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import pytest
+
+from bench.workloads import MODULES, chain, diamond, fan_out, sleepers
+from constellation import (
+    CallContext,
+    ConfigurationError,
+    Constellation,
+    ExecutionStatus,
+    InputTypeError,
+    LifecycleState,
+    ModuleExecutionError,
+    ModuleOutputTypeError,
+    NodeStatus,
+    PipelineBuilder,
+    Priority,
+    QueueFullError,
+    SchedulerConfig,
+    ShuttingDownError,
+    UnknownInputError,
+    UnknownModuleError,
+    module,
+)
+
+Factory = Callable[..., Constellation]
+
+
+# --- reference workloads -----------------------------------------------------------
+
+@pytest.mark.parametrize("make", [chain, fan_out, diamond, sleepers],
+                         ids=["chain-1000", "fanout-1000", "diamond-10", "sleepers-64"])
+def test_reference_workloads_give_correct_results(engine_factory: Factory,
+                                                  make: Callable[[], Any]) -> None:
+    wl = make()
+    engine = engine_factory(MODULES, scheduler=SchedulerConfig(worker_threads=64))
+    result = engine.run(wl.spec, wl.inputs)
+    assert result.status is ExecutionStatus.COMPLETED, result.errors
+    assert result.outputs == {wl.output: wl.expected}
+    assert len(result.modules) == len(wl.spec.modules)
+    assert all(r.status is NodeStatus.COMPLETED and r.attempts == 1
+               for r in result.modules.values())
+
+
+def test_independent_modules_run_in_parallel(engine_factory: Factory) -> None:
+    wl = sleepers(64)
+    engine = engine_factory(MODULES, scheduler=SchedulerConfig(worker_threads=64))
+    pipeline = engine.compile(wl.spec)
+    engine.run(pipeline, wl.inputs)  # warm the pool up
+    started = time.perf_counter()
+    assert engine.run(pipeline, wl.inputs).ok
+    # 64 x 10 ms one after another would take 640 ms.
+    assert time.perf_counter() - started < 0.5
+
+
+def test_results_record_each_node(engine_factory: Factory) -> None:
+    engine = engine_factory()
+    b = PipelineBuilder("text")
+    doc = b.input("document", str)
+    cleaned = b.call("Trim", text=doc)
+    b.output("cleaned", cleaned)
+    b.output("words", b.call("WordCount", text=b.call("Lowercase", text=cleaned)))
+    result = engine.run(b, {"document": "  Hello World\nLine 2  "})
+    assert result.outputs == {"cleaned": "Hello World\nLine 2", "words": 4}
+    assert set(result.modules) == {"Trim", "Lowercase", "WordCount"}
+    rec = result.modules["WordCount"]
+    assert (rec.module, rec.status, rec.attempts) == ("WordCount", NodeStatus.COMPLETED, 1)
+    assert rec.duration_ms >= 0
+    assert result.duration_ms > 0 and result.queued_ms >= 0
+    assert len(result.structural_hash) == 64
+
+
+def test_records_and_dataclasses_flow_through(engine_factory: Factory) -> None:
+    @dataclass
+    class Order:
+        item: str
+        qty: int
+
+    @module("Total")
+    def total(order: Order, price: float) -> TotalOut:
+        assert isinstance(order, Order)
+        return {"total": order.qty * price}
+
+    engine = engine_factory([total])
+    b = PipelineBuilder("orders")
+    out = b.call("Total", order=b.input("order", Order), price=b.input("price", float))
+    b.output("total", b.field(out, "total"))
+    result = engine.run(b, {"order": Order("pen", 3), "price": 2})
+    assert result.outputs == {"total": 6.0}
+
+
+class TotalOut(TypedDict):
+    total: float
+
+
+# --- bad input ---------------------------------------------------------------------
+
+@pytest.fixture
+def counted(engine_factory: Factory) -> tuple[Constellation, list[str]]:
+    calls: list[str] = []
+
+    @module("Count")
+    def count(text: str) -> int:
+        calls.append(text)
+        return len(text)
+
+    return engine_factory([count]), calls
+
+
+def count_pipeline() -> PipelineBuilder:
+    b = PipelineBuilder("count")
+    b.output("n", b.call("Count", text=b.input("text", str)))
+    return b
+
+
+def test_wrong_input_type_is_rejected_before_any_module_runs(
+        counted: tuple[Constellation, list[str]]) -> None:
+    engine, calls = counted
+    with pytest.raises(InputTypeError) as info:
+        engine.submit(count_pipeline(), {"text": 42})
+    assert "input 'text'" in info.value.message and "expected String" in info.value.message
+    assert calls == []
+    assert engine.run(count_pipeline(), {"text": "ok"}).outputs == {"n": 2}  # still usable
+
+
+def test_several_wrong_inputs_are_reported_together(engine_factory: Factory) -> None:
+    engine = engine_factory()
+    b = PipelineBuilder("two")
+    b.output("o", b.call("Replace", text=b.input("a", str), find=b.input("b", str),
+                         replace="x"))
+    with pytest.raises(InputTypeError) as info:
+        engine.submit(b, {"a": 1, "b": 2})
+    assert "input 'a'" in info.value.message and "input 'b'" in info.value.message
+    assert len(info.value.details["errors"]) == 2
+
+
+def test_unknown_input_name_suggests_the_declared_one(
+        counted: tuple[Constellation, list[str]]) -> None:
+    engine, calls = counted
+    with pytest.raises(UnknownInputError, match="did you mean 'text'"):
+        engine.submit(count_pipeline(), {"txt": "a"})
+    assert calls == []
+
+
+def test_missing_input_suspends_and_names_it(counted: tuple[Constellation, list[str]]) -> None:
+    engine, calls = counted
+    result = engine.run(count_pipeline(), {})
+    assert result.status is ExecutionStatus.SUSPENDED
+    assert result.missing_inputs == {"text": "String"}
+    assert [e.code for e in result.errors] == ["E201"]
+    assert "input 'text'" in result.errors[0].message
+    assert calls == []
+
+
+def test_missing_input_still_runs_what_does_not_need_it(engine_factory: Factory) -> None:
+    engine = engine_factory()
+    b = PipelineBuilder("partial")
+    b.output("up", b.call("Uppercase", text=b.input("a", str)))
+    b.output("low", b.call("Lowercase", text=b.input("b", str)))
+    result = engine.run(b, {"a": "x"})
+    assert result.status is ExecutionStatus.SUSPENDED
+    assert result.outputs == {"up": "X"}
+    assert result.modules["Lowercase"].status is NodeStatus.PENDING
+
+
+def test_unknown_module_fails_at_compile_with_a_suggestion(engine_factory: Factory) -> None:
+    engine = engine_factory()
+    b = PipelineBuilder("p")
+    b.output("o", b.call("WordCont", text=b.input("t", str)))
+    with pytest.raises(UnknownModuleError, match="did you mean 'WordCount'"):
+        engine.compile(b)
+
+
+def test_a_module_that_raises_fails_the_execution_naming_node_and_module(
+        engine_factory: Factory) -> None:
+    @module("Explode")
+    def explode(text: str) -> str:
+        raise RuntimeError("kaboom")
+
+    engine = engine_factory([explode])
+    b = PipelineBuilder("p")
+    t = b.input("t", str)
+    b.output("bad", b.call("Explode", text=t))
+    result = engine.run(b, {"t": "x"})
+    assert result.status is ExecutionStatus.FAILED
+    err = result.errors[0]
+    assert isinstance(err, ModuleExecutionError) and err.code == "E300"
+    assert "Explode" in err.message and "kaboom" in err.message
+    assert err.details["node"] == "Explode"
+    assert isinstance(err.__cause__, RuntimeError)
+    assert result.modules["Explode"].status is NodeStatus.FAILED
+    with pytest.raises(ModuleExecutionError):
+        result.raise_for_status()
+    ok = PipelineBuilder("ok")
+    ok.output("o", ok.call("Uppercase", text=ok.input("t", str)))
+    assert engine.run(ok, {"t": "still fine"}).ok
+
+
+def test_a_module_returning_the_wrong_type_fails_clearly(engine_factory: Factory) -> None:
+    @module("Liar")
+    def liar(text: str) -> int:
+        return text  # type: ignore[return-value]
+
+    engine = engine_factory([liar])
+    b = PipelineBuilder("p")
+    b.output("o", b.call("Liar", text=b.input("t", str)))
+    result = engine.run(b, {"t": "x"})
+    assert result.status is ExecutionStatus.FAILED
+    err = result.errors[0]
+    assert isinstance(err, ModuleOutputTypeError) and err.code == "E302"
+    assert "Liar" in err.message and "expected Int, got str" in err.message
+
+
+def test_failure_keeps_outputs_computed_so_far(engine_factory: Factory) -> None:
+    @module("Fail")
+    def fail(text: str) -> str:
+        raise ValueError("no")
+
+    engine = engine_factory([fail])
+    b = PipelineBuilder("p")
+    t = b.input("t", str)
+    b.output("good", b.call("Uppercase", text=t))
+    b.output("bad", b.call("Fail", text=b.call("Trim", text=b.call("Lowercase", text=t))))
+    result = engine.run(b, {"t": "A"})
+    assert result.status is ExecutionStatus.FAILED
+    assert result.outputs.get("good") in (None, "A")  # may finish before or after the failure
+    assert "bad" not in result.outputs
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"max_concurrency": 0}, "max_concurrency"),
+    ({"max_concurrency": 1.5}, "max_concurrency"),
+    ({"max_queue_size": 0}, "max_queue_size"),
+    ({"starvation_timeout": 0}, "starvation_timeout"),
+    ({"worker_threads": -1}, "worker_threads"),
+    ({"dispatcher_threads": 0}, "dispatcher_threads"),
+])
+def test_invalid_scheduler_config_names_the_field(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SchedulerConfig(**kwargs)
+    assert info.value.details["field"] == field
+    assert field in info.value.message
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"default_timeout": 0}, "default_timeout"),
+    ({"scheduler": {"max_concurrency": 4}}, "scheduler"),
+    ({"executor": "threads"}, "executor"),
+    ({"modules": [lambda x: x]}, "modules"),
+])
+def test_invalid_engine_arguments_raise_configuration_error(
+        kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Constellation(**kwargs)
+    assert info.value.details["field"] == field
+
+
+def test_registering_two_modules_with_one_name_is_an_error(engine_factory: Factory) -> None:
+    @module("Uppercase")
+    def other(text: str) -> str:
+        return text
+
+    with pytest.raises(ConfigurationError, match="already registered"):
+        engine_factory([other])
+    engine = engine_factory()
+    engine.register(other, replace=True)
+    assert engine.modules["Uppercase"] is other
+
+
+# --- scheduling --------------------------------------------------------------------
+
+@pytest.fixture
+def gated(engine_factory: Factory) -> tuple[Constellation, threading.Event, list[str]]:
+    gate = threading.Event()
+    order: list[str] = []
+
+    @module("Gate")
+    def gate_module(tag: str) -> str:
+        order.append(tag)
+        if tag == "blocker":
+            gate.wait(10)
+        return tag
+
+    engine = engine_factory([gate_module], scheduler=SchedulerConfig(
+        max_concurrency=1, max_queue_size=5))
+    return engine, gate, order
+
+
+def gate_pipeline() -> PipelineBuilder:
+    b = PipelineBuilder("gate")
+    b.output("o", b.call("Gate", tag=b.input("tag", str)))
+    return b
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+def test_queued_executions_start_by_priority_then_fifo(
+        gated: tuple[Constellation, threading.Event, list[str]]) -> None:
+    engine, gate, order = gated
+    p = engine.compile(gate_pipeline())
+    blocker = engine.submit(p, {"tag": "blocker"})
+    wait_until(lambda: order == ["blocker"])
+    handles = [engine.submit(p, {"tag": tag}, priority=prio) for tag, prio in [
+        ("low", Priority.LOW), ("normal-1", "normal"), ("critical", Priority.CRITICAL),
+        ("normal-2", 50), ("high", Priority.HIGH)]]
+    assert all(h.status is ExecutionStatus.QUEUED for h in handles)
+    gate.set()
+    for h in [blocker, *handles]:
+        assert h.result(10).ok
+    assert order == ["blocker", "critical", "high", "normal-1", "normal-2", "low"]
+
+
+def test_a_full_queue_rejects_submit_at_once(
+        gated: tuple[Constellation, threading.Event, list[str]]) -> None:
+    engine, gate, order = gated
+    p = engine.compile(gate_pipeline())
+    blocker = engine.submit(p, {"tag": "blocker"})
+    wait_until(lambda: order == ["blocker"])
+    queued = [engine.submit(p, {"tag": f"q{i}"}) for i in range(5)]
+    started = time.perf_counter()
+    with pytest.raises(QueueFullError) as info:
+        engine.submit(p, {"tag": "one too many"})
+    assert time.perf_counter() - started < 0.5
+    assert info.value.code == "E401"
+    assert engine.rejected_count == 1 and engine.queued_count == 5
+    gate.set()
+    assert all(h.result(10).ok for h in [blocker, *queued])
+    assert engine.submit(p, {"tag": "after"}).result(10).ok
+
+
+def test_thousand_executions_from_eight_threads_with_bounded_threads(
+        engine_factory: Factory) -> None:
+    wl = diamond()
+    engine = engine_factory(MODULES, scheduler=SchedulerConfig(
+        max_concurrency=16, max_queue_size=None, worker_threads=8, dispatcher_threads=2))
+    pipeline = engine.compile(wl.spec)
+    baseline_threads = threading.active_count()
+    peak = [0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], threading.active_count())
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+
+    def submit_many(k: int) -> list[Any]:
+        return [engine.submit(pipeline, {"x": k}) for _ in range(125)]
+
+    with ThreadPoolExecutor(8) as submitters:
+        batches = list(submitters.map(submit_many, range(8)))
+    results = [h.result(60) for batch in batches for h in batch]
+    stop.set()
+    watcher.join()
+    assert len(results) == 1000
+    for k, batch in enumerate(batches):
+        for h in batch:
+            r = h.result()
+            assert r.ok and r.outputs == {"result": 8 * (k + 2)}
+    # 8 submitter threads + the watcher come and go; the engine adds at most its budget.
+    assert peak[0] <= baseline_threads + 8 + 1 + engine.thread_budget
+    assert engine.thread_budget == 2 + 8 + 1
+
+
+def test_timeout_ends_the_execution_with_partial_outputs(engine_factory: Factory) -> None:
+    @module("Sleepy")
+    def sleepy(text: str, ctx: CallContext) -> str:
+        while not ctx.cancelled:
+            time.sleep(0.005)
+        return text
+
+    engine = engine_factory([sleepy])
+    b = PipelineBuilder("slow")
+    t = b.input("t", str)
+    b.output("fast", b.call("Uppercase", text=t))
+    b.output("slow", b.call("Sleepy", text=t))
+    started = time.perf_counter()
+    result = engine.run(b, {"t": "a"}, timeout=0.2)
+    assert time.perf_counter() - started < 2
+    assert result.status is ExecutionStatus.TIMED_OUT
+    assert result.outputs == {"fast": "A"}
+    assert result.errors[0].code == "E502"
+    assert result.modules["Sleepy"].status is NodeStatus.CANCELLED
+
+
+def test_default_timeout_applies(engine_factory: Factory) -> None:
+    @module("Forever")
+    def forever(text: str, ctx: CallContext) -> str:
+        while not ctx.cancelled:
+            time.sleep(0.005)
+        return text
+
+    engine = engine_factory([forever], default_timeout=0.2)
+    b = PipelineBuilder("p")
+    b.output("o", b.call("Forever", text=b.input("t", str)))
+    assert engine.run(b, {"t": "a"}).status is ExecutionStatus.TIMED_OUT
+
+
+def test_cancel_a_running_and_a_queued_execution(
+        gated: tuple[Constellation, threading.Event, list[str]]) -> None:
+    engine, gate, order = gated
+    p = engine.compile(gate_pipeline())
+    running = engine.submit(p, {"tag": "blocker"})
+    wait_until(lambda: order == ["blocker"])
+    queued = engine.submit(p, {"tag": "never"})
+    assert queued.cancel() is True
+    assert queued.result(5).status is ExecutionStatus.CANCELLED
+    assert running.cancel() is True
+    result = running.result(5)
+    assert result.status is ExecutionStatus.CANCELLED and result.errors[0].code == "E501"
+    gate.set()
+    assert running.cancel() is False
+    assert "never" not in order
+    assert engine.inflight_count == 0
+
+
+def test_shutdown_drains_then_rejects(engine_factory: Factory) -> None:
+    @module("Nap")
+    def nap(text: str) -> str:
+        time.sleep(0.05)
+        return text
+
+    engine = engine_factory([nap])
+    b = PipelineBuilder("p")
+    b.output("o", b.call("Nap", text=b.input("t", str)))
+    handles = [engine.submit(b, {"t": str(i)}) for i in range(5)]
+    assert engine.shutdown(drain_timeout=10) is True
+    assert engine.state is LifecycleState.STOPPED
+    assert [h.result(1).outputs["o"] for h in handles] == [str(i) for i in range(5)]
+    with pytest.raises(ShuttingDownError):
+        engine.submit(b, {"t": "late"})
+
+
+def test_shutdown_leaves_no_engine_threads() -> None:
+    before = {t.name for t in threading.enumerate()}
+    with Constellation(MODULES) as engine:
+        wl = fan_out(200)
+        assert engine.run(wl.spec, wl.inputs).ok
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        extra = {t.name for t in threading.enumerate()} - before
+        if not any(n.startswith("constellation") for n in extra):
+            break
+        time.sleep(0.02)
+    assert not any(n.startswith("constellation") for n in extra), extra
+
+
+def test_any_executor_can_run_modules(engine_factory: Factory) -> None:
+    with ThreadPoolExecutor(4, thread_name_prefix="user-pool") as pool:
+        seen: set[str] = set()
+
+        @module("Where")
+        def where(x: int) -> int:
+            seen.add(threading.current_thread().name)
+            return x + 1
+
+        engine = engine_factory([where], executor=pool)
+        b = PipelineBuilder("p")
+        b.output("o", b.call("Where", x=b.call("Where", x=b.input("x", int))))
+        assert engine.run(b, {"x": 1}).outputs == {"o": 3}
+        assert seen and all(n.startswith("user-pool") for n in seen)
