@@ -83,7 +83,7 @@ class _StopFlag(threading.Event):
             if self._real is None:
                 self._real = threading.Event()
             real = self._real
-        if self._flag:
+        if self.is_set():  # set() may have run before _real was published
             return True
         return real.wait(timeout)
 
@@ -139,7 +139,8 @@ class _Inbox:
         if closed:
             _reject(envelope, self._actor)
             return
-        assert self._pool is not None and self._actor is not None
+        assert self._pool is not None
+        assert self._actor is not None
         self._pool.schedule(self._actor._turn)
 
     def get(self) -> Envelope[Any]:
@@ -172,6 +173,7 @@ class PooledActor(pykka.Actor):
     turn_batch: ClassVar[int] = 32
     """Messages handled in one turn before other actors get the thread (fairness)."""
 
+    actor_stopped: _StopFlag
     _actor_pool: ThreadPool
     _actor_started: bool
     _actor_registered: bool = False
@@ -185,8 +187,8 @@ class PooledActor(pykka.Actor):
         self.actor_stopped = _StopFlag()
         self._actor_started = False
 
-    @property  # type: ignore[override]
-    def actor_urn(self) -> str:
+    @property
+    def actor_urn(self) -> str:  # type: ignore[override]
         urn: str | None = self.__dict__.get("_urn")
         if urn is None:
             urn = self.__dict__["_urn"] = f"urn:constellation:actor:{next(_urns)}"

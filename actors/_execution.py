@@ -102,7 +102,7 @@ class ExecutionActor(PooledActor):
             for name, idx in plan.inputs.items():
                 if name in handle.inputs:
                     self._propagate(idx, handle.inputs[name], ready)
-        except _TransformFailed:
+        except _TransformFailedError:
             return
         self._launch(ready)
         self._maybe_finish()
@@ -159,7 +159,7 @@ class ExecutionActor(PooledActor):
                                        details={"value": name})
             error.__cause__ = exc
             self._finish(ExecutionStatus.FAILED, error)
-            raise _TransformFailed from exc
+            raise _TransformFailedError from exc
 
     def _launch(self, ready: list[int]) -> None:
         if self.done:
@@ -192,7 +192,7 @@ class ExecutionActor(PooledActor):
         ready: list[int] = []
         try:
             self._propagate(node.output, msg.value, ready)
-        except _TransformFailed:
+        except _TransformFailedError:
             return
         self._launch(ready)
         self._maybe_finish()
@@ -294,7 +294,7 @@ class NodeRecords(Mapping[str, NodeRecord]):
         return repr(dict(self))
 
 
-class _TransformFailed(Exception):
+class _TransformFailedError(Exception):
     """Internal: an inline transform raised; the execution has already been finished."""
 
 
@@ -350,7 +350,7 @@ class NodeActor(PooledActor):
         node = self.node
         started = time.perf_counter()
         try:
-            value = node.module.func(**self.kwargs)
+            value: Any = node.module.func(**self.kwargs)
         except Exception as exc:
             local.slot = None
             _tell(self, CallFinished(None, _module_error(node, exc),
@@ -358,7 +358,7 @@ class NodeActor(PooledActor):
             return
         local.slot = None
         exact = node.exact_output
-        if type(value) is exact and (exact is not int or _I64_MIN <= value <= _I64_MAX):
+        if type(value) is exact and (exact is not int or _I64_MIN <= value <= _I64_MAX):  # type: ignore[operator]
             _tell(self, CallFinished(value, None, (time.perf_counter() - started) * 1000.0))
         else:
             _tell(self, _checked(node, value, started))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from actors._messages import CancelExecution
 from constellation.core.results import ExecutionResult, ExecutionStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from pykka import ActorRef
 
     from actors._plan import ExecutionPlan

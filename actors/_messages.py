@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from actors._handle import ExecutionHandle
+    from actors._handle import Execution
     from constellation.core.errors import ConstellationError
 
 __all__ = [
@@ -31,14 +31,14 @@ __all__ = [
 class SubmitExecution:
     """Engine → supervisor: queue this admitted execution."""
 
-    handle: ExecutionHandle
+    handle: Execution
 
 
 @dataclass(frozen=True, slots=True)
 class ExecutionFinished:
     """Execution actor → supervisor: release the slot of this execution."""
 
-    handle: ExecutionHandle
+    handle: Execution
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ work at run time is list indexing, never dict lookups by id or type inference.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,8 @@ from constellation.core.transforms import evaluate
 from constellation.core.types import CBoolean, CFloat, CInt, CString
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
     from constellation.core.dag import DagSpec, Transform
     from constellation.core.modules import ModuleDefinition
     from constellation.core.options import CallOptions
@@ -112,8 +113,8 @@ class ExecutionPlan:
                                   mdef.options.merged(m.options), len(distinct),
                                   _EXACT.get(type(mdef.output)),
                                   not mdef.takes_ctx and not mdef._dataclass_params))
-        transforms = []
-        sources = []
+        transforms: list[TransformPlan] = []
+        sources: list[int] = []
         for d in spec.data:
             if d.transform is None:
                 continue

@@ -203,9 +203,10 @@ class ThreadPool(Executor):
                 task()
             except BaseException:
                 logger.exception("unhandled error in a task on %s", self.name)
-            task = _local.slot
-            if task is None:
+            nxt: Task | None = _local.slot
+            if nxt is None:
                 return
+            task = nxt
             _local.slot = None
             runs += 1
             if runs >= _SLOT_RUN_LIMIT:

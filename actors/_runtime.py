@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from pykka import ActorDeadError
@@ -16,6 +15,9 @@ from actors._timer import TimerService
 from constellation.core.errors import QueueFullError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from concurrent.futures import Executor
+
     from pykka import ActorRef
 
 __all__ = ["Runtime"]
@@ -95,10 +97,8 @@ class Runtime:
     def tell_supervisor(self, message: Any) -> None:
         """Tell the supervisor, ignoring a supervisor that has already stopped."""
         if self.supervisor is not None:
-            try:
+            with contextlib.suppress(ActorDeadError):
                 self.supervisor.tell(message)
-            except ActorDeadError:
-                pass
 
     def stop(self, join_timeout: float = 5.0) -> None:
         """Stop timer and pools (after the supervisor has stopped)."""

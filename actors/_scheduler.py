@@ -16,8 +16,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["SchedulerQueue"]
 

@@ -12,7 +12,10 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["TimerService"]
 

@@ -28,8 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.workloads import MODULES, Workload, chain, diamond, fan_out, sleepers  # noqa: E402
-from constellation import Constellation, SchedulerConfig  # noqa: E402
+from bench.workloads import MODULES, Workload, chain, diamond, fan_out, sleepers
+from constellation import Constellation, SchedulerConfig
 
 Graph = dict[str, tuple[Callable[..., Any], tuple[str, ...]]]
 
@@ -144,7 +144,8 @@ def _run_latency(wl: Workload, workers: int, repeat: int, dask_get: Any) -> dict
 
     def run_c() -> None:
         r = engine.run(pipeline, wl.inputs)
-        assert r.ok and r.outputs[wl.output] == wl.expected, (r.status, r.errors)
+        assert r.ok, (r.status, r.errors)
+        assert r.outputs[wl.output] == wl.expected
 
     out["constellation"] = _median_time(run_c, repeat) * 1000
     engine.shutdown()

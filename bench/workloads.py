@@ -12,12 +12,15 @@ dependencies)) so the peers in ``compare.py`` run exactly the same work.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from constellation import ModuleDefinition, PipelineBuilder, module
-from constellation.core.dag import DagSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from constellation.core.dag import DagSpec
 
 __all__ = ["MODULES", "Workload", "diamond", "fan_out", "chain", "sleepers"]
 

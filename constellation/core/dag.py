@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,8 @@ from constellation.core.transforms import infer_transform_type
 from constellation.core.types import CType, is_subtype, render
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from constellation.core.modules import ModuleDefinition
 
 __all__ = ["DagSpec", "DataNode", "ModuleNode", "Transform", "resolve"]

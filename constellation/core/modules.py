@@ -16,13 +16,15 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import sys
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
+from typing import TYPE_CHECKING, Any, get_type_hints, overload
 
 from constellation.core.errors import ConfigurationError
 from constellation.core.options import CallOptions
 from constellation.core.types import CType, coerce, from_annotation, render
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = ["ModuleDefinition", "module"]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import ConstellationError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["ExecutionResult", "ExecutionStatus", "NodeRecord", "NodeStatus"]
 

@@ -7,7 +7,6 @@ arithmetic, lambdas ...) to the same table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.types import (
@@ -22,6 +21,8 @@ from constellation.core.types import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from constellation.core.dag import Transform
 
 __all__ = ["evaluate", "infer_transform_type"]

@@ -65,6 +65,9 @@ class CType:
     def __str__(self) -> str:
         return render(self)
 
+    def __repr__(self) -> str:  # subclasses are dataclasses with repr=False
+        return f"CType({render(self)})"
+
 
 @dataclass(frozen=True, slots=True, repr=False)
 class CString(CType):
@@ -167,10 +170,6 @@ class CUnion(CType):
                 return m
         return None
 
-
-for _cls in (CString, CInt, CFloat, CBoolean, CNothing, CList, CSeq, CMap, COptional, CRecord,
-             CUnion):
-    _cls.__repr__ = lambda self: f"CType({render(self)})"  # type: ignore[method-assign]
 
 STRING = CString()
 INT = CInt()

@@ -75,7 +75,8 @@ def test_results_record_each_node(engine_factory: Factory) -> None:
     rec = result.modules["WordCount"]
     assert (rec.module, rec.status, rec.attempts) == ("WordCount", NodeStatus.COMPLETED, 1)
     assert rec.duration_ms >= 0
-    assert result.duration_ms > 0 and result.queued_ms >= 0
+    assert result.duration_ms > 0
+    assert result.queued_ms >= 0
     assert len(result.structural_hash) == 64
 
 
@@ -127,7 +128,8 @@ def test_wrong_input_type_is_rejected_before_any_module_runs(
     engine, calls = counted
     with pytest.raises(InputTypeError) as info:
         engine.submit(count_pipeline(), {"text": 42})
-    assert "input 'text'" in info.value.message and "expected String" in info.value.message
+    assert "input 'text'" in info.value.message
+    assert "expected String" in info.value.message
     assert calls == []
     assert engine.run(count_pipeline(), {"text": "ok"}).outputs == {"n": 2}  # still usable
 
@@ -139,7 +141,8 @@ def test_several_wrong_inputs_are_reported_together(engine_factory: Factory) -> 
                          replace="x"))
     with pytest.raises(InputTypeError) as info:
         engine.submit(b, {"a": 1, "b": 2})
-    assert "input 'a'" in info.value.message and "input 'b'" in info.value.message
+    assert "input 'a'" in info.value.message
+    assert "input 'b'" in info.value.message
     assert len(info.value.details["errors"]) == 2
 
 
@@ -193,8 +196,10 @@ def test_a_module_that_raises_fails_the_execution_naming_node_and_module(
     result = engine.run(b, {"t": "x"})
     assert result.status is ExecutionStatus.FAILED
     err = result.errors[0]
-    assert isinstance(err, ModuleExecutionError) and err.code == "E300"
-    assert "Explode" in err.message and "kaboom" in err.message
+    assert isinstance(err, ModuleExecutionError)
+    assert err.code == "E300"
+    assert "Explode" in err.message
+    assert "kaboom" in err.message
     assert err.details["node"] == "Explode"
     assert isinstance(err.__cause__, RuntimeError)
     assert result.modules["Explode"].status is NodeStatus.FAILED
@@ -216,8 +221,10 @@ def test_a_module_returning_the_wrong_type_fails_clearly(engine_factory: Factory
     result = engine.run(b, {"t": "x"})
     assert result.status is ExecutionStatus.FAILED
     err = result.errors[0]
-    assert isinstance(err, ModuleOutputTypeError) and err.code == "E302"
-    assert "Liar" in err.message and "expected Int, got str" in err.message
+    assert isinstance(err, ModuleOutputTypeError)
+    assert err.code == "E302"
+    assert "Liar" in err.message
+    assert "expected Int, got str" in err.message
 
 
 def test_failure_keeps_outputs_computed_so_far(engine_factory: Factory) -> None:
@@ -337,7 +344,8 @@ def test_a_full_queue_rejects_submit_at_once(
         engine.submit(p, {"tag": "one too many"})
     assert time.perf_counter() - started < 0.5
     assert info.value.code == "E401"
-    assert engine.rejected_count == 1 and engine.queued_count == 5
+    assert engine.rejected_count == 1
+    assert engine.queued_count == 5
     gate.set()
     assert all(h.result(10).ok for h in [blocker, *queued])
     assert engine.submit(p, {"tag": "after"}).result(10).ok
@@ -373,7 +381,8 @@ def test_thousand_executions_from_eight_threads_with_bounded_threads(
     for k, batch in enumerate(batches):
         for h in batch:
             r = h.result()
-            assert r.ok and r.outputs == {"result": 8 * (k + 2)}
+            assert r.ok
+            assert r.outputs == {"result": 8 * (k + 2)}
     # 8 submitter threads + the watcher come and go; the engine adds at most its budget.
     assert peak[0] <= baseline_threads + 8 + 1 + engine.thread_budget
     assert engine.thread_budget == 2 + 8 + 1
@@ -424,7 +433,8 @@ def test_cancel_a_running_and_a_queued_execution(
     assert queued.result(5).status is ExecutionStatus.CANCELLED
     assert running.cancel() is True
     result = running.result(5)
-    assert result.status is ExecutionStatus.CANCELLED and result.errors[0].code == "E501"
+    assert result.status is ExecutionStatus.CANCELLED
+    assert result.errors[0].code == "E501"
     gate.set()
     assert running.cancel() is False
     assert "never" not in order
@@ -475,4 +485,5 @@ def test_any_executor_can_run_modules(engine_factory: Factory) -> None:
         b = PipelineBuilder("p")
         b.output("o", b.call("Where", x=b.call("Where", x=b.input("x", int))))
         assert engine.run(b, {"x": 1}).outputs == {"o": 3}
-        assert seen and all(n.startswith("user-pool") for n in seen)
+        assert seen
+        assert all(n.startswith("user-pool") for n in seen)

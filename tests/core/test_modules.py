@@ -64,7 +64,8 @@ def test_option_defaults_are_validated() -> None:
     def flaky(x: int) -> int:
         return x
 
-    assert flaky.options.retry == 2 and flaky.options.timeout == 1.5
+    assert flaky.options.retry == 2
+    assert flaky.options.timeout == 1.5
     with pytest.raises(ConfigurationError, match="retry"):
         module("Bad", retry=-1)(flaky.func)
     with pytest.raises(ConfigurationError, match="nonsense"):

@@ -96,7 +96,8 @@ def test_union_subtyping() -> None:
 
 
 def test_coerce_accepts_and_normalizes() -> None:
-    assert coerce(FLOAT, 3) == 3.0 and type(coerce(FLOAT, 3)) is float
+    assert coerce(FLOAT, 3) == 3.0
+    assert type(coerce(FLOAT, 3)) is float
     assert coerce(CList(INT), (1, 2)) == [1, 2]
     assert coerce(CRecord.of(x=FLOAT, y=FLOAT), Point(1.0, 2.0)) == {"x": 1.0, "y": 2.0}
     assert coerce(COptional(INT), None) is None
@@ -143,7 +144,8 @@ def test_from_json_detects_a_bare_union_variant() -> None:
 def test_zero_values() -> None:
     assert zero_value(CRecord.of(a=INT, b=STRING, c=CList(INT), d=COptional(INT))) == {
         "a": 0, "b": "", "c": [], "d": None}
-    assert zero_value(FLOAT) == 0.0 and zero_value(BOOLEAN) is False
+    assert zero_value(FLOAT) == 0.0
+    assert zero_value(BOOLEAN) is False
 
 
 @pytest.mark.parametrize("text", [

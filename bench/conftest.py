@@ -1,0 +1,1 @@
+"""Benchmarks import the repository's bench package and the installed constellation."""
