@@ -24,7 +24,7 @@ from pykka._envelope import Envelope
 from pykka._threading import ThreadingFuture
 
 from actors._pool import ThreadPool
-from actors._pool import current_pool as _pool_local_pool
+from actors._pool import _local as _pool_local
 
 __all__ = ["PooledActor", "default_dispatcher"]
 
@@ -93,14 +93,18 @@ class _Inbox:
 
     __slots__ = ("_actor", "_closed", "_lock", "_messages", "_pool", "_scheduled")
 
-    def __init__(self) -> None:
+    def __init__(self, actor: PooledActor | None = None, pool: ThreadPool | None = None
+                 ) -> None:
         # pykka Envelopes, and bare messages posted by the runtime itself (see post()).
         self._messages: deque[Any] = deque()
         self._lock = threading.Lock()
-        self._scheduled = True  # until bound and started: messages only accumulate
+        # True while a turn owns the actor. Until bound and started, messages only
+        # accumulate. An inbox made with its actor and pool belongs to an actor created
+        # running, whose creator holds its first turn (see PooledActor.spawn_running).
+        self._scheduled = True
         self._closed = False
-        self._actor: PooledActor | None = None
-        self._pool: ThreadPool | None = None
+        self._actor = actor
+        self._pool = pool
 
     def bind(self, actor: PooledActor, pool: ThreadPool, *, schedule: bool = True) -> None:
         self._actor = actor
@@ -227,22 +231,35 @@ class PooledActor(pykka.Actor):
     @classmethod
     def spawn_running(cls, *args: Any, _dispatcher: ThreadPool | None = None, **kwargs: Any
                       ) -> Self:
-        """Create an unregistered actor that is already started, and return the actor.
+        """Create an unregistered actor whose first turn the caller holds; return the actor.
 
-        No first turn is scheduled (``on_start`` is not called): the creator does the
-        actor's first step itself, which is safe because no other thread can reach the
-        actor before the creator hands it out. Used for node actors, whose first step is
-        to hand their module call to the workers; it saves one turn per node.
+        No turn is scheduled and ``on_start`` is not called: the creator does the actor's
+        first step itself, as that turn, then must call :meth:`end_turn`. Messages that
+        arrive meanwhile (say, a reply to a call the first step made) wait in the inbox,
+        exactly as during any turn. Used for execution and node actors, whose first step
+        is to start work; it saves one scheduled turn per actor.
         """
         obj = cls(*args, **kwargs)
-        obj._actor_started = True
-        pool = obj._actor_pool = _dispatcher or cls.dispatcher or default_dispatcher()
-        inbox: _Inbox = obj.actor_inbox  # type: ignore[assignment]
-        # Not yet visible to any other thread: no lock needed, nothing to schedule.
-        inbox._actor = obj
-        inbox._pool = pool
-        inbox._scheduled = False
+        obj._become_running(_dispatcher or cls.dispatcher or default_dispatcher())
         return obj
+
+    def _become_running(self, pool: ThreadPool) -> None:
+        self._actor_started = True
+        self._actor_pool = pool
+        self.actor_inbox = _Inbox(self, pool)
+
+    def end_turn(self) -> None:
+        """End the turn the caller holds (see :meth:`spawn_running`): close the inbox if
+        the actor stopped, else schedule another turn if messages arrived meanwhile."""
+        inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
+        if self.actor_stopped._flag:
+            self._close_inbox(inbox)
+            return
+        with inbox._lock:
+            if not inbox._messages:
+                inbox._scheduled = False
+                return
+        self._actor_pool.schedule_queued(self._turn)
 
     def post(self, message: Any) -> bool:
         """Send a runtime-internal message: no Envelope, no reply, no liveness check.
@@ -274,7 +291,7 @@ class PooledActor(pykka.Actor):
                     self._actor_pool.schedule(self._turn)
                 return True
             inbox._scheduled = True
-        if _pool_local_pool() not in self._actor_pool._runs_on:
+        if getattr(_pool_local, "pool", None) not in self._actor_pool._runs_on:
             inbox._messages.append(message)
             self._actor_pool.schedule_queued(self._turn)
             return True
@@ -290,14 +307,7 @@ class PooledActor(pykka.Actor):
             logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
             self._stop()
             ActorRegistry.stop_all()
-        if self.actor_stopped._flag:
-            self._close_inbox(inbox)
-            return True
-        with inbox._lock:
-            if not inbox._messages:
-                inbox._scheduled = False
-                return True
-        self._actor_pool.schedule_queued(self._turn)
+        self.end_turn()
         return True
 
     def _attach(self, pool: ThreadPool | None) -> None:
@@ -357,15 +367,8 @@ class PooledActor(pykka.Actor):
                 logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
                 self._stop()
                 ActorRegistry.stop_all()
-        if stopped._flag:
-            self._close_inbox(inbox)
-            return
-        with inbox._lock:
-            if not msgs:
-                inbox._scheduled = False
-                return
-        # More waiting: go to the back of the queue so other actors get a turn.
-        self._actor_pool.schedule_queued(self._turn)
+        # Stopped: close. More waiting: back of the queue, so other actors get a turn.
+        self.end_turn()
 
     def _handle_envelope(self, envelope: Envelope[Any]) -> None:
         # Mirrors pykka.Actor._actor_loop_running's body for one message.

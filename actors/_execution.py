@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from actors import _pool
-from actors._actor import PooledActor
+from actors._actor import PooledActor, _Inbox, _StopFlag
 from actors._context import CallContext
 from actors._messages import (
     CallFinished,
@@ -89,7 +89,8 @@ class ExecutionActor(PooledActor):
         self.done = False
         self.started = 0.0
 
-    def on_start(self) -> None:
+    def begin(self) -> None:
+        """The first step, done by the creator (see ``PooledActor.spawn_running``)."""
         handle = self.handle
         self.started = time.perf_counter()
         handle.started_at = self.started
@@ -167,15 +168,15 @@ class ExecutionActor(PooledActor):
         values = self.values
         nodes = self.plan.nodes
         runtime = self.runtime
-        dispatcher = runtime.dispatcher
         handle = self.handle
         running = self.running
         for j in ready:
             node = nodes[j]
-            actor = NodeActor.spawn_running(self, node, {p: values[i] for p, i in node.args},
-                                            handle, runtime, _dispatcher=dispatcher)
+            actor = NodeActor(self, node, {p: values[i] for p, i in node.args}, handle,
+                              runtime)
             running[j] = actor
             actor.begin()
+            actor.end_turn()
 
     def _node_finished(self, msg: NodeFinished) -> None:
         if self.done:
@@ -247,8 +248,10 @@ class ExecutionActor(PooledActor):
             queued_ms=(self.started - handle.submitted_at) * 1000.0,
         )
         handle._complete(result)
-        self.runtime.tell_supervisor(ExecutionFinished(handle))
         self._stop()
+        # The thread that finishes an execution starts the next queued one itself when
+        # the supervisor is idle (post_and_run), rather than handing it to a dispatcher.
+        self.runtime.post_to_supervisor(ExecutionFinished(handle))
 
 
 class NodeRecords(Mapping[str, NodeRecord]):
@@ -311,7 +314,13 @@ class NodeActor(PooledActor):
 
     def __init__(self, parent: ExecutionActor, node: NodePlan, args: dict[str, Any],
                  handle: Execution, runtime: Runtime) -> None:
-        super().__init__()
+        # Created already running, without PooledActor.__init__ and spawn_running's
+        # indirections: one constructor per node is the whole cost of the actor.
+        pool = runtime.dispatcher
+        self.actor_inbox = _Inbox(self, pool)
+        self.actor_stopped = _StopFlag()
+        self._actor_started = True
+        self._actor_pool = pool
         self.parent = parent
         self.node = node
         self.args = args
@@ -337,7 +346,10 @@ class NodeActor(PooledActor):
             self.kwargs = kwargs
         workers = self.runtime.workers
         if type(workers) is ThreadPool:
-            workers.schedule(self._run_call)
+            if node.timing.fast:
+                workers.schedule_local(self._run_call)
+            else:
+                workers.schedule(self._run_call)
         else:
             future = workers.submit(node.module.func, **self.kwargs)
             started = time.perf_counter()
@@ -353,13 +365,18 @@ class NodeActor(PooledActor):
             value: Any = node.module.func(**self.kwargs)
         except Exception as exc:
             local.slot = None
-            _tell(self, CallFinished(None, _module_error(node, exc),
-                                     (time.perf_counter() - started) * 1000.0))
+            elapsed = time.perf_counter() - started
+            node.timing.record(elapsed)
+            _tell(self, CallFinished(None, _module_error(node, exc), elapsed * 1000.0))
             return
+        # (The happy path below posts directly; _tell only adds a log line on a drop.)
         local.slot = None
+        elapsed = time.perf_counter() - started
+        node.timing.record(elapsed)
         exact = node.exact_output
         if type(value) is exact and (exact is not int or _I64_MIN <= value <= _I64_MAX):  # type: ignore[operator]
-            _tell(self, CallFinished(value, None, (time.perf_counter() - started) * 1000.0))
+            if not self.post_and_run(CallFinished(value, None, elapsed * 1000.0)):
+                logger.debug("dropped the result of a finished node")
         else:
             _tell(self, _checked(node, value, started))
 

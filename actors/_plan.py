@@ -21,11 +21,41 @@ if TYPE_CHECKING:
     from constellation.core.options import CallOptions
     from constellation.core.types import CType
 
-__all__ = ["ExecutionPlan", "NodePlan", "TransformPlan"]
+__all__ = ["FAST_CALL_SECONDS", "ExecutionPlan", "ModuleTiming", "NodePlan", "TransformPlan"]
 
 # Consumer kinds in ExecutionPlan.consumers.
 MODULE = 0
 TRANSFORM = 1
+
+
+FAST_CALL_SECONDS = 100e-6
+"""Calls of a module whose average time is below this stay on the thread that made
+them ready; slower (or not yet measured) modules are spread over the worker pool."""
+
+
+class ModuleTiming:
+    """Running average of one module's call time, shared by an engine's executions.
+
+    Updated without a lock from whichever worker finishes a call: a lost update only
+    delays the average by one sample.
+    """
+
+    __slots__ = ("average",)
+
+    def __init__(self) -> None:
+        self.average = 1.0  # unknown: treat as slow until measured
+
+    def record(self, seconds: float) -> None:
+        """Fold one call's duration into the average (exponential, weight 1/4)."""
+        if self.average == 1.0:
+            self.average = seconds
+        else:
+            self.average += (seconds - self.average) * 0.25
+
+    @property
+    def fast(self) -> bool:
+        """Whether calls are short enough to run where they become ready."""
+        return self.average < FAST_CALL_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +75,7 @@ class NodePlan:
             common case, kept off the generic checker).
         plain_args: arguments go to the function as they are (no dataclass
             parameters, no ``ctx``).
+        timing: the engine's running average of this module's call time.
     """
 
     index: int
@@ -56,6 +87,7 @@ class NodePlan:
     deps: int
     exact_output: type | None
     plain_args: bool
+    timing: ModuleTiming
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +117,14 @@ class ExecutionPlan:
     sources: tuple[int, ...]  # transforms with no inputs (literals), computed at start
 
     @staticmethod
-    def build(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> ExecutionPlan:
+    def build(spec: DagSpec, modules: Mapping[str, ModuleDefinition],
+              timings: dict[str, ModuleTiming] | None = None) -> ExecutionPlan:
         """Make the plan for a resolved spec.
+
+        Args:
+            spec: a resolved DagSpec.
+            modules: the registered modules.
+            timings: the engine's per-module call timings (shared by its plans).
 
         Raises:
             CompilationError: the graph has a cycle or reads an undefined data node.
@@ -101,6 +139,7 @@ class ExecutionPlan:
                 return -1
             return index[did]
 
+        timings = {} if timings is None else timings
         nodes = []
         for n, m in enumerate(spec.modules):
             mdef = modules[m.module]
@@ -112,7 +151,8 @@ class ExecutionPlan:
             nodes.append(NodePlan(n, m.name, mdef, args, idx(m.output, m.name),
                                   mdef.options.merged(m.options), len(distinct),
                                   _EXACT.get(type(mdef.output)),
-                                  not mdef.takes_ctx and not mdef._dataclass_params))
+                                  not mdef.takes_ctx and not mdef._dataclass_params,
+                                  timings.setdefault(m.module, ModuleTiming())))
         transforms: list[TransformPlan] = []
         sources: list[int] = []
         for d in spec.data:

@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, ParamSpec, TypeVar
@@ -28,7 +29,8 @@ T = TypeVar("T")
 Task = Callable[[], None]
 
 _local = threading.local()
-# Consecutive slot tasks a thread runs before it lets the queue in (fairness).
+# Consecutive local tasks (slot, then backlog) a thread runs before it lets the shared
+# queue in (fairness).
 _SLOT_RUN_LIMIT = 256
 _STOP = object()
 
@@ -93,6 +95,24 @@ class ThreadPool(Executor):
             return
         self.schedule_queued(task)
 
+    def schedule_local(self, task: Task) -> None:
+        """Run ``task`` on this thread after the work already queued on it, if this is
+        one of the threads that may run it; else like :meth:`schedule`.
+
+        For short work (actor turns, calls of modules known to be quick): keeping it on
+        the thread that produced it avoids a handoff per task. Long or unknown work
+        should use :meth:`schedule` so that it spreads over the pool.
+        """
+        if getattr(_local, "pool", None) in self._runs_on:
+            slot = _local.slot
+            if slot is None:
+                _local.slot = task
+                return
+            if slot is not SLOT_HELD:
+                _local.backlog.append(task)
+                return
+        self.schedule_queued(task)
+
     def schedule_queued(self, task: Task) -> None:
         """Put ``task`` on the shared queue (never the caller's slot)."""
         if self._shutdown:
@@ -108,6 +128,9 @@ class ThreadPool(Executor):
             if self._idle > self._claims:
                 self._claims += 1
             elif len(self._threads) < self.max_threads and not self._shutdown:
+                # The new thread is this task's: it counts as idle for a moment before it
+                # takes the task, and must not look free to the next task meanwhile.
+                self._claims += 1
                 self._spawn()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
@@ -169,6 +192,19 @@ class ThreadPool(Executor):
         return all(not t.is_alive() for t in self._threads
                    if t is not threading.current_thread())
 
+    def _take_nowait(self) -> Task | None:
+        try:
+            task = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if task is _STOP:
+            self._queue.put(task)
+            return None
+        with self._lock:
+            if self._claims:
+                self._claims -= 1  # the task had claimed an idle thread; we took it instead
+        return task  # type: ignore[no-any-return]
+
     # --- threads -----------------------------------------------------------------------
 
     def _spawn(self) -> None:
@@ -180,6 +216,7 @@ class ThreadPool(Executor):
     def _worker(self) -> None:
         _local.pool = self
         _local.slot = None
+        _local.backlog = deque()
         get = self._queue.get
         lock = self._lock
         while True:
@@ -198,6 +235,7 @@ class ThreadPool(Executor):
 
     def _run(self, task: Task) -> None:
         runs = 0
+        backlog: deque[Task] = _local.backlog
         while True:
             try:
                 task()
@@ -205,10 +243,19 @@ class ThreadPool(Executor):
                 logger.exception("unhandled error in a task on %s", self.name)
             nxt: Task | None = _local.slot
             if nxt is None:
-                return
+                if not backlog:
+                    return
+                nxt = backlog.popleft()
+            else:
+                _local.slot = None
             task = nxt
-            _local.slot = None
             runs += 1
             if runs >= _SLOT_RUN_LIMIT:
-                self._enqueue(task)
-                return
+                # Let the shared queue in: run its head before the next local task. Local
+                # work never leaves this thread (spilling it would wake every idle thread),
+                # and this thread never blocks while it has local work.
+                runs = 0
+                shared = self._take_nowait()
+                if shared is not None:
+                    backlog.appendleft(task)
+                    task = shared

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from pykka import ActorRef
 
+    from actors._actor import PooledActor
+
 __all__ = ["Runtime"]
 
 
@@ -48,6 +50,7 @@ class Runtime:
             self.dispatcher.also_runs_on(self.workers)
         self.timer = TimerService(f"{name}-timer", clock=clock)
         self.supervisor: ActorRef[Any] | None = None
+        self.supervisor_actor: PooledActor | None = None
         self.max_queue_size = max_queue_size
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -99,6 +102,12 @@ class Runtime:
         if self.supervisor is not None:
             with contextlib.suppress(ActorDeadError):
                 self.supervisor.tell(message)
+
+    def post_to_supervisor(self, message: Any) -> None:
+        """Runtime-internal: deliver to the supervisor, running its turn on this thread
+        if it is idle and this is an engine thread (see ``PooledActor.post_and_run``)."""
+        if self.supervisor_actor is not None:
+            self.supervisor_actor.post_and_run(message)
 
     def stop(self, join_timeout: float = 5.0) -> None:
         """Stop timer and pools (after the supervisor has stopped)."""

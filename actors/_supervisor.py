@@ -87,7 +87,10 @@ class Supervisor(PooledActor):
             del self.queued[h.execution_id]
             runtime.dequeued()
             self.running[h.execution_id] = h
-            h._actor = ExecutionActor.spawn(h, runtime, _dispatcher=runtime.dispatcher)
+            actor = ExecutionActor.spawn_running(h, runtime, _dispatcher=runtime.dispatcher)
+            h._actor = actor.actor_ref
+            actor.begin()
+            actor.end_turn()
 
     def _stop_one(self, message: CancelExecution | DeadlineReached) -> None:
         eid = message.execution_id

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors._handle import Execution
 from actors._messages import SubmitExecution
-from actors._plan import ExecutionPlan
+from actors._plan import ExecutionPlan, ModuleTiming
 from actors._runtime import Runtime
 from actors._supervisor import CancelAll, Supervisor
 from constellation.core.builder import PipelineBuilder
@@ -191,6 +191,7 @@ class Constellation:
         self.backends = backends or Backends()
         self.default_timeout = float(default_timeout)
         self._modules: dict[str, ModuleDefinition] = {}
+        self._timings: dict[str, ModuleTiming] = {}
         if stdlib:
             from constellation.stdlib import default_modules
 
@@ -204,9 +205,12 @@ class Constellation:
             max_queue_size=scheduler.max_queue_size,
             clock=clock,
         )
-        self._runtime.supervisor = Supervisor.spawn(
+        supervisor = Supervisor.spawn_running(
             self._runtime, scheduler.max_concurrency, scheduler.starvation_timeout,
             _dispatcher=self._runtime.dispatcher)
+        supervisor.end_turn()  # no first step to do
+        self._runtime.supervisor_actor = supervisor
+        self._runtime.supervisor = supervisor.actor_ref
         self._state = LifecycleState.RUNNING
         self._state_lock = threading.Lock()
         self._id_prefix = int.from_bytes(os.urandom(8), "big") << 64
@@ -265,7 +269,7 @@ class Constellation:
                 "E100", f"cannot compile a {type(source).__name__}; give a DagSpec, a "
                         "PipelineBuilder or constellation-lang source")])
         spec = resolve(source, self._modules)
-        return Pipeline(spec, ExecutionPlan.build(spec, self._modules), self)
+        return Pipeline(spec, ExecutionPlan.build(spec, self._modules, self._timings), self)
 
     def _compile_source(self, source: str, name: str) -> DagSpec:
         raise CompilationError([Diagnostic(
