@@ -250,3 +250,48 @@ def test_stop_flag_can_be_waited_on() -> None:
     ref.stop(timeout=WAIT)
     assert waiter_done.wait(WAIT)
     t.join(WAIT)
+
+
+def test_racing_post_and_run_from_pool_threads_keeps_one_turn_at_a_time() -> None:
+    pool = ThreadPool(8, "race-pool")
+
+    class Counter(PooledActor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inside = 0
+            self.overlaps = 0
+            self.count = 0
+
+        def on_receive(self, message: Any) -> Any:
+            self.inside += 1
+            if self.inside > 1:
+                self.overlaps += 1
+            time.sleep(0)
+            self.count += 1
+            self.inside -= 1
+            return None
+
+    ref = Counter.start(_dispatcher=pool)
+    actor = ref._actor_weakref()  # the runtime posts to actor objects, not refs
+    assert actor is not None
+    done = threading.Barrier(9, timeout=WAIT)
+
+    def hammer(use_run: bool) -> None:
+        for _ in range(500):
+            if use_run:
+                actor.post_and_run("x")
+            else:
+                actor.post("x")
+        done.wait()
+
+    for i in range(8):
+        pool.schedule_queued(lambda i=i: hammer(i % 2 == 0))
+    done.wait()
+    proxy = ref.proxy()
+    deadline = time.monotonic() + WAIT
+    while proxy.count.get(timeout=WAIT) < 4000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proxy.count.get(timeout=WAIT) == 4000
+    assert proxy.overlaps.get(timeout=WAIT) == 0
+    ref.stop(timeout=WAIT)
+    pool.shutdown()
