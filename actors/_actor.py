@@ -307,6 +307,13 @@ class PooledActor(pykka.Actor):
             inbox._messages.append(message)
             self._actor_pool.schedule_queued(self._turn)
             return True
+        self._receive_posted(message)
+        self.end_turn()
+        return True
+
+    def _receive_posted(self, message: Any) -> None:
+        # A runtime-internal message: straight to on_receive, with pykka's handling of
+        # an unhandled exception in a message nobody waits for.
         try:
             self.on_receive(message)
         except Exception:
@@ -319,8 +326,6 @@ class PooledActor(pykka.Actor):
             logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
             self._stop()
             ActorRegistry.stop_all()
-        self.end_turn()
-        return True
 
     def _attach(self, pool: ThreadPool | None) -> None:
         self._actor_pool = pool or self.dispatcher or default_dispatcher()
@@ -366,19 +371,8 @@ class PooledActor(pykka.Actor):
             item = msgs.popleft()
             if type(item) is Envelope:
                 self._handle_envelope(item)
-                continue
-            try:  # a runtime-internal message: straight to on_receive
-                self.on_receive(item)
-            except Exception:
-                self._handle_failure(*sys.exc_info())
-                try:
-                    self.on_failure(*sys.exc_info())
-                except Exception:
-                    self._handle_failure(*sys.exc_info())
-            except BaseException:
-                logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
-                self._stop()
-                ActorRegistry.stop_all()
+            else:
+                self._receive_posted(item)
         # Stopped: close. More waiting: back of the queue, so other actors get a turn.
         self.end_turn()
 

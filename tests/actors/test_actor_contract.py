@@ -139,8 +139,10 @@ def test_unhandled_exception_in_tell_stops_the_actor(actor_base: type[pykka.Acto
     assert not ref.is_alive()
 
 
-def test_actor_never_runs_two_turns_at_once(actor_base: type[pykka.Actor]) -> None:
-    class Probe(actor_base):  # type: ignore[valid-type, misc]
+def make_overlap_probe(base: type[pykka.Actor]) -> type[pykka.Actor]:
+    """An actor that counts messages and notices if two turns ever overlap."""
+
+    class Probe(base):  # type: ignore[valid-type, misc]
         def __init__(self) -> None:
             super().__init__()
             self.inside = 0
@@ -156,7 +158,11 @@ def test_actor_never_runs_two_turns_at_once(actor_base: type[pykka.Actor]) -> No
             self.inside -= 1
             return None
 
-    ref = Probe.start()
+    return Probe
+
+
+def test_actor_never_runs_two_turns_at_once(actor_base: type[pykka.Actor]) -> None:
+    ref = make_overlap_probe(actor_base).start()
 
     def sender() -> None:
         for _ in range(300):
@@ -255,23 +261,7 @@ def test_stop_flag_can_be_waited_on() -> None:
 def test_racing_post_and_run_from_pool_threads_keeps_one_turn_at_a_time() -> None:
     pool = ThreadPool(8, "race-pool")
 
-    class Counter(PooledActor):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inside = 0
-            self.overlaps = 0
-            self.count = 0
-
-        def on_receive(self, message: Any) -> Any:
-            self.inside += 1
-            if self.inside > 1:
-                self.overlaps += 1
-            time.sleep(0)
-            self.count += 1
-            self.inside -= 1
-            return None
-
-    ref = Counter.start(_dispatcher=pool)
+    ref = make_overlap_probe(PooledActor).start(_dispatcher=pool)
     actor = ref._actor_weakref()  # the runtime posts to actor objects, not refs
     assert actor is not None
     done = threading.Barrier(9, timeout=WAIT)
