@@ -405,3 +405,7 @@ class PooledActor(pykka.Actor):
         inbox._closed = True
         if inbox._messages:
             inbox.drain_rejected()
+        # Break the actor <-> inbox reference cycle: a stopped actor is then freed by
+        # reference counting at once instead of waiting for the cyclic collector, which
+        # (measured) cost a third of the time of short executions.
+        inbox._actor = None
