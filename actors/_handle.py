@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import concurrent.futures
+import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Execution"]
 
+logger = logging.getLogger("constellation.runtime")
+
 
 class Execution:
     """A submitted execution: its id and status, its result when done, and cancel.
@@ -31,8 +34,12 @@ class Execution:
         priority: the integer priority it was submitted with.
     """
 
-    __slots__ = ("_actor", "_deadline_timer", "_future", "_runtime", "_status", "deadline",
-                 "execution_id", "inputs", "plan", "priority", "started_at", "submitted_at")
+    __slots__ = ("_actor", "_callbacks", "_deadline_timer", "_event", "_result", "_runtime",
+                 "_status", "deadline", "execution_id", "inputs", "plan", "priority",
+                 "started_at", "submitted_at")
+
+    # Guards the lazy creation of _event and the callback list, not the hot path.
+    _lock = threading.Lock()
 
     def __init__(self, execution_id: str, plan: ExecutionPlan, inputs: Mapping[str, Any],
                  priority: int, deadline: float | None, runtime: Runtime) -> None:
@@ -44,7 +51,12 @@ class Execution:
         self.submitted_at = time.perf_counter()
         self.started_at = 0.0
         self._runtime = runtime
-        self._future: concurrent.futures.Future[ExecutionResult] = concurrent.futures.Future()
+        # Not a concurrent.futures.Future: its Condition and RLock cost more than the
+        # rest of the handle, and most results are read after they are set. An Event
+        # is made only for a caller that has to wait.
+        self._result: ExecutionResult | None = None
+        self._event: threading.Event | None = None
+        self._callbacks: list[Callable[[ExecutionResult], None]] | None = None
         self._status = ExecutionStatus.QUEUED
         self._actor: ActorRef[Any] | None = None
         self._deadline_timer: TimerEntry | None = None
@@ -64,7 +76,7 @@ class Execution:
 
     def done(self) -> bool:
         """Whether the execution has ended."""
-        return self._future.done()
+        return self._result is not None
 
     def result(self, timeout: float | None = None) -> ExecutionResult:
         """Wait for the result.
@@ -78,11 +90,20 @@ class Execution:
         Raises:
             TimeoutError: still running after ``timeout`` seconds (it keeps running).
         """
-        try:
-            return self._future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        result = self._result
+        if result is not None:
+            return result
+        with self._lock:
+            if self._result is None and self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if self._result is None and event is not None:
+            event.wait(timeout)
+        result = self._result
+        if result is None:
             raise TimeoutError(f"execution {self.execution_id} still running after "
-                               f"{timeout} s") from None
+                               f"{timeout} s")
+        return result
 
     def cancel(self) -> bool:
         """Ask the engine to stop the execution; it ends CANCELLED with the outputs so far.
@@ -90,22 +111,39 @@ class Execution:
         Returns:
             ``False`` if it had already ended, else ``True`` (the result follows soon).
         """
-        if self._future.done():
+        if self._result is not None:
             return False
         self._runtime.tell_supervisor(CancelExecution(self.execution_id))
         return True
 
     def add_done_callback(self, fn: Callable[[ExecutionResult], None]) -> None:
         """Call ``fn(result)`` when the execution ends (at once if it has)."""
-        self._future.add_done_callback(lambda f: fn(f.result()))
+        with self._lock:
+            if self._result is None:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        fn(self._result)
 
     # --- runtime side -------------------------------------------------------------------
 
     def _complete(self, result: ExecutionResult) -> None:
-        if self._future.done():
+        # Called once, from the actor that ends the execution.
+        if self._result is not None:
             return
         if self._deadline_timer is not None:
             self._runtime.timer.cancel(self._deadline_timer)
         self._status = result.status
+        with self._lock:
+            self._result = result
+            event = self._event
+            callbacks = self._callbacks
         self._runtime.execution_done()
-        self._future.set_result(result)
+        if event is not None:
+            event.set()
+        for fn in callbacks or ():
+            try:
+                fn(result)
+            except Exception:
+                logger.exception("done callback of execution %s failed", self.execution_id)

@@ -213,7 +213,8 @@ class Constellation:
         self._runtime.supervisor = supervisor.actor_ref
         self._state = LifecycleState.RUNNING
         self._state_lock = threading.Lock()
-        self._id_prefix = int.from_bytes(os.urandom(8), "big") << 64
+        # Execution ids look like UUIDs: 64 random bits per engine, then a counter.
+        self._id_prefix = str(uuid.UUID(int=int.from_bytes(os.urandom(8), "big") << 64))[:19]
         self._ids = itertools.count(1)
 
     # --- modules -----------------------------------------------------------------------
@@ -321,13 +322,14 @@ class Constellation:
                                              f"got {t!r}", details={"field": "timeout"})
                 limit = min(limit, float(t))
         runtime = self._runtime
-        eid = str(uuid.UUID(int=self._id_prefix | next(self._ids)))
+        n = next(self._ids)
+        eid = f"{self._id_prefix}{n >> 48 & 0xFFFF:04x}-{n & 0xFFFFFFFFFFFF:012x}"
         deadline = runtime.clock() + limit
         handle = Execution(eid, plan, checked, prio, deadline, runtime)
         runtime.admit()
         handle._deadline_timer = runtime.timer.call_at(
             deadline, lambda: runtime.tell_supervisor(_deadline_message(eid)))
-        runtime.tell_supervisor(SubmitExecution(handle))
+        runtime.post_to_supervisor(SubmitExecution(handle))
         return handle
 
     def run(

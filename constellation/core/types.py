@@ -264,6 +264,10 @@ def coerce(t: CType, value: Any, path: str = "value") -> Any:
     Raises:
         InputTypeError: the value does not fit, naming ``path`` and both types.
     """
+    exact = _EXACT_PY.get(t.__class__)
+    if exact is not None and type(value) is exact and (
+            exact is not int or _INT64_MIN <= value <= _INT64_MAX):  # type: ignore[operator]
+        return value  # the common case, without the pattern match below
     match t:
         case CString():
             if type(value) is str:
@@ -332,6 +336,7 @@ def coerce(t: CType, value: Any, path: str = "value") -> Any:
 
 
 _SCALAR_PY: dict[type, type] = {CString: str, CInt: int, CBoolean: bool}
+_EXACT_PY: dict[type, type] = {CString: str, CInt: int, CBoolean: bool, CFloat: float}
 
 
 def _fits(t: CType, value: Any) -> bool:

@@ -513,3 +513,33 @@ def test_executions_leave_no_cyclic_garbage(engine_factory: Factory) -> None:
         gc.garbage.clear()
         gc.enable()
     assert leaked == []
+
+
+def test_done_callbacks_and_result_timeout(
+        gated: tuple[Constellation, threading.Event, list[str]]) -> None:
+    engine, gate, order = gated
+    p = engine.compile(gate_pipeline())
+    execution = engine.submit(p, {"tag": "blocker"})
+    seen: list[str] = []
+    execution.add_done_callback(lambda r: seen.append(r.outputs["o"]))
+    with pytest.raises(TimeoutError, match="still running"):
+        execution.result(timeout=0.05)
+    assert not execution.done()
+    gate.set()
+    assert execution.result(timeout=5).outputs == {"o": "blocker"}
+    assert execution.done()
+    assert seen == ["blocker"]
+    late: list[str] = []
+    execution.add_done_callback(lambda r: late.append(r.status.value))  # runs at once
+    assert late == ["completed"]
+
+
+def test_execution_ids_are_unique_and_uuid_shaped(engine_factory: Factory) -> None:
+    import uuid
+
+    engine = engine_factory()
+    b = PipelineBuilder("p")
+    b.output("o", b.call("Uppercase", text=b.input("t", str)))
+    ids = {engine.submit(b, {"t": "x"}).execution_id for _ in range(200)}
+    assert len(ids) == 200
+    assert all(str(uuid.UUID(i)) == i for i in ids)
