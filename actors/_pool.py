@@ -66,8 +66,11 @@ class ThreadPool(Executor):
         self.name = name
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0  # threads waiting on the queue
-        self._claims = 0  # queued tasks that count on one of those waiting threads
+        # Threads waiting on the queue that no queued task has been assigned to. (A
+        # thread that takes work out of turn, see _take_nowait, can leave a waiting
+        # thread counted as assigned: that only makes the pool start a thread sooner,
+        # never leaves a task without one, since every put wakes a waiting thread.)
+        self._idle = 0
         self._lock = threading.Lock()
         self._shutdown = False
         self._runs_on: tuple[ThreadPool, ...] = (self,)
@@ -121,17 +124,15 @@ class ThreadPool(Executor):
 
     def _enqueue(self, task: Any) -> None:
         self._queue.put(task)
-        # Each queued task claims one idle thread; with none unclaimed, start a thread.
-        # (Counting claims, not just idle threads, makes a burst of N tasks wake or
-        # start N threads instead of queueing behind the one idle thread.)
+        # Assign the task a thread: a waiting one if any is not yet assigned, else a new
+        # one. Only the enqueuer updates the count after a wake-up (a woken thread
+        # touches no lock until it is about to wait again), so a burst of N tasks wakes
+        # N threads without ping-ponging on this lock with each of them.
         with self._lock:
-            if self._idle > self._claims:
-                self._claims += 1
+            if self._idle > 0:
+                self._idle -= 1
             elif len(self._threads) < self.max_threads and not self._shutdown:
-                # The new thread is this task's: it counts as idle for a moment before it
-                # takes the task, and must not look free to the next task meanwhile.
-                self._claims += 1
-                self._spawn()
+                self._spawn()  # the new thread is this task's; it starts unassigned-free
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run ``fn(*args, **kwargs)`` on the pool (the ``Executor`` interface)."""
@@ -200,9 +201,6 @@ class ThreadPool(Executor):
         if task is _STOP:
             self._queue.put(task)
             return None
-        with self._lock:
-            if self._claims:
-                self._claims -= 1  # the task had claimed an idle thread; we took it instead
         return task  # type: ignore[no-any-return]
 
     # --- threads -----------------------------------------------------------------------
@@ -219,17 +217,12 @@ class ThreadPool(Executor):
         _local.backlog = deque()
         get = self._queue.get
         lock = self._lock
-        while True:
+        task = get()  # a new thread was started for a task: it is already assigned
+        while task is not _STOP:
+            self._run(task)
             with lock:
                 self._idle += 1
             task = get()
-            with lock:
-                self._idle -= 1
-                if self._claims:
-                    self._claims -= 1
-            if task is _STOP:
-                break
-            self._run(task)
         with self._lock:
             self._threads.remove(threading.current_thread())
 
