@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from actors._messages import CancelExecution
+from actors._pool import current_pool
 from constellation.core.results import ExecutionResult, ExecutionStatus
 
 if TYPE_CHECKING:
@@ -98,7 +99,13 @@ class Execution:
                 self._event = threading.Event()
             event = self._event
         if self._result is None and event is not None:
-            event.wait(timeout)
+            pool = current_pool()
+            if pool is not None:
+                # A module waiting for another execution: let the pool compensate.
+                with pool.blocking():
+                    event.wait(timeout)
+            else:
+                event.wait(timeout)
         result = self._result
         if result is None:
             raise TimeoutError(f"execution {self.execution_id} still running after "

@@ -16,8 +16,9 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 __all__ = ["SLOT_HELD", "ThreadPool", "current_pool"]
@@ -71,6 +72,7 @@ class ThreadPool(Executor):
         # thread counted as assigned: that only makes the pool start a thread sooner,
         # never leaves a task without one, since every put wakes a waiting thread.)
         self._idle = 0
+        self._blocked = 0  # threads waiting for another execution (see blocking())
         self._lock = threading.Lock()
         self._shutdown = False
         self._runs_on: tuple[ThreadPool, ...] = (self,)
@@ -131,8 +133,9 @@ class ThreadPool(Executor):
         with self._lock:
             if self._idle > 0:
                 self._idle -= 1
-            elif len(self._threads) < self.max_threads and not self._shutdown:
-                self._spawn()  # the new thread is this task's; it starts unassigned-free
+            elif (len(self._threads) < self.max_threads + self._blocked
+                  and not self._shutdown):
+                self._spawn()  # the new thread is this task's: it starts assigned
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run ``fn(*args, **kwargs)`` on the pool (the ``Executor`` interface)."""
@@ -192,6 +195,35 @@ class ThreadPool(Executor):
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return all(not t.is_alive() for t in self._threads
                    if t is not threading.current_thread())
+
+    @contextmanager
+    def blocking(self) -> Iterator[None]:
+        """Mark the calling pool thread as blocked on other work for the duration.
+
+        Meanwhile the pool may run one thread more than ``max_threads`` for it, and the
+        thread's own queued local work goes to the shared queue. Without this, threads
+        that all wait for executions whose modules need a thread would starve the pool
+        (a module that runs a sub-pipeline and waits for it, say). Outside a pool
+        thread it does nothing.
+        """
+        if getattr(_local, "pool", None) is not self:
+            yield
+            return
+        backlog: deque[Task] = _local.backlog
+        with self._lock:
+            self._blocked += 1
+        try:
+            while backlog:
+                self._enqueue(backlog.popleft())
+            if self._queue.qsize():
+                with self._lock:
+                    if self._idle == 0 and len(self._threads) < (
+                            self.max_threads + self._blocked) and not self._shutdown:
+                        self._spawn()
+            yield
+        finally:
+            with self._lock:
+                self._blocked -= 1
 
     def _take_nowait(self) -> Task | None:
         try:

@@ -403,7 +403,12 @@ class Constellation:
 
     @property
     def thread_budget(self) -> int:
-        """The most threads this engine can hold: dispatcher + workers + the timer."""
+        """The most threads this engine holds: dispatcher + workers + the timer.
+
+        The one exception: while module code waits for another execution's result
+        (a module running a sub-pipeline), the worker pool may add one thread per such
+        waiting call, so that waiting calls cannot starve the pool.
+        """
         rt = self._runtime
         workers = rt.workers.max_threads if rt.own_workers else 0  # type: ignore[attr-defined]
         return rt.dispatcher.max_threads + workers + 1

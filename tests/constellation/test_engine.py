@@ -517,7 +517,7 @@ def test_executions_leave_no_cyclic_garbage(engine_factory: Factory) -> None:
 
 def test_done_callbacks_and_result_timeout(
         gated: tuple[Constellation, threading.Event, list[str]]) -> None:
-    engine, gate, order = gated
+    engine, gate, _order = gated
     p = engine.compile(gate_pipeline())
     execution = engine.submit(p, {"tag": "blocker"})
     seen: list[str] = []
@@ -543,3 +543,26 @@ def test_execution_ids_are_unique_and_uuid_shaped(engine_factory: Factory) -> No
     ids = {engine.submit(b, {"t": "x"}).execution_id for _ in range(200)}
     assert len(ids) == 200
     assert all(str(uuid.UUID(i)) == i for i in ids)
+
+
+def test_a_module_may_run_another_pipeline_and_wait_for_it() -> None:
+    # The inner execution must not queue behind the very call that waits for it.
+    inner = PipelineBuilder("inner")
+    inner.output("o", inner.call("Uppercase", text=inner.input("t", str)))
+    holder: dict[str, Constellation] = {}
+
+    @module("Nested")
+    def nested(text: str) -> str:
+        return holder["engine"].run(inner, {"t": text}, timeout=5).outputs["o"]
+
+    with Constellation([nested], scheduler=SchedulerConfig(
+            worker_threads=2, dispatcher_threads=1, max_concurrency=4)) as engine:
+        holder["engine"] = engine
+        outer = PipelineBuilder("outer")
+        t = outer.input("t", str)
+        outer.output("a", outer.call("Nested", text=t))
+        outer.output("b", outer.call("Nested", text=outer.call("Trim", text=t)))
+        for _ in range(20):  # the quick-call path kicks in after the first calls
+            result = engine.run(outer, {"t": " x "}, timeout=10)
+            assert result.ok, result.errors
+            assert result.outputs == {"a": " X ", "b": "X"}
