@@ -351,7 +351,9 @@ class NodeActor(PooledActor):
             else:
                 workers.schedule(self._run_call)
         else:
-            future = workers.submit(node.module.func, **self.kwargs)
+            # The definition, not the bare function: it pickles by reference, so process
+            # pools and dask can run it.
+            future = workers.submit(node.module, **self.kwargs)
             started = time.perf_counter()
             future.add_done_callback(lambda f: _report(self, node, f, started))
 

@@ -66,6 +66,12 @@ class ModuleDefinition:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by reference to where it is defined, so that module calls can go to a
+        # process pool or a dask cluster: the function itself cannot be pickled by
+        # name once ``@module`` has bound that name to this definition.
+        return (_find_module, (self.func.__module__, self.func.__qualname__, self.name))
+
     @property
     def signature(self) -> str:
         """The signature as constellation-lang writes it: ``Uppercase(text: String) -> String``."""
@@ -89,6 +95,21 @@ class ModuleDefinition:
             InputTypeError: the value does not fit (the runtime reports it as E302).
         """
         return coerce(self.output, value, f"return value of {self.name}")
+
+
+def _find_module(module_name: str, qualname: str, name: str) -> Any:
+    """Unpickle a ModuleDefinition: import its module and look the definition up."""
+    import importlib
+
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            break
+    if isinstance(obj, ModuleDefinition) or callable(obj):
+        return obj
+    raise ImportError(f"module {name}: cannot find {module_name}.{qualname} to unpickle it; "
+                      "modules sent to other processes must be defined at module level")
 
 
 def _build_dataclass(cls: type, data: dict[str, Any]) -> Any:

@@ -1,0 +1,44 @@
+"""Module code on other executors: a process pool, and dask.distributed."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from constellation import Constellation, PipelineBuilder
+from tests.constellation.process_modules import pid, square
+
+
+def pipeline() -> PipelineBuilder:
+    b = PipelineBuilder("remote")
+    x = b.input("x", int)
+    b.output("pid", b.call("Pid", x=x))
+    b.output("sq", b.call("Square", x=b.call("Square", x=x)))
+    return b
+
+
+def test_module_definitions_pickle_by_reference() -> None:
+    assert pickle.loads(pickle.dumps(square)) is square
+
+
+def test_modules_run_in_a_process_pool() -> None:
+    with ProcessPoolExecutor(2) as pool, Constellation([pid, square], executor=pool) as e:
+        result = e.run(pipeline(), {"x": 3}, timeout=60)
+    assert result.ok, result.errors
+    assert result.outputs["sq"] == 81
+    assert result.outputs["pid"] != os.getpid()
+
+
+def test_modules_run_on_dask_distributed() -> None:
+    distributed = pytest.importorskip("distributed", reason="the 'distributed' extra")
+    with distributed.Client(n_workers=1, threads_per_worker=2, processes=True,
+                            dashboard_address=None) as client:
+        executor = client.get_executor()
+        with Constellation([pid, square], executor=executor) as e:
+            result = e.run(pipeline(), {"x": 4}, timeout=60)
+    assert result.ok, result.errors
+    assert result.outputs["sq"] == 256
+    assert result.outputs["pid"] != os.getpid()
