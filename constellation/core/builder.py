@@ -18,8 +18,10 @@ from typing import Any
 
 from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
 from constellation.core.errors import ConfigurationError
+from constellation.core.hints import from_annotation
 from constellation.core.modules import ModuleDefinition
 from constellation.core.options import CallOptions
+from constellation.core.type_syntax import TypeSyntaxError, parse_type
 from constellation.core.types import (
     BOOLEAN,
     FLOAT,
@@ -27,9 +29,6 @@ from constellation.core.types import (
     STRING,
     CList,
     CType,
-    TypeSyntaxError,
-    from_annotation,
-    parse_type,
 )
 
 __all__ = ["PipelineBuilder", "Ref"]

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_type_hints, overload
 
 from constellation.core.errors import ConfigurationError
+from constellation.core.hints import from_annotation
 from constellation.core.options import CallOptions
-from constellation.core.types import CType, coerce, from_annotation, render
+from constellation.core.types import CType, coerce, render
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -4,6 +4,9 @@ Values at run time are plain Python values: ``str``, ``int``, ``float``, ``bool`
 ``list``, ``dict`` and ``None``. A union value carries its variant as a
 :class:`Tagged`. Types are immutable, hashable and compare structurally.
 
+Python type hints map to CTypes in :mod:`constellation.core.hints`; type strings such as
+``"List<Int>"`` are read by :mod:`constellation.core.type_syntax`.
+
 Examples:
     >>> render(CList(INT))
     'List<Int>'
@@ -14,12 +17,9 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any
 
 from constellation.core.errors import InputTypeError
 
@@ -42,12 +42,9 @@ __all__ = [
     "CType",
     "CUnion",
     "Tagged",
-    "TypeSyntaxError",
     "coerce",
-    "from_annotation",
     "from_json",
     "is_subtype",
-    "parse_type",
     "render",
     "to_json",
     "zero_value",
@@ -449,161 +446,3 @@ def from_json(t: CType, data: Any, path: str = "value") -> Any:
                     rec[n] = from_json(ft, data[n], f"{path}.{n}")
             return coerce(t, rec, path)
     return coerce(t, data, path)
-
-
-# --- Python annotations -------------------------------------------------------------
-
-_PY_SCALARS: dict[Any, CType] = {str: STRING, int: INT, float: FLOAT, bool: BOOLEAN}
-
-
-def from_annotation(annotation: Any, where: str = "annotation") -> CType:
-    """Map a Python type hint to a CType.
-
-    ``str``/``int``/``float``/``bool`` map to the scalars, ``list[T]`` to List, ``dict[str, T]``
-    (or any ``dict[K, V]``) to Map, ``T | None`` to Optional, other unions to a union, and
-    TypedDict or dataclass classes to records. A CType is returned as is.
-
-    Raises:
-        TypeError: the hint has no Constellation equivalent (``where`` says whose it is).
-    """
-    if isinstance(annotation, CType):
-        return annotation
-    if annotation in _PY_SCALARS:
-        return _PY_SCALARS[annotation]
-    origin = get_origin(annotation)
-    args = get_args(annotation)
-    if origin in (list, typing.Sequence) or origin is _abc_sequence():
-        return CList(from_annotation(args[0], where)) if args else _bad(annotation, where)
-    if origin in (dict, typing.Mapping) or origin is _abc_mapping():
-        if len(args) != 2:
-            return _bad(annotation, where)
-        return CMap(from_annotation(args[0], where), from_annotation(args[1], where))
-    if origin in (Union, types.UnionType):
-        non_none = [a for a in args if a is not type(None)]
-        inner = CUnion.of(*(from_annotation(a, where) for a in non_none))
-        return COptional(inner) if len(non_none) < len(args) else inner
-    if isinstance(annotation, type):
-        if is_typeddict(annotation):
-            # include_extras keeps NotRequired[...] visible: with string annotations
-            # (``from __future__ import annotations``) __optional_keys__ misses them.
-            hints = get_type_hints(annotation, include_extras=True)
-            optional_keys = set(getattr(annotation, "__optional_keys__", frozenset()))
-            fields = {}
-            for n, h in hints.items():
-                if get_origin(h) in (typing.NotRequired, typing.Required):
-                    if get_origin(h) is typing.NotRequired:
-                        optional_keys.add(n)
-                    h = get_args(h)[0]
-                ft = from_annotation(h, f"{where}.{n}")
-                fields[n] = COptional(ft) if n in optional_keys and not isinstance(
-                    ft, COptional) else ft
-            return CRecord.from_mapping(fields)
-        if dataclasses.is_dataclass(annotation):
-            hints = get_type_hints(annotation)
-            return CRecord.from_mapping(
-                {f.name: from_annotation(hints[f.name], f"{where}.{f.name}")
-                 for f in dataclasses.fields(annotation)}
-            )
-    return _bad(annotation, where)
-
-
-def _abc_sequence() -> Any:
-    import collections.abc
-
-    return collections.abc.Sequence
-
-
-def _abc_mapping() -> Any:
-    import collections.abc
-
-    return collections.abc.Mapping
-
-
-def _bad(annotation: Any, where: str) -> CType:
-    raise TypeError(
-        f"{where}: {annotation!r} has no Constellation type; use str, int, float, bool, "
-        "list[T], dict[K, V], T | None, a TypedDict or a dataclass"
-    )
-
-
-# --- type strings ------------------------------------------------------------------
-
-class TypeSyntaxError(ValueError):
-    """A type string such as ``List<Int`` could not be read."""
-
-
-_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(.))")
-_NAMED: dict[str, CType] = {"String": STRING, "Int": INT, "Float": FLOAT, "Boolean": BOOLEAN}
-
-
-def parse_type(text: str, aliases: Mapping[str, CType] | None = None) -> CType:
-    """Read a type written as in constellation-lang: ``Map<String, List<Int>>``,
-    ``{name: String, age: Int}``, ``Int | String``, ``Optional<Float>``.
-
-    Args:
-        text: the type expression.
-        aliases: named types that may appear in it.
-
-    Raises:
-        TypeSyntaxError: the text is not a type expression, or names an unknown type.
-    """
-    tokens = [m.group(1) or m.group(2) for m in _TOKEN.finditer(text) if m.group(0).strip()]
-    pos = 0
-    names = {**_NAMED, **(aliases or {})}
-
-    def peek() -> str | None:
-        return tokens[pos] if pos < len(tokens) else None
-
-    def take(expected: str | None = None) -> str:
-        nonlocal pos
-        tok = peek()
-        if tok is None or (expected is not None and tok != expected):
-            raise TypeSyntaxError(f"in type {text!r}: expected {expected or 'a type'}, "
-                                  f"found {tok or 'end of text'}")
-        pos += 1
-        return tok
-
-    def union() -> CType:
-        members = [primary()]
-        while peek() == "|":
-            take("|")
-            members.append(primary())
-        return CUnion.of(*members)
-
-    def primary() -> CType:
-        tok = take()
-        if tok == "{":
-            fields: dict[str, CType] = {}
-            while peek() != "}":
-                name = take()
-                take(":")
-                fields[name] = union()
-                if peek() == ",":
-                    take(",")
-            take("}")
-            return CRecord.from_mapping(fields)
-        generic = {"List": 1, "Seq": 1, "Candidates": 1, "Optional": 1, "Map": 2}
-        if tok in generic and peek() == "<":
-            take("<")
-            args = [union()]
-            while peek() == ",":
-                take(",")
-                args.append(union())
-            take(">")
-            if len(args) != generic[tok]:
-                raise TypeSyntaxError(f"in type {text!r}: {tok} takes {generic[tok]} argument(s)")
-            if tok == "List":
-                return CList(args[0])
-            if tok in ("Seq", "Candidates"):
-                return CSeq(args[0])
-            if tok == "Optional":
-                return COptional(args[0])
-            return CMap(args[0], args[1])
-        if tok in names:
-            return names[tok]
-        raise TypeSyntaxError(f"in type {text!r}: unknown type {tok!r}")
-
-    result = union()
-    if peek() is not None:
-        raise TypeSyntaxError(f"in type {text!r}: unexpected {peek()!r}")
-    return result

@@ -8,6 +8,8 @@ from typing import NotRequired, Optional, TypedDict
 import pytest
 
 from constellation.core.errors import InputTypeError
+from constellation.core.hints import from_annotation
+from constellation.core.type_syntax import TypeSyntaxError, parse_type
 from constellation.core.types import (
     BOOLEAN,
     FLOAT,
@@ -21,12 +23,9 @@ from constellation.core.types import (
     CSeq,
     CUnion,
     Tagged,
-    TypeSyntaxError,
     coerce,
-    from_annotation,
     from_json,
     is_subtype,
-    parse_type,
     render,
     to_json,
     zero_value,
