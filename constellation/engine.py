@@ -179,6 +179,14 @@ class Constellation:
         if backends is not None and not isinstance(backends, Backends):
             raise ConfigurationError("backends must be a Backends(...) bundle",
                                      details={"field": "backends"})
+        if backends is not None and any(
+                getattr(backends, f) is not None for f in Backends.__slots__):
+            # Refuse rather than silently ignore: a listener or storage passed now would
+            # receive nothing. The backend SPIs are the next piece of work.
+            raise ConfigurationError(
+                "custom backends (metrics, tracer, listener, storage, cache) are not "
+                "supported by this version yet; use Backends() or omit the argument",
+                details={"field": "backends"})
         if (isinstance(default_timeout, bool) or not isinstance(default_timeout, int | float)
                 or not default_timeout > 0):
             raise ConfigurationError(f"default_timeout must be a positive number of seconds, "

@@ -13,6 +13,7 @@ import pytest
 
 from bench.workloads import MODULES, chain, diamond, fan_out, sleepers
 from constellation import (
+    Backends,
     CallContext,
     ConfigurationError,
     Constellation,
@@ -263,6 +264,7 @@ def test_invalid_scheduler_config_names_the_field(kwargs: dict[str, Any], field:
     ({"scheduler": {"max_concurrency": 4}}, "scheduler"),
     ({"executor": "threads"}, "executor"),
     ({"modules": [lambda x: x]}, "modules"),
+    ({"backends": Backends(listener=object())}, "backends"),
 ])
 def test_invalid_engine_arguments_raise_configuration_error(
         kwargs: dict[str, Any], field: str) -> None:
