@@ -429,6 +429,9 @@ def from_json(t: CType, data: Any, path: str = "value") -> Any:
                                          details={"path": path})
                 out[from_json(k, pair[0], f"{path} key")] = from_json(v, pair[1], path)
             return out
+        case CMap(k, v) if isinstance(data, dict):
+            return {from_json(k, key, f"{path} key"): from_json(v, val, f"{path}[{key!r}]")
+                    for key, val in data.items()}
         case CUnion() if isinstance(data, dict) and set(data) == {"tag", "value"}:
             m = t.member(str(data["tag"]))
             if m is None:
