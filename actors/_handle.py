@@ -36,8 +36,8 @@ class Execution:
     """
 
     __slots__ = ("_actor", "_callbacks", "_deadline_timer", "_event", "_result", "_runtime",
-                 "_status", "deadline", "execution_id", "inputs", "plan", "priority",
-                 "started_at", "submitted_at")
+                 "_status", "deadline", "enqueued_at", "execution_id", "inputs", "plan",
+                 "priority", "started_at", "submitted_at")
 
     # Guards the lazy creation of _event and the callback list, not the hot path.
     _lock = threading.Lock()
@@ -50,6 +50,7 @@ class Execution:
         self.priority = priority
         self.deadline = deadline
         self.submitted_at = time.perf_counter()
+        self.enqueued_at = runtime.clock()  # aging counts from here (engine's clock)
         self.started_at = 0.0
         self._runtime = runtime
         # Not a concurrent.futures.Future: its Condition and RLock cost more than the

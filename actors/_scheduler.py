@@ -43,9 +43,20 @@ class SchedulerQueue(Generic[T]):
         self._seq = itertools.count()
         self._removed: set[str] = set()
 
-    def push(self, key: str, item: T, priority: int) -> None:
-        """Queue ``item`` (identified by ``key``) at ``priority``."""
-        rank = self._rate * self._clock() - priority
+    def push(self, key: str, item: T, priority: int, enqueued_at: float | None = None
+             ) -> None:
+        """Queue ``item`` (identified by ``key``) at ``priority``.
+
+        Args:
+            key: identifies the entry for :meth:`remove`.
+            item: what :meth:`pop` returns.
+            priority: higher is served first.
+            enqueued_at: when the wait began on the queue's clock (default: now). The
+                engine passes the submission time, so that aging counts from the
+                caller's ``submit``, however late the supervisor gets to the message.
+        """
+        when = self._clock() if enqueued_at is None else enqueued_at
+        rank = self._rate * when - priority
         heapq.heappush(self._heap, (rank, next(self._seq), key, item))
 
     def pop(self) -> T | None:

@@ -64,7 +64,7 @@ class Supervisor(PooledActor):
         if kind is SubmitExecution:
             h = message.handle
             self.queued[h.execution_id] = h
-            self.queue.push(h.execution_id, h, h.priority)
+            self.queue.push(h.execution_id, h, h.priority, h.enqueued_at)
             self._pump()
         elif kind is ExecutionFinished:
             self.running.pop(message.handle.execution_id, None)

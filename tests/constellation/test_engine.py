@@ -568,3 +568,33 @@ def test_a_module_may_run_another_pipeline_and_wait_for_it() -> None:
             result = engine.run(outer, {"t": " x "}, timeout=10)
             assert result.ok, result.errors
             assert result.outputs == {"a": " X ", "b": "X"}
+
+
+def test_aging_serves_a_long_waiting_low_priority_execution_first(
+        engine_factory: Factory) -> None:
+    now = [1000.0]
+    gate = threading.Event()
+    order: list[str] = []
+
+    @module("Tagged")
+    def tagged(tag: str) -> str:
+        order.append(tag)
+        if tag == "blocker":
+            gate.wait(10)
+        return tag
+
+    engine = engine_factory([tagged], clock=lambda: now[0], scheduler=SchedulerConfig(
+        max_concurrency=1, starvation_timeout=30.0))
+    b = PipelineBuilder("aging")
+    b.output("o", b.call("Tagged", tag=b.input("tag", str)))
+    p = engine.compile(b)
+    blocker = engine.submit(p, {"tag": "blocker"})
+    wait_until(lambda: order == ["blocker"])
+    old_low = engine.submit(p, {"tag": "old-background"}, priority=Priority.BACKGROUND)
+    now[0] += 31.0  # it has now waited longer than starvation_timeout
+    new_critical = engine.submit(p, {"tag": "new-critical"}, priority=Priority.CRITICAL)
+    fresh_low = engine.submit(p, {"tag": "fresh-low"}, priority=Priority.LOW)
+    gate.set()
+    for h in (blocker, old_low, new_critical, fresh_low):
+        assert h.result(10).ok
+    assert order == ["blocker", "old-background", "new-critical", "fresh-low"]
