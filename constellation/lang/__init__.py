@@ -1,0 +1,1 @@
+"""constellation-lang: the parser, printer, type checker and compiler of ``.cst`` pipelines."""
