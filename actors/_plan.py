@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import CompilationError, Diagnostic
-from constellation.core.transforms import evaluate
+from constellation.core.transforms import compile_transform
 from constellation.core.types import CBoolean, CFloat, CInt, CString
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from constellation.core.dag import DagSpec, Transform
+    from constellation.core.dag import DagSpec
     from constellation.core.modules import ModuleDefinition
     from constellation.core.options import CallOptions
     from constellation.core.types import CType
@@ -165,7 +165,7 @@ class ExecutionPlan:
                 if i >= 0:
                     consumers[i].append((TRANSFORM, t))
             transforms.append(TransformPlan(index[d.id], ins, len(distinct_t),
-                                            _compiled(d.transform)))
+                                            compile_transform(d.transform, modules)))
             if not ins:
                 sources.append(t)
         if problems:
@@ -209,11 +209,3 @@ class ExecutionPlan:
 
 
 _EXACT: dict[type, type] = {CString: str, CBoolean: bool, CInt: int, CFloat: float}
-
-
-def _compiled(transform: Transform) -> Callable[[Sequence[Any]], Any]:
-    # Bind the transform once so evaluation does not rebuild its parameter dict.
-    def compute(args: Sequence[Any]) -> Any:
-        return evaluate(transform, args)
-
-    return compute

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import hashlib
 import itertools
 import logging
 import os
@@ -20,6 +21,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from cachetools import LRUCache
 
 from actors._handle import Execution
 from actors._messages import SubmitExecution
@@ -200,6 +203,10 @@ class Constellation:
         self.default_timeout = float(default_timeout)
         self._modules: dict[str, ModuleDefinition] = {}
         self._timings: dict[str, ModuleTiming] = {}
+        self._compiled: LRUCache[tuple[str, str], DagSpec] = LRUCache(maxsize=256)
+        self._compile_lock = threading.Lock()
+        self._compile_hits = 0
+        self._compile_misses = 0
         if stdlib:
             from constellation.stdlib import default_modules
 
@@ -281,9 +288,25 @@ class Constellation:
         return Pipeline(spec, ExecutionPlan.build(spec, self._modules, self._timings), self)
 
     def _compile_source(self, source: str, name: str) -> DagSpec:
-        raise CompilationError([Diagnostic(
-            "E100", "constellation-lang sources are not supported by this build yet; "
-                    "build the pipeline with PipelineBuilder")])
+        from constellation.lang.compiler import compile_source
+
+        key = (hashlib.sha256(source.encode()).hexdigest(), name)
+        with self._compile_lock:
+            cached = self._compiled.get(key)
+            if cached is not None:
+                self._compile_hits += 1
+                return cached
+            self._compile_misses += 1
+        spec = compile_source(source, self._modules, name).spec
+        with self._compile_lock:
+            self._compiled[key] = spec
+        return spec
+
+    def compile_cache_info(self) -> dict[str, int]:
+        """Hits, misses and size of the cache of compiled sources (keyed by source hash)."""
+        with self._compile_lock:
+            return {"hits": self._compile_hits, "misses": self._compile_misses,
+                    "size": len(self._compiled), "maxsize": int(self._compiled.maxsize)}
 
     # --- run ---------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ arithmetic, lambdas ...) to the same table.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.types import (
@@ -17,15 +18,15 @@ from constellation.core.types import (
     CSeq,
     CType,
     CUnion,
+    Tagged,
     render,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
     from constellation.core.dag import Transform
+    from constellation.core.modules import ModuleDefinition
 
-__all__ = ["evaluate", "infer_transform_type"]
+__all__ = ["PURE_OPS", "compile_transform", "evaluate", "infer_transform_type"]
 
 
 def _field_type(t: CType, name: str) -> CType:
@@ -52,6 +53,46 @@ def _list_type(args: Sequence[CType]) -> CType:
     return CList(CUnion.of(*args))
 
 
+def _render(value: Any) -> str:
+    # String interpolation: None is "", booleans as the language writes them, lists
+    # as [a, b], a union value as its value.
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_render(v) for v in value) + "]"
+    if isinstance(value, Tagged):
+        return _render(value.value)
+    return str(value)
+
+
+def _project(value: Any, names: Sequence[str]) -> Any:
+    if isinstance(value, list):
+        return [_project(v, names) for v in value]
+    return {n: value[n] for n in names}
+
+
+def _merge(a: Any, b: Any) -> Any:
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            raise ValueError(f"merging lists of different lengths ({len(a)} and {len(b)})")
+        return [{**x, **y} for x, y in zip(a, b, strict=True)]
+    if isinstance(a, list):
+        return [{**x, **b} for x in a]
+    return {**a, **b}
+
+
+def _branch(p: dict[str, Any], a: Sequence[Any]) -> Any:
+    n = p["cases"]
+    for i in range(n):
+        if a[i]:
+            return a[n + i]
+    return a[2 * n]
+
+
 _TYPE_RULES: dict[str, Callable[[dict[str, Any], Sequence[CType]], CType]] = {
     "literal": lambda p, _a: p["type"],
     "field": lambda p, a: _field_type(a[0], p["name"]),
@@ -66,7 +107,21 @@ _EVALUATORS: dict[str, Callable[[dict[str, Any], Sequence[Any]], Any]] = {
     "record": lambda p, a: dict(zip(p["names"], a, strict=True)),
     "list": lambda _p, a: list(a),
     "optional": lambda _p, a: a[0],
+    "project": lambda p, a: _project(a[0], p["names"]),
+    "merge": lambda _p, a: _merge(a[0], a[1]),
+    "interpolate": lambda p, a: "".join(
+        part if isinstance(part, str) else _render(a[part]) for part in p["parts"]),
+    "guard": lambda _p, a: a[0] if a[1] else None,
+    "coalesce": lambda _p, a: a[0] if a[0] is not None else a[1],
+    "if": lambda _p, a: a[1] if a[0] else a[2],
+    "branch": _branch,
+    "and": lambda _p, a: all(a),
+    "or": lambda _p, a: any(a),
+    "not": lambda _p, a: not a[0],
 }
+
+# Operations whose result depends only on their inputs: safe to fold at compile time.
+PURE_OPS = frozenset(_EVALUATORS)
 
 
 def infer_transform_type(transform: Transform, arg_types: Sequence[CType]) -> CType:
@@ -77,10 +132,93 @@ def infer_transform_type(transform: Transform, arg_types: Sequence[CType]) -> CT
     """
     rule = _TYPE_RULES.get(transform.op)
     if rule is None:
-        raise TypeError(f"unknown inline operation '{transform.op}'")
+        raise TypeError(f"operation '{transform.op}' needs its type given by the compiler")
     return rule(transform.param_map, arg_types)
 
 
 def evaluate(transform: Transform, args: Sequence[Any]) -> Any:
     """Compute a transform's value from its (already checked) argument values."""
     return _EVALUATORS[transform.op](transform.param_map, args)
+
+
+def compile_transform(transform: Transform,
+                      modules: Mapping[str, ModuleDefinition] | None = None
+                      ) -> Callable[[Sequence[Any]], Any]:
+    """Bind a transform once, for repeated evaluation (the runtime's per-plan step).
+
+    Lambda operations (``filter``, ``map``, ``all``, ``any``) turn their body into a
+    Python closure here, resolving the module functions it calls in ``modules``.
+    """
+    params = transform.param_map
+    if transform.op in _HIGHER_ORDER:
+        body = _lambda_closure(params["body"], modules or {})
+        return _HIGHER_ORDER[transform.op](body)
+    fn = _EVALUATORS[transform.op]
+    return lambda args: fn(params, args)
+
+
+# --- lambdas -----------------------------------------------------------------------------
+# A lambda body is a small tree of tuples, hashable and JSON-able so that it is part of
+# the DagSpec's structure: ("param",) ("cap", i) ("lit", v) ("call", module, (args...))
+# ("field", e, name) ("not", e) ("and", (es...)) ("or", (es...)) ("if", c, a, b)
+# ("guard", v, c) ("coalesce", a, b) ("list", (es...)) ("record", names, (es...)).
+# Inputs of the transform: the list first, then the captured values in order.
+
+Body = Callable[[Any, Sequence[Any]], Any]
+
+
+def _lambda_closure(node: Any, modules: Mapping[str, ModuleDefinition]) -> Body:
+    kind = node[0]
+    if kind == "param":
+        return lambda x, caps: x
+    if kind == "cap":
+        i = node[1]
+        return lambda x, caps: caps[i]
+    if kind == "lit":
+        v = node[1]
+        return lambda x, caps: v
+    if kind == "call":
+        func = modules[node[1]].func
+        args = [_lambda_closure(a, modules) for a in node[2]]
+        return lambda x, caps: func(*(a(x, caps) for a in args))
+    if kind == "field":
+        inner = _lambda_closure(node[1], modules)
+        name = node[2]
+        return lambda x, caps: _get_field(inner(x, caps), name)
+    if kind == "not":
+        inner = _lambda_closure(node[1], modules)
+        return lambda x, caps: not inner(x, caps)
+    if kind in ("and", "or", "list"):
+        parts = [_lambda_closure(a, modules) for a in node[1]]
+        if kind == "and":
+            return lambda x, caps: all(p(x, caps) for p in parts)
+        if kind == "or":
+            return lambda x, caps: any(p(x, caps) for p in parts)
+        return lambda x, caps: [p(x, caps) for p in parts]
+    if kind == "record":
+        names = node[1]
+        parts = [_lambda_closure(a, modules) for a in node[2]]
+        return lambda x, caps: {n: p(x, caps) for n, p in zip(names, parts, strict=True)}
+    if kind == "if":
+        c, a, b = (_lambda_closure(n, modules) for n in node[1:])
+        return lambda x, caps: a(x, caps) if c(x, caps) else b(x, caps)
+    if kind == "guard":
+        v, c = (_lambda_closure(n, modules) for n in node[1:])
+        return lambda x, caps: v(x, caps) if c(x, caps) else None
+    if kind == "coalesce":
+        a, b = (_lambda_closure(n, modules) for n in node[1:])
+
+        def coalesce(x: Any, caps: Sequence[Any]) -> Any:
+            v = a(x, caps)
+            return v if v is not None else b(x, caps)
+
+        return coalesce
+    raise ValueError(f"unknown lambda node {kind!r}")
+
+
+_HIGHER_ORDER: dict[str, Callable[[Body], Callable[[Sequence[Any]], Any]]] = {
+    "filter": lambda body: lambda a: [x for x in a[0] if body(x, a[1:])],
+    "map": lambda body: lambda a: [body(x, a[1:]) for x in a[0]],
+    "all": lambda body: lambda a: all(body(x, a[1:]) for x in a[0]),
+    "any": lambda body: lambda a: any(body(x, a[1:]) for x in a[0]),
+}
