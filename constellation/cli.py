@@ -1,9 +1,14 @@
 """The ``constellation`` command.
 
-    constellation modules [--json]    list every registered module with its signature
-    constellation version             print the version
+    constellation run FILE.cst [--input name=value ...] [--inputs inputs.json] [--timeout S]
+    constellation check FILE.cst
+    constellation modules [--json]
+    constellation version
 
-Exit codes: 0 success, 2 usage error.
+``run`` prints ``{"status": ..., "outputs": {...}}`` (plus ``errors`` when there are any)
+as JSON. Exit codes: 0 completed, 1 the execution did not complete, 2 usage or compile
+error. ``check`` prints each diagnostic as ``file:line:col: CODE message`` with the
+source line and a caret, and exits 2 when there is an error.
 """
 
 from __future__ import annotations
@@ -11,19 +16,33 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _UsageError(Exception):
+    pass
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="constellation", description="Constellation: an embeddable pipeline engine.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    mods = sub.add_parser("modules", help="list registered modules and their signatures")
+    run = sub.add_parser("run", help="run a .cst pipeline and print its outputs as JSON")
+    run.add_argument("file", type=Path)
+    run.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
+                     help="an input; the value is JSON unless the input is a String")
+    run.add_argument("--inputs", type=Path, metavar="FILE.json",
+                     help="a JSON object of inputs (--input values override it)")
+    run.add_argument("--timeout", type=float, default=None, help="seconds")
+    check = sub.add_parser("check", help="compile a .cst pipeline and print diagnostics")
+    check.add_argument("file", type=Path)
+    mods = sub.add_parser("modules", help="list modules and functions with their signatures")
     mods.add_argument("--json", action="store_true", help="print JSON instead of text")
     sub.add_parser("version", help="print the version")
     return parser
@@ -32,33 +51,147 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "version":
-        from constellation import __version__
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's usage errors exit 2 already
+        return int(exc.code or 0)
+    try:
+        if args.command == "version":
+            from constellation import __version__
 
-        print(__version__)
-        return 0
-    if args.command == "modules":
-        return _modules(as_json=args.json)
+            print(__version__)
+            return EXIT_OK
+        if args.command == "modules":
+            return _modules(as_json=args.json)
+        if args.command == "check":
+            return _check(args.file)
+        if args.command == "run":
+            return _run(args.file, args.input, args.inputs, args.timeout)
+    except _UsageError as exc:
+        print(f"constellation: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     parser.print_help(sys.stderr)
-    return 2
+    return EXIT_USAGE
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _print_diagnostics(path: Path, diagnostics: Sequence[Any], stream: Any) -> None:
+    for d in diagnostics:
+        where = f"{path}:{d.line}:{d.column}" if d.line else str(path)
+        kind = "" if d.severity == "error" else " (warning)"
+        print(f"{where}: {d.code}{kind} {d.message}", file=stream)
+        if d.snippet:
+            print("    " + d.snippet.replace("\n", "\n    "), file=stream)
+
+
+def _check(path: Path) -> int:
+    from constellation.core.errors import CompilationError
+    from constellation.engine import Constellation
+    from constellation.lang.compiler import compile_source
+
+    source = _read(path)
+    with Constellation() as engine:
+        try:
+            compiled = compile_source(source, engine.modules, path.stem)
+        except CompilationError as exc:
+            _print_diagnostics(path, exc.errors, sys.stdout)
+            return EXIT_USAGE
+    _print_diagnostics(path, compiled.warnings, sys.stdout)
+    n = len(compiled.spec.modules)
+    print(f"{path}: ok ({n} module call{'s' if n != 1 else ''}, "
+          f"{len(compiled.warnings)} warning{'s' if len(compiled.warnings) != 1 else ''})")
+    return EXIT_OK
+
+
+def _run(path: Path, pairs: list[str], inputs_file: Path | None, timeout: float | None
+         ) -> int:
+    from constellation.core.errors import CompilationError, ConstellationError
+    from constellation.core.types import CString, from_json, to_json
+    from constellation.engine import Constellation
+
+    source = _read(path)
+    raw: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            loaded = json.loads(_read(inputs_file))
+        except json.JSONDecodeError as exc:
+            raise _UsageError(f"{inputs_file} is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise _UsageError(f"{inputs_file} must hold a JSON object of inputs")
+        raw.update(loaded)
+    with Constellation() as engine:
+        try:
+            pipeline = engine.compile(source, name=path.stem)
+        except CompilationError as exc:
+            _print_diagnostics(path, exc.errors, sys.stderr)
+            return EXIT_USAGE
+        types = pipeline.inputs
+        for pair in pairs:
+            name, sep, text = pair.partition("=")
+            if not sep:
+                raise _UsageError(f"--input takes name=value, got {pair!r}")
+            if name not in types:
+                declared = ", ".join(types) or "none"
+                raise _UsageError(f"{path} has no input {name!r} (it declares {declared})")
+            if isinstance(types[name], CString):
+                raw[name] = text
+            else:
+                try:
+                    raw[name] = json.loads(text)
+                except json.JSONDecodeError:
+                    raise _UsageError(f"--input {name}: {text!r} is not a JSON value of "
+                                      f"type {types[name]}") from None
+        try:
+            inputs = {n: from_json(types[n], v, f"input '{n}'") if n in types else v
+                      for n, v in raw.items()}
+            result = engine.run(pipeline, inputs, timeout=timeout)
+        except ConstellationError as exc:
+            print(f"constellation: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE
+        out_types = pipeline.outputs
+        body: dict[str, Any] = {
+            "status": result.status.value,
+            "outputs": {n: to_json(out_types[n], v) if out_types.get(n) else v  # type: ignore[arg-type]
+                        for n, v in result.outputs.items()},
+        }
+        if result.errors:
+            body["errors"] = [e.to_dict() for e in result.errors]
+        if result.missing_inputs:
+            body["missing_inputs"] = dict(result.missing_inputs)
+    print(json.dumps(body, indent=2, default=str))
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def _modules(*, as_json: bool) -> int:
     from constellation.core.types import render
-    from constellation.stdlib import default_modules
+    from constellation.stdlib import HIGHER_ORDER, default_modules
 
     modules = sorted(default_modules(), key=lambda m: m.name)
+    functions = {short: f"{full}(items: List<T>, f: (T) => {_HOF_RESULT[short]})"
+                 for short, full in HIGHER_ORDER.items()}
     if as_json:
         print(json.dumps({"modules": [
             {"name": m.name, "version": m.version, "description": m.description,
              "inputs": {n: render(t) for n, t in m.inputs.items()},
-             "output": render(m.output)} for m in modules]}, indent=2))
-        return 0
+             "output": render(m.output)} for m in modules],
+            "functions": [{"name": full, "signature": functions[short]}
+                          for short, full in HIGHER_ORDER.items()]}, indent=2))
+        return EXIT_OK
     width = max(len(m.signature) for m in modules)
     for m in modules:
         print(f"{m.signature:<{width}}  {m.description}")
-    return 0
+    for sig in functions.values():
+        print(f"{sig:<{width}}  inline, takes a lambda")
+    return EXIT_OK
+
+
+_HOF_RESULT = {"filter": "Boolean", "map": "U", "all": "Boolean", "any": "Boolean"}
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""The ``constellation`` command as installed."""
+"""The ``constellation`` command as a user runs it."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from constellation.cli import main
 
@@ -14,11 +15,18 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_modules_lists_signatures() -> None:
+def write(tmp_path: Path, source: str) -> Path:
+    path = tmp_path / "p.cst"
+    path.write_text(source)
+    return path
+
+
+def test_modules_lists_signatures_and_functions() -> None:
     proc = run_cli("modules")
     assert proc.returncode == 0
     assert "Uppercase(text: String) -> String" in proc.stdout
-    assert "FilterGreaterThan(numbers: List<Int>, threshold: Int) -> List<Int>" in proc.stdout
+    assert "stdlib.math.add(a: Int, b: Int) -> Int" in proc.stdout
+    assert "stdlib.collection.filter(" in proc.stdout
 
 
 def test_modules_as_json() -> None:
@@ -26,9 +34,68 @@ def test_modules_as_json() -> None:
     by_name = {m["name"]: m for m in data["modules"]}
     assert by_name["WordCount"]["inputs"] == {"text": "String"}
     assert by_name["WordCount"]["output"] == "Int"
+    assert {f["name"] for f in data["functions"]} >= {"stdlib.collection.map"}
 
 
-def test_version_and_usage_errors(capsys: object) -> None:
+def test_run_with_inputs_on_the_command_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "in text: String\nin n: Int\nin xs: List<Int>\n"
+                           "u = Uppercase(text)\ns = SumList(xs)\nout u\nout s\nout n\n")
+    proc = run_cli("run", str(path), "--input", "text=hi there", "--input", "n=3",
+                   "--input", "xs=[1, 2]")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"status": "completed",
+                                       "outputs": {"u": "HI THERE", "s": 3, "n": 3}}
+
+
+def test_run_failure_exits_1_with_the_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "in a: Int\nin b: Int\nq = a / b\nout q\n")
+    proc = run_cli("run", str(path), "--input", "a=1", "--input", "b=0")
+    assert proc.returncode == 1
+    body = json.loads(proc.stdout)
+    assert body["status"] == "failed"
+    assert body["errors"][0]["code"] == "E300"
+
+
+def test_run_compile_error_exits_2_with_located_diagnostics(tmp_path: Path) -> None:
+    path = write(tmp_path, "in a: Int\nb = Uppercse(a)\nout b\n")
+    proc = run_cli("run", str(path), "--input", "a=1")
+    assert proc.returncode == 2
+    assert f"{path}:2:5: E110 unknown function 'Uppercse'" in proc.stderr
+    assert "    b = Uppercse(a)\n        ^" in proc.stderr
+
+
+def test_run_usage_errors_exit_2(tmp_path: Path) -> None:
+    path = write(tmp_path, "in a: Int\nout a\n")
+    assert run_cli("run", str(tmp_path / "missing.cst")).returncode == 2
+    assert run_cli("run", str(path), "--input", "a").returncode == 2
+    assert run_cli("run", str(path), "--input", "b=1").returncode == 2
+    assert run_cli("run", str(path), "--input", "a=notjson").returncode == 2
+    bad = run_cli("run", str(path), "--input", "a=\"text\"")
+    assert bad.returncode == 2
+    assert "expected Int" in bad.stderr
+
+
+def test_missing_inputs_are_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, "in a: Int\nout a\n")
+    proc = run_cli("run", str(path))
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["missing_inputs"] == {"a": "Int"}
+
+
+def test_check_prints_diagnostics(tmp_path: Path) -> None:
+    good = write(tmp_path, "in t: String\nu = Trim(t) with retry: 11\nout u\n")
+    proc = run_cli("check", str(good))
+    assert proc.returncode == 0
+    assert "W204 (warning)" in proc.stdout and "ok (1 module call" in proc.stdout  # noqa: PT018
+    bad = tmp_path / "bad.cst"
+    bad.write_text("in t: String\nu = Trim(q)\nout v\n")
+    proc = run_cli("check", str(bad))
+    assert proc.returncode == 2
+    assert f"{bad}:2:10: E130 undefined name 'q'" in proc.stdout
+    assert f"{bad}:3:1: E130 undefined name 'v'" in proc.stdout
+
+
+def test_version_and_usage_errors() -> None:
     assert main(["version"]) == 0
     assert main([]) == 2
     assert run_cli("bogus").returncode == 2

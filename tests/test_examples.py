@@ -26,3 +26,24 @@ def test_example_prints_its_expected_outputs(path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     expected = json.loads((ROOT / "examples" / "expected" / f"{path.stem}.json").read_text())
     assert json.loads(proc.stdout) == expected
+
+
+PIPELINES = sorted((ROOT / "examples" / "pipelines").glob("*.cst"))
+
+
+def test_there_are_at_least_ten_example_pipelines() -> None:
+    assert len(PIPELINES) >= 10
+    for path in PIPELINES:
+        for suffix in (".inputs.json", ".expected.json"):
+            assert path.with_name(path.stem + suffix).exists(), path.stem + suffix
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=[p.stem for p in PIPELINES])
+def test_example_pipeline_runs_from_the_command_line(path: Path) -> None:
+    inputs = path.with_name(path.stem + ".inputs.json")
+    proc = subprocess.run([sys.executable, "-m", "constellation.cli", "run", str(path),
+                           "--inputs", str(inputs)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    expected = json.loads(path.with_name(path.stem + ".expected.json").read_text())
+    assert json.loads(proc.stdout) == expected
