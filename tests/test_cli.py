@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from constellation.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
