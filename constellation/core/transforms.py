@@ -150,6 +150,8 @@ def compile_transform(transform: Transform,
     Python closure here, resolving the module functions it calls in ``modules``.
     """
     params = transform.param_map
+    if transform.op == "match":
+        return _match_closure(params["cases"], modules or {})
     if transform.op in _HIGHER_ORDER:
         body = _lambda_closure(params["body"], modules or {})
         return _HIGHER_ORDER[transform.op](body)
@@ -161,7 +163,8 @@ def compile_transform(transform: Transform,
 # A lambda body is a small tree of tuples, hashable and JSON-able so that it is part of
 # the DagSpec's structure: ("param",) ("cap", i) ("lit", v) ("call", module, (args...))
 # ("field", e, name) ("not", e) ("and", (es...)) ("or", (es...)) ("if", c, a, b)
-# ("guard", v, c) ("coalesce", a, b) ("list", (es...)) ("record", names, (es...)).
+# ("guard", v, c) ("coalesce", a, b) ("list", (es...)) ("record", names, (es...))
+# ("interp", template, (es...)) where the template holds text and indexes into es.
 # Inputs of the transform: the list first, then the captured values in order.
 
 Body = Callable[[Any, Sequence[Any]], Any]
@@ -205,6 +208,11 @@ def _lambda_closure(node: Any, modules: Mapping[str, ModuleDefinition]) -> Body:
     if kind == "guard":
         v, c = (_lambda_closure(n, modules) for n in node[1:])
         return lambda x, caps: v(x, caps) if c(x, caps) else None
+    if kind == "interp":
+        template = node[1]
+        parts = [_lambda_closure(a, modules) for a in node[2]]
+        return lambda x, caps: "".join(
+            p if isinstance(p, str) else _render(parts[p](x, caps)) for p in template)
     if kind == "coalesce":
         a, b = (_lambda_closure(n, modules) for n in node[1:])
 
@@ -214,6 +222,26 @@ def _lambda_closure(node: Any, modules: Mapping[str, ModuleDefinition]) -> Body:
 
         return coalesce
     raise ValueError(f"unknown lambda node {kind!r}")
+
+
+def _match_closure(cases: Sequence[tuple[str, Any, Any]],
+                   modules: Mapping[str, ModuleDefinition]) -> Callable[[Sequence[Any]], Any]:
+    # Inputs: the subject, then captured values. A union subject is a Tagged value:
+    # patterns look at its tag and bind fields of its value.
+    compiled = [(kind, data, _lambda_closure(body, modules)) for kind, data, body in cases]
+
+    def run(args: Sequence[Any]) -> Any:
+        subject, caps = args[0], args[1:]
+        tag = subject.tag if isinstance(subject, Tagged) else None
+        value = subject.value if isinstance(subject, Tagged) else subject
+        for kind, data, body in compiled:
+            if (kind == "any" or (kind == "type" and (tag == data or tag is None))
+                    or (kind == "record" and isinstance(value, dict)
+                        and all(f in value for f in data))):
+                return body(value, caps)
+        raise ValueError(f"no case of the match fits the value {subject!r}")
+
+    return run
 
 
 _HIGHER_ORDER: dict[str, Callable[[Body], Callable[[Sequence[Any]], Any]]] = {

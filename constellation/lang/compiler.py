@@ -431,9 +431,8 @@ class _Compiler:
             case A.Lambda():
                 raise self.fail("E128", "a lambda can only be an argument of filter, map, "
                                         "all or any", e.pos)
-            case A.Match():
-                raise self.fail("E198", "match expressions are not supported by this "
-                                        "version of the compiler yet", e.pos)
+            case A.Match(subject, cases):
+                return self._match(self.expr(subject), cases, e.pos)
         raise self.fail("E199", f"unsupported expression {type(e).__name__}", None)
 
     def _expect(self, v: _Value, t: CType, node: Any, what: str) -> _Value:
@@ -603,7 +602,8 @@ class _Compiler:
                                         f"the items are {render(elem)}", lam.pos)
             elem = declared
         captures: list[_Value] = []
-        body, body_type = _LambdaCompiler(self, pname, elem, captures).compile(lam.body)
+        body, body_type = _LambdaCompiler(self, {pname: (("param",), elem)},
+                                          captures).compile(lam.body)
         if op in ("filter", "all", "any") and not is_subtype(body_type, BOOLEAN):
             raise self.fail("E122", f"the lambda of {op} must give a Boolean, got "
                                     f"{render(body_type)}", lam.body.pos)
@@ -614,6 +614,53 @@ class _Compiler:
         else:
             result = BOOLEAN
         return self.transform(op, (("body", body),), [items, *captures], result, op)
+
+    def _match(self, subject: _Value, cases: tuple[tuple[A.Pattern, A.Expr], ...],
+               pos: A.Pos | None) -> _Value:
+        st = subject.type
+        members = list(st.members) if isinstance(st, CUnion) else [st]
+        covered: set[int] = set()
+        compiled: list[tuple[str, Any, tuple[Any, ...]]] = []
+        captures: list[_Value] = []
+        body_types: list[CType] = []
+        for pattern, body in cases:
+            bindings: dict[str, tuple[tuple[Any, ...], CType]] = {}
+            if isinstance(pattern, A.PWildcard):
+                kind, data = "any", None
+                hits = list(range(len(members)))
+            elif isinstance(pattern, A.PType):
+                target = self.type_of(pattern.type)
+                kind, data = "type", render(target)
+                hits = [i for i, m in enumerate(members) if render(m) == data]
+                if not hits:
+                    raise self.fail("E136", f"'is {render(target)}' never matches a value "
+                                            f"of type {render(st)}", pattern.pos)
+            else:
+                kind, data = "record", tuple(pattern.fields)
+                hits = [i for i, m in enumerate(members) if isinstance(m, CRecord)
+                        and all(f in m.field_map for f in pattern.fields)]
+                if not hits:
+                    raise self.fail("E136", f"the pattern {{{', '.join(pattern.fields)}}} "
+                                            f"never matches a value of type {render(st)}",
+                                    pattern.pos)
+                for f in pattern.fields:
+                    ftypes = [members[i].field_map[f] for i in hits]  # type: ignore[attr-defined]
+                    ft = _common(ftypes) or CUnion.of(*ftypes)
+                    bindings[f] = (("field", ("param",), f), ft)
+            covered.update(hits)
+            node, t = _LambdaCompiler(self, bindings, captures).compile(body)
+            compiled.append((kind, data, node))
+            body_types.append(t)
+        missing = [render(m) for i, m in enumerate(members) if i not in covered]
+        if missing:
+            raise self.fail("E137", f"match does not cover {', '.join(missing)}; add a case "
+                                    "for it or a '_ -> ...' case", pos)
+        result = _common(body_types)
+        if result is None:
+            raise self.fail("E122", "the cases of 'match' have different types: "
+                            + ", ".join(render(t) for t in body_types), pos)
+        return self.transform("match", (("cases", tuple(compiled)),), [subject, *captures],
+                              result, "match")
 
     # --- options -------------------------------------------------------------------------
 
@@ -720,19 +767,18 @@ class _LambdaCompiler:
     Outer names the body uses are captured: they become extra inputs of the transform.
     """
 
-    def __init__(self, outer: _Compiler, param: str, param_type: CType,
+    def __init__(self, outer: _Compiler, bindings: dict[str, tuple[tuple[Any, ...], CType]],
                  captures: list[_Value]) -> None:
         self.outer = outer
-        self.param = param
-        self.param_type = param_type
+        self.bindings = bindings  # names bound inside: a lambda's parameter, match fields
         self.captures = captures
         self.capture_index: dict[str, int] = {}
 
     def compile(self, e: A.Expr) -> tuple[tuple[Any, ...], CType]:
         o = self.outer
         match e:
-            case A.Name(name) if name == self.param:
-                return ("param",), self.param_type
+            case A.Name(name) if name in self.bindings:
+                return self.bindings[name]
             case A.Name(name):
                 if name not in o.env:
                     raise o.fail("E130", f"undefined name '{name}' in the lambda", e.pos)
@@ -748,6 +794,16 @@ class _LambdaCompiler:
                 return ("lit", e.value), BOOLEAN
             case A.StringLit(parts) if all(isinstance(p, str) for p in parts):
                 return ("lit", "".join(parts)), STRING  # type: ignore[arg-type]
+            case A.StringLit(parts):
+                template: list[str | int] = []
+                nodes: list[tuple[Any, ...]] = []
+                for part in parts:
+                    if isinstance(part, str):
+                        template.append(part)
+                    else:
+                        template.append(len(nodes))
+                        nodes.append(self.compile(part)[0])
+                return ("interp", tuple(template), tuple(nodes)), STRING
             case A.Call(func, args) if not e.options:
                 mdef = o.resolve(func, e.pos)
                 params = list(mdef.inputs.items())

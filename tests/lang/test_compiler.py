@@ -171,5 +171,38 @@ def test_deep_nesting_compiles(engine: Constellation) -> None:
     assert run(engine, chain, a=1) == {"x": 5000}
 
 
-def test_match_is_reported_as_not_supported_yet(engine: Constellation) -> None:
-    assert codes(engine, "in a: Int\nx = match a { _ -> 1 }\nout x\n")[0][0] == "E198"
+MATCH = ("type Circle = {radius: Int}\ntype Rect = {width: Int, height: Int}\n"
+         "in shape: Circle | Rect\n"
+         "area = match shape {\n  {radius} -> radius * radius * 3,\n"
+         "  {width, height} -> width * height\n}\n"
+         'kind = match shape { is Circle -> "round", _ -> "angular" }\nout area\nout kind\n')
+
+
+@pytest.mark.parametrize(("shape", "expected"), [
+    ({"radius": 2}, {"area": 12, "kind": "round"}),
+    ({"width": 3, "height": 4}, {"area": 12, "kind": "angular"}),
+    ({"tag": "{height: Int, width: Int}", "value": {"width": 1, "height": 5}},
+     {"area": 5, "kind": "angular"}),
+])
+def test_union_types_and_match(engine: Constellation, shape: dict[str, object],
+                               expected: dict[str, object]) -> None:
+    from constellation.core.types import CUnion, from_json
+
+    pipeline = engine.compile(MATCH)
+    union = pipeline.inputs["shape"]
+    assert isinstance(union, CUnion)
+    result = engine.run(pipeline, {"shape": from_json(union, shape)})
+    assert result.ok, result.errors
+    assert dict(result.outputs) == expected
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ("{a} -> a", "E137"),                      # does not cover {b: Int}
+    ("{c} -> 1, _ -> 2", "E136"),              # a pattern that never matches
+    ("is Float -> 1, _ -> 2", "E136"),
+    ('is A -> 1, is B -> "x"', "E122"),        # cases of different types
+])
+def test_match_errors(engine: Constellation, body: str, code: str) -> None:
+    source = ("type A = {a: Int}\ntype B = {b: Int}\nin s: A | B\n"
+              f"x = match s {{ {body} }}\nout x\n")
+    assert codes(engine, source)[0][0] == code
