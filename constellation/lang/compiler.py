@@ -625,6 +625,7 @@ class _Compiler:
         body_types: list[CType] = []
         for pattern, body in cases:
             bindings: dict[str, tuple[tuple[Any, ...], CType]] = {}
+            data: Any
             if isinstance(pattern, A.PWildcard):
                 kind, data = "any", None
                 hits = list(range(len(members)))
