@@ -117,15 +117,20 @@ class Pipeline:
         name: the pipeline's name.
         spec: the resolved DagSpec.
         structural_hash: SHA-256 of the structure.
+        syntactic_hash: SHA-256 of the source text ("" when not compiled from source).
+        warnings: the compiler's warnings (for compiled sources).
     """
 
-    __slots__ = ("_engine", "name", "plan", "spec", "structural_hash")
+    __slots__ = ("_engine", "name", "plan", "spec", "structural_hash", "syntactic_hash",
+                 "warnings")
 
     def __init__(self, spec: DagSpec, plan: ExecutionPlan, engine: Constellation) -> None:
         self.spec = spec
         self.plan = plan
         self.name = spec.name
         self.structural_hash = plan.structural_hash
+        self.syntactic_hash = ""  # SHA-256 of the source text, for compiled sources
+        self.warnings: tuple[Diagnostic, ...] = ()
         self._engine = engine
 
     def __repr__(self) -> str:
@@ -203,7 +208,7 @@ class Constellation:
         self.default_timeout = float(default_timeout)
         self._modules: dict[str, ModuleDefinition] = {}
         self._timings: dict[str, ModuleTiming] = {}
-        self._compiled: LRUCache[tuple[str, str], DagSpec] = LRUCache(maxsize=256)
+        self._compiled: LRUCache[tuple[str, str], Pipeline] = LRUCache(maxsize=256)
         self._compile_lock = threading.Lock()
         self._compile_hits = 0
         self._compile_misses = 0
@@ -253,6 +258,9 @@ class Constellation:
                 raise ConfigurationError(f"a module named '{m.name}' is already registered",
                                          details={"field": "modules", "module": m.name})
             self._modules[m.name] = m
+        if modules and hasattr(self, "_compiled"):
+            with self._compile_lock:
+                self._compiled.clear()
 
     @property
     def modules(self) -> Mapping[str, ModuleDefinition]:
@@ -279,7 +287,7 @@ class Constellation:
         if isinstance(source, PipelineBuilder):
             source = source.build()
         if isinstance(source, str):
-            source = self._compile_source(source, name or "pipeline")
+            return self._compile_source(source, name or "pipeline")
         if not isinstance(source, DagSpec):
             raise CompilationError([Diagnostic(
                 "E100", f"cannot compile a {type(source).__name__}; give a DagSpec, a "
@@ -287,9 +295,12 @@ class Constellation:
         spec = resolve(source, self._modules)
         return Pipeline(spec, ExecutionPlan.build(spec, self._modules, self._timings), self)
 
-    def _compile_source(self, source: str, name: str) -> DagSpec:
+    def _compile_source(self, source: str, name: str) -> Pipeline:
         from constellation.lang.compiler import compile_source
 
+        # The cache holds finished pipelines (typed spec and execution plan), keyed by
+        # the source's hash: a hit costs a hash and a lookup. Registering modules
+        # clears it, since names may then resolve differently.
         key = (hashlib.sha256(source.encode()).hexdigest(), name)
         with self._compile_lock:
             cached = self._compiled.get(key)
@@ -297,10 +308,13 @@ class Constellation:
                 self._compile_hits += 1
                 return cached
             self._compile_misses += 1
-        spec = compile_source(source, self._modules, name).spec
+        compiled = compile_source(source, self._modules, name)
+        pipeline = self.compile(compiled.spec)
+        pipeline.syntactic_hash = compiled.syntactic_hash
+        pipeline.warnings = compiled.warnings
         with self._compile_lock:
-            self._compiled[key] = spec
-        return spec
+            self._compiled[key] = pipeline
+        return pipeline
 
     def compile_cache_info(self) -> dict[str, int]:
         """Hits, misses and size of the cache of compiled sources (keyed by source hash)."""
