@@ -28,7 +28,7 @@ def hundred_lines() -> str:
 def thousand_nodes() -> str:
     """A generated program with 1,000 module calls (a wide, shallow graph)."""
     lines = ["in a: Int", "in b: Int"]
-    for i in range(1000):
-        lines.append(f"v{i} = add(a, {i})" if i < 500 else f"v{i} = multiply(v{i - 500}, b)")
+    lines += [f"v{i} = add(a, {i})" for i in range(500)]
+    lines += [f"v{i} = multiply(v{i - 500}, b)" for i in range(500, 1000)]
     lines += [f"out v{i}" for i in range(500, 1000)]
     return "\n".join(lines) + "\n"
