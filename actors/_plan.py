@@ -135,7 +135,7 @@ class ExecutionPlan:
 
         def idx(did: str, who: str) -> int:
             if did not in index:
-                problems.append(Diagnostic("E124", f"{who} reads undefined value '{did}'"))
+                problems.append(Diagnostic("E129", f"{who} reads undefined value '{did}'"))
                 return -1
             return index[did]
 
