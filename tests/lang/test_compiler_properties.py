@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +10,9 @@ from hypothesis import strategies as st
 
 from constellation import Constellation
 from constellation.lang.compiler import compile_source
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @st.composite
