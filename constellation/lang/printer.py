@@ -128,6 +128,11 @@ def _expr(e: Any) -> str:
             return "[" + ", ".join(print_expr(i) for i in items) + "]"
         case A.RecordLit(fields):
             return "{" + ", ".join(f"{n}: {print_expr(v)}" for n, v in fields) + "}"
+        case A.Call(options=options) if options:
+            # Options need parentheses unless the call is a whole assignment
+            # (handled in _declaration): "f(x) with retry: 1" would swallow what follows.
+            opts = ", ".join(_option(o) for o in options)
+            return f"({_call(e)} with {opts})"
         case A.Call():
             return _call(e)
         case A.Arith(first, rest):

@@ -99,6 +99,11 @@ def test_calls_with_options() -> None:
     assert call.options[1].value.seconds == 30  # type: ignore[union-attr]
 
 
+def test_calls_with_options_inside_parentheses() -> None:
+    assert expr("f((g(x) with retry: 1), y)") == A.Call("f", (
+        A.Call("g", (A.Name("x"),), (A.Option("retry", A.IntLit(1)),)), A.Name("y")))
+
+
 def test_match_lambda_and_branch() -> None:
     assert expr("match v { {a, b} -> a, is Int -> 1, _ -> 0 }") == A.Match(A.Name("v"), (
         (A.PRecord(("a", "b")), A.Name("a")), (A.PType(A.TName("Int")), A.IntLit(1)),

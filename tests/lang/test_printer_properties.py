@@ -75,6 +75,9 @@ def extend(e: st.SearchStrategy[A.Expr]) -> st.SearchStrategy[A.Expr]:
         st.just(A.PWildcard()), type_names.map(lambda n: A.PType(A.TName(n))))
     return st.one_of(
         st.builds(lambda f, args: A.Call(f, tuple(args)), funcs, st.lists(e, max_size=3)),
+        st.builds(lambda f, args, n: A.Call(f, tuple(args), (
+            A.Option("retry", A.IntLit(n)), A.Option("timeout", A.Duration(n + 1, "s")))),
+                  funcs, st.lists(e, max_size=2), st.integers(0, 5)),
         st.builds(lambda first, op, rest: A.Arith(first, tuple((op, r) for r in rest)),
                   e, st.sampled_from(["+", "-"]), st.lists(e, min_size=1, max_size=2)),
         st.builds(lambda first, op, rest: A.Arith(first, tuple((op, r) for r in rest)),
