@@ -1,0 +1,116 @@
+"""ExecutionStorage: execution records and suspended snapshots.
+
+A record is a plain, JSON-ready description of one execution (ids, pipeline, status,
+inputs, outputs, errors, per-node timings, timestamps), so that any backend can store it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+__all__ = ["ExecutionRecord", "ExecutionStorage", "InMemoryExecutionStorage"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """One execution, as stored.
+
+    Attributes:
+        execution_id: the execution.
+        pipeline: the pipeline's name.
+        structural_hash: the pipeline's structural hash.
+        status: the status's value (``completed``, ``suspended`` ...).
+        inputs: the inputs as JSON-ready data.
+        outputs: the outputs computed, as JSON-ready data.
+        errors: ``{"code", "message", "details"}`` per error.
+        nodes: node name → ``{"module", "status", "attempts", "duration_ms"}``.
+        started_at: seconds since the epoch.
+        ended_at: seconds since the epoch (0 while running).
+        snapshot: for a suspended execution, what resuming it needs.
+    """
+
+    execution_id: str
+    pipeline: str
+    structural_hash: str
+    status: str
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    errors: Sequence[Mapping[str, Any]] = ()
+    nodes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    snapshot: Mapping[str, Any] | None = None
+
+    def with_status(self, status: str) -> ExecutionRecord:
+        """A copy with another status."""
+        return replace(self, status=status)
+
+
+@runtime_checkable
+class ExecutionStorage(Protocol):
+    """Stores execution records. Implementations must be thread-safe."""
+
+    def save(self, record: ExecutionRecord) -> None:
+        """Insert or replace the record with this execution id."""
+
+    def load(self, execution_id: str) -> ExecutionRecord | None:
+        """The record, or None."""
+
+    def list(self, *, pipeline: str | None = None, status: str | None = None,
+             limit: int = 100, offset: int = 0) -> list[ExecutionRecord]:
+        """Records, newest first (by ``started_at``), filtered and paged."""
+
+    def delete(self, execution_id: str) -> bool:
+        """Remove the record; whether it existed."""
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+
+class InMemoryExecutionStorage:
+    """Keeps records in a dict: the default, and a public test double.
+
+    Args:
+        max_records: oldest records are dropped past this many (None: unbounded).
+    """
+
+    def __init__(self, max_records: int | None = 100_000) -> None:
+        self._records: dict[str, ExecutionRecord] = {}
+        self._lock = threading.Lock()
+        self._max = max_records
+
+    def save(self, record: ExecutionRecord) -> None:
+        """Insert or replace."""
+        with self._lock:
+            self._records.pop(record.execution_id, None)
+            self._records[record.execution_id] = record
+            if self._max is not None and len(self._records) > self._max:
+                del self._records[next(iter(self._records))]
+
+    def load(self, execution_id: str) -> ExecutionRecord | None:
+        """The record, or None."""
+        with self._lock:
+            return self._records.get(execution_id)
+
+    def list(self, *, pipeline: str | None = None, status: str | None = None,
+             limit: int = 100, offset: int = 0) -> list[ExecutionRecord]:
+        """Records, newest first, filtered and paged."""
+        with self._lock:
+            found = [r for r in self._records.values()
+                     if (pipeline is None or r.pipeline == pipeline)
+                     and (status is None or r.status == status)]
+        found.sort(key=lambda r: r.started_at, reverse=True)
+        return found[offset:offset + limit]
+
+    def delete(self, execution_id: str) -> bool:
+        """Remove it."""
+        with self._lock:
+            return self._records.pop(execution_id, None) is not None
+
+    def close(self) -> None:
+        """Nothing to release."""

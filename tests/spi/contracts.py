@@ -1,0 +1,128 @@
+"""Contract test mixins: every implementation of an SPI runs the same tests.
+
+A test class for an implementation inherits the mixin and provides ``make`` (and, for
+caches, ``advance(seconds)`` to move its clock). Redis, PostgreSQL and SQLite backends
+reuse these classes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from spi import MISSING, ExecutionRecord
+
+
+class CacheContract:
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def advance(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    def test_get_of_an_unknown_key_is_missing_and_counts_a_miss(self) -> None:
+        cache = self.make()
+        assert cache.get("nope") is MISSING
+        assert cache.stats().misses == 1
+
+    def test_set_then_get_returns_the_value_and_counts_a_hit(self) -> None:
+        cache = self.make()
+        cache.set("k", {"a": [1, 2]}, ttl=60)
+        assert cache.get("k") == {"a": [1, 2]}
+        assert cache.stats().hits == 1
+
+    def test_none_is_a_value_not_a_miss(self) -> None:
+        cache = self.make()
+        cache.set("k", None, ttl=60)
+        assert cache.get("k") is None
+
+    def test_values_expire_after_their_ttl(self) -> None:
+        cache = self.make()
+        cache.set("short", 1, ttl=1)
+        cache.set("long", 2, ttl=100)
+        self.advance(2)
+        assert cache.get("short") is MISSING
+        assert cache.get("long") == 2
+
+    def test_delete_and_clear(self) -> None:
+        cache = self.make()
+        cache.set("a", 1, ttl=60)
+        cache.set("b", 2, ttl=60)
+        assert cache.delete("a") is True
+        assert cache.delete("a") is False
+        assert cache.get("a") is MISSING
+        cache.clear()
+        assert cache.get("b") is MISSING
+        assert cache.stats().entries == 0
+
+    def test_concurrent_use_is_safe(self) -> None:
+        cache = self.make()
+
+        def work(i: int) -> None:
+            for j in range(100):
+                cache.set(f"{i}-{j}", j, ttl=60)
+                assert cache.get(f"{i}-{j}") == j
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert cache.stats().hits == 400
+
+
+def record(n: int, *, pipeline: str = "p", status: str = "completed") -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=f"id-{n}", pipeline=pipeline, structural_hash="ab" * 32, status=status,
+        inputs={"text": f"in {n}", "xs": [1, 2]}, outputs={"out": {"n": n}},
+        errors=({"code": "E300", "message": "boom", "details": {"node": "A"}},) if
+        status == "failed" else (),
+        nodes={"A": {"module": "Mod", "status": "completed", "attempts": 1,
+                     "duration_ms": 1.5}},
+        started_at=1000.0 + n, ended_at=1000.5 + n)
+
+
+class StorageContract:
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def test_save_then_load_gives_the_same_record(self) -> None:
+        storage = self.make()
+        storage.save(record(1))
+        assert storage.load("id-1") == record(1)
+        assert storage.load("nope") is None
+
+    def test_save_replaces_a_record_with_the_same_id(self) -> None:
+        storage = self.make()
+        storage.save(record(1))
+        storage.save(record(1).with_status("failed"))
+        assert storage.load("id-1").status == "failed"
+        assert len(storage.list()) == 1
+
+    def test_list_is_newest_first_filtered_and_paged(self) -> None:
+        storage = self.make()
+        for n in range(10):
+            storage.save(record(n, pipeline="a" if n % 2 else "b",
+                                status="failed" if n % 3 == 0 else "completed"))
+        ids = [r.execution_id for r in storage.list()]
+        assert ids == [f"id-{n}" for n in range(9, -1, -1)]
+        assert [r.execution_id for r in storage.list(pipeline="a")] == [
+            "id-9", "id-7", "id-5", "id-3", "id-1"]
+        assert [r.execution_id for r in storage.list(status="failed")] == [
+            "id-9", "id-6", "id-3", "id-0"]
+        assert [r.execution_id for r in storage.list(limit=3, offset=2)] == [
+            "id-7", "id-6", "id-5"]
+
+    def test_delete(self) -> None:
+        storage = self.make()
+        storage.save(record(1))
+        assert storage.delete("id-1") is True
+        assert storage.delete("id-1") is False
+        assert storage.load("id-1") is None
+
+    def test_suspended_snapshots_are_kept(self) -> None:
+        storage = self.make()
+        snap = {"values": {"in:a": 1}, "missing": ["b"]}
+        storage.save(ExecutionRecord("s-1", "p", "h", "suspended", snapshot=snap))
+        loaded = storage.load("s-1")
+        assert loaded.snapshot == snap
