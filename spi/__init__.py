@@ -16,6 +16,8 @@ from spi._listener import (
     NoOpListener,
 )
 from spi._metrics import InMemoryMetrics, LoggingMetrics, MetricsProvider, NoOpMetrics
+from spi._postgres import PostgresExecutionStorage
+from spi._redis import RedisCacheBackend
 from spi._registry import (
     KINDS,
     BackendInfo,
@@ -32,6 +34,7 @@ from spi._retry import (
     RetryPolicy,
     policy_for,
 )
+from spi._sqlite import SqliteExecutionStorage
 from spi._storage import ExecutionRecord, ExecutionStorage, InMemoryExecutionStorage
 from spi._tracing import NoOpSpan, NoOpTracer, Span, TracerProvider
 
@@ -62,8 +65,11 @@ __all__ = [
     "NoOpSpan",
     "NoOpTracer",
     "NoRetry",
+    "PostgresExecutionStorage",
+    "RedisCacheBackend",
     "RetryPolicy",
     "Span",
+    "SqliteExecutionStorage",
     "TracerProvider",
     "create_backend",
     "list_backends",

@@ -139,7 +139,10 @@ def _register_builtins() -> None:
     from spi._cache import InMemoryCacheBackend
     from spi._listener import LoggingListener, NoOpListener
     from spi._metrics import InMemoryMetrics, LoggingMetrics, NoOpMetrics
+    from spi._postgres import PostgresExecutionStorage
+    from spi._redis import RedisCacheBackend
     from spi._retry import ExponentialBackoff, FixedDelay, LinearBackoff, NoRetry
+    from spi._sqlite import SqliteExecutionStorage
     from spi._storage import InMemoryExecutionStorage
     from spi._tracing import NoOpTracer
 
@@ -151,7 +154,12 @@ def _register_builtins() -> None:
         ("listener", "noop", NoOpListener, "ignore events (default)"),
         ("listener", "logging", LoggingListener, "log each event"),
         ("storage", "memory", InMemoryExecutionStorage, "records in memory (default)"),
+        ("storage", "sqlite", SqliteExecutionStorage, "records in a SQLite file (path=...)"),
+        ("storage", "postgres", PostgresExecutionStorage,
+         "records in PostgreSQL (dsn=...; the 'postgres' extra)"),
         ("cache", "memory", InMemoryCacheBackend, "in-process TTL + LRU cache (default)"),
+        ("cache", "redis", RedisCacheBackend, "Redis with server-side TTL (url=...; the "
+                                              "'redis' extra)"),
         ("retry", "none", NoRetry, "never retry"),
         ("retry", "fixed", FixedDelay, "fixed delay"),
         ("retry", "linear", LinearBackoff, "linear backoff"),

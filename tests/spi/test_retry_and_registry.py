@@ -115,3 +115,18 @@ def test_backends_are_discovered_from_entry_points(monkeypatch: pytest.MonkeyPat
         assert isinstance(create_backend("cache", "from-plugin"), InMemoryCacheBackend)
     finally:
         unregister_backend("cache", "from-plugin")
+
+
+@pytest.mark.parametrize(("module", "make", "hint"), [
+    ("redis", lambda: __import__("spi").RedisCacheBackend(), "constellation-engine[redis]"),
+    ("psycopg", lambda: __import__("spi").PostgresExecutionStorage("host=x"),
+     "constellation-engine[postgres]"),
+])
+def test_a_missing_extra_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch, module: str,
+                                               make: object, hint: str) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # makes "import module" fail
+    with pytest.raises(ConfigurationError, match=r"pip install") as info:
+        make()  # type: ignore[operator]
+    assert hint in info.value.message

@@ -1,0 +1,127 @@
+"""SqliteExecutionStorage: execution records in a SQLite file.
+
+Values (inputs, outputs, errors, node records, snapshots) are msgpack-encoded. The
+database runs in WAL mode with a busy timeout, so several processes may read and write
+the same file; each thread gets its own connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from spi._storage import ExecutionRecord
+
+__all__ = ["SqliteExecutionStorage"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    execution_id TEXT PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    structural_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_started ON executions (started_at DESC);
+CREATE INDEX IF NOT EXISTS executions_pipeline ON executions (pipeline, started_at DESC);
+CREATE INDEX IF NOT EXISTS executions_status ON executions (status, started_at DESC);
+"""
+
+
+def _encode(record: ExecutionRecord) -> bytes:
+    return msgpack.packb({  # type: ignore[no-any-return]
+        "inputs": dict(record.inputs), "outputs": dict(record.outputs),
+        "errors": [dict(e) for e in record.errors],
+        "nodes": {k: dict(v) for k, v in record.nodes.items()},
+        "snapshot": dict(record.snapshot) if record.snapshot is not None else None,
+    }, use_bin_type=True)
+
+
+def _decode(row: tuple[Any, ...]) -> ExecutionRecord:
+    execution_id, pipeline, structural_hash, status, started_at, ended_at, body = row
+    data = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    return ExecutionRecord(execution_id, pipeline, structural_hash, status, data["inputs"],
+                           data["outputs"], tuple(data["errors"]), data["nodes"],
+                           started_at, ended_at, data["snapshot"])
+
+
+class SqliteExecutionStorage:
+    """Execution records in a SQLite file (created if missing).
+
+    Args:
+        path: the database file.
+        timeout: seconds to wait for another process's write lock.
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def save(self, record: ExecutionRecord) -> None:
+        """Insert or replace the record."""
+        self._conn().execute(
+            "INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.execution_id, record.pipeline, record.structural_hash, record.status,
+             record.started_at, record.ended_at, _encode(record)))
+
+    def load(self, execution_id: str) -> ExecutionRecord | None:
+        """The record, or None."""
+        row = self._conn().execute(
+            "SELECT * FROM executions WHERE execution_id = ?", (execution_id,)).fetchone()
+        return _decode(row) if row else None
+
+    def list(self, *, pipeline: str | None = None, status: str | None = None,
+             limit: int = 100, offset: int = 0) -> list[ExecutionRecord]:
+        """Records, newest first, filtered and paged."""
+        where, params = [], []
+        if pipeline is not None:
+            where.append("pipeline = ?")
+            params.append(pipeline)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        sql = "SELECT * FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC LIMIT ? OFFSET ?"
+        rows = self._conn().execute(sql, (*params, int(limit), int(offset))).fetchall()
+        return [_decode(r) for r in rows]
+
+    def delete(self, execution_id: str) -> bool:
+        """Remove the record."""
+        cur = self._conn().execute("DELETE FROM executions WHERE execution_id = ?",
+                                   (execution_id,))
+        return cur.rowcount > 0
+
+    def close(self) -> None:
+        """Close every connection this object opened."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
