@@ -1,8 +1,10 @@
 """TracerProvider: spans around executions and module calls.
 
-``span(name, attributes)`` is a context manager yielding a :class:`Span`; the engine
-opens ``execute(<pipeline>)`` with a child ``module(<name>)`` per module call, and
-``compile``.
+The engine reports ``execute(<pipeline>)`` with a child ``module(<name>)`` per module
+call, and ``compile``. It creates spans from its listener actor after the fact, with
+explicit start and end times (nanoseconds since the epoch), so ``start_span`` takes a
+``start_time_ns`` and :meth:`Span.end` an ``end_time_ns``; ``span()`` is a convenience
+context manager for your own code.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-__all__ = ["NoOpSpan", "NoOpTracer", "Span", "TracerProvider"]
+__all__ = ["NoOpSpan", "NoOpTracer", "Span", "TracerProvider", "span"]
 
 
 @runtime_checkable
@@ -23,22 +25,26 @@ class Span(Protocol):
     def set_attribute(self, key: str, value: Any) -> None:
         """Attach an attribute."""
 
-    def record_error(self, error: BaseException) -> None:
-        """Mark the span as failed with ``error``."""
+    def record_error(self, error: BaseException | str) -> None:
+        """Mark the span as failed."""
+
+    def end(self, end_time_ns: int | None = None) -> None:
+        """Finish the span (now, or at the given time)."""
 
 
 @runtime_checkable
 class TracerProvider(Protocol):
     """Creates spans."""
 
-    def span(self, name: str, attributes: Mapping[str, Any] | None = None,
-             parent: Span | None = None) -> Any:
-        """A context manager around the work, yielding a :class:`Span`.
+    def start_span(self, name: str, attributes: Mapping[str, Any] | None = None,
+                   parent: Span | None = None, start_time_ns: int | None = None) -> Span:
+        """Start a span.
 
         Args:
             name: ``execute(text-analysis)``, ``module(Uppercase)``, ``compile``.
             attributes: initial attributes.
-            parent: the enclosing span, when the work runs on another thread.
+            parent: the enclosing span.
+            start_time_ns: when the work started (default: now).
         """
 
 
@@ -48,7 +54,10 @@ class NoOpSpan:
     def set_attribute(self, key: str, value: Any) -> None:
         """Do nothing."""
 
-    def record_error(self, error: BaseException) -> None:
+    def record_error(self, error: BaseException | str) -> None:
+        """Do nothing."""
+
+    def end(self, end_time_ns: int | None = None) -> None:
         """Do nothing."""
 
 
@@ -58,8 +67,21 @@ _NOOP_SPAN = NoOpSpan()
 class NoOpTracer:
     """All operations are no-op. The default."""
 
-    @contextmanager
-    def span(self, name: str, attributes: Mapping[str, Any] | None = None,
-             parent: Span | None = None) -> Iterator[Span]:
-        """Yield a span that records nothing."""
-        yield _NOOP_SPAN
+    def start_span(self, name: str, attributes: Mapping[str, Any] | None = None,
+                   parent: Span | None = None, start_time_ns: int | None = None) -> Span:
+        """A span that records nothing."""
+        return _NOOP_SPAN
+
+
+@contextmanager
+def span(tracer: TracerProvider, name: str, attributes: Mapping[str, Any] | None = None,
+         parent: Span | None = None) -> Iterator[Span]:
+    """Run a block inside a span of ``tracer``; an exception marks the span failed."""
+    s = tracer.start_span(name, attributes, parent)
+    try:
+        yield s
+    except BaseException as exc:
+        s.record_error(exc)
+        raise
+    finally:
+        s.end()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+
+import pytest
 
 from spi import (
     CompositeListener,
@@ -19,9 +20,6 @@ from spi import (
     NoOpTracer,
     TracerProvider,
 )
-
-if TYPE_CHECKING:
-    import pytest
 
 EXEC = ExecutionEvent("e1", "p", "h", "completed", duration_ms=2.0)
 MOD = ModuleEvent("e1", "Trim", "Trim", attempt=1, duration_ms=1.0)
@@ -82,8 +80,13 @@ def test_composite_listener_tells_everyone_even_after_a_failure(
 
 
 def test_noop_tracer_spans_nest_and_accept_attributes() -> None:
+    from spi._tracing import span
+
     tracer = NoOpTracer()
-    with tracer.span("execute(p)", {"pipeline": "p"}) as outer:
+    with span(tracer, "execute(p)", {"pipeline": "p"}) as outer:
         outer.set_attribute("x", 1)
-        with tracer.span("module(Trim)", parent=outer) as inner:
-            inner.record_error(ValueError("x"))
+        inner = tracer.start_span("module(Trim)", parent=outer, start_time_ns=1)
+        inner.record_error(ValueError("x"))
+        inner.end(2)
+    with pytest.raises(KeyError), span(tracer, "fails"):
+        raise KeyError("x")
