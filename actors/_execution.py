@@ -95,6 +95,9 @@ class ExecutionActor(PooledActor):
         self.started = time.perf_counter()
         handle.started_at = self.started
         handle._status = ExecutionStatus.RUNNING
+        observer = self.runtime.observer
+        if observer is not None:
+            observer.execution_started(handle)
         plan = self.plan
         ready: list[int] = []
         try:
@@ -247,6 +250,9 @@ class ExecutionActor(PooledActor):
             missing_inputs=missing,
             queued_ms=(self.started - handle.submitted_at) * 1000.0,
         )
+        observer = self.runtime.observer
+        if observer is not None:
+            observer.execution_finished(handle, result)
         handle._complete(result)
         self._stop()
         # The thread that finishes an execution starts the next queued one itself when
@@ -336,6 +342,9 @@ class NodeActor(PooledActor):
     def _call(self) -> None:
         self.attempts += 1
         node = self.node
+        observer = self.runtime.observer
+        if observer is not None:
+            observer.module_started(self.handle, node.name, node.module.name, self.attempts)
         if node.plain_args:
             self.kwargs = self.args
         else:
@@ -384,6 +393,12 @@ class NodeActor(PooledActor):
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is CallFinished:
+            observer = self.runtime.observer
+            if observer is not None:
+                error = message.error
+                observer.module_finished(self.handle, self.node.name, self.node.module.name,
+                                         self.attempts, message.duration_ms,
+                                         None if error is None else error.message)
             self.parent.post_and_run(NodeFinished(self.node.index, message.value,
                                                   message.error, self.attempts,
                                                   message.duration_ms))

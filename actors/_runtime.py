@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pykka import ActorRef
 
     from actors._actor import PooledActor
+    from actors._observer import Observer
 
 __all__ = ["Runtime"]
 
@@ -51,6 +52,9 @@ class Runtime:
         self.timer = TimerService(f"{name}-timer", clock=clock)
         self.supervisor: ActorRef[Any] | None = None
         self.supervisor_actor: PooledActor | None = None
+        # Set by the engine when metrics, tracing or a listener is configured; None
+        # otherwise, so that instrumentation costs one "is None" per event site.
+        self.observer: Observer | None = None
         self.max_queue_size = max_queue_size
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)

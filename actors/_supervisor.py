@@ -111,7 +111,10 @@ class Supervisor(PooledActor):
             status = ExecutionStatus.TIMED_OUT
             error = ExecutionTimeoutError(f"execution {eid} passed its deadline while queued",
                                           details={"execution_id": eid})
-        h._complete(_unstarted_result(h, status, error))
+        result = _unstarted_result(h, status, error)
+        if self.runtime.observer is not None:
+            self.runtime.observer.execution_finished(h, result)
+        h._complete(result)
 
 
 def _unstarted_result(h: Execution, status: ExecutionStatus, error: ConstellationError

@@ -37,6 +37,7 @@ from constellation.core.errors import (
     Diagnostic,
     InputError,
     InputTypeError,
+    QueueFullError,
     ShuttingDownError,
     UnknownInputError,
 )
@@ -44,6 +45,9 @@ from constellation.core.modules import ModuleDefinition
 from constellation.core.options import Priority, priority_value
 from constellation.core.types import coerce, render
 from spi._backends import Backends
+from spi._listener import ExecutionListener, NoOpListener
+from spi._metrics import MetricsProvider, NoOpMetrics
+from spi._tracing import NoOpTracer, TracerProvider
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -187,14 +191,13 @@ class Constellation:
         if backends is not None and not isinstance(backends, Backends):
             raise ConfigurationError("backends must be a Backends(...) bundle",
                                      details={"field": "backends"})
-        if backends is not None and any(
-                getattr(backends, f) is not None for f in Backends.__slots__):
-            # Refuse rather than silently ignore: a listener or storage passed now would
-            # receive nothing. The backend SPIs are the next piece of work.
+        if backends is not None and (backends.storage is not None
+                                     or backends.cache is not None):
+            # Refuse rather than silently ignore: executions would not be recorded and
+            # nothing would be cached. Wiring storage and cache is the next piece of work.
             raise ConfigurationError(
-                "custom backends (metrics, tracer, listener, storage, cache) are not "
-                "supported by this version yet; use Backends() or omit the argument",
-                details={"field": "backends"})
+                "storage and cache backends are not used by this version yet; pass "
+                "metrics, tracer and listener only", details={"field": "backends"})
         if (isinstance(default_timeout, bool) or not isinstance(default_timeout, int | float)
                 or not default_timeout > 0):
             raise ConfigurationError(f"default_timeout must be a positive number of seconds, "
@@ -225,6 +228,23 @@ class Constellation:
             max_queue_size=scheduler.max_queue_size,
             clock=clock,
         )
+        b = self.backends
+        _check_backend(b.metrics, MetricsProvider, "metrics")
+        _check_backend(b.tracer, TracerProvider, "tracer")
+        _check_backend(b.listener, ExecutionListener, "listener")
+        # The no-op defaults do nothing: leaving them out keeps the observer (and its
+        # per-event cost) away entirely, as if no backends had been given.
+        # (Exact types: a subclass of a no-op default may override its methods.)
+        metrics = None if type(b.metrics) is NoOpMetrics else b.metrics
+        tracer = None if type(b.tracer) is NoOpTracer else b.tracer
+        listener = None if type(b.listener) is NoOpListener else b.listener
+        if metrics is not None or tracer is not None or listener is not None:
+            from actors._observer import Observer
+
+            rt = self._runtime
+            self._runtime.observer = Observer(
+                metrics, tracer, listener,
+                gauges=lambda: (max(rt.inflight - rt.queued, 0), rt.queued))
         supervisor = Supervisor.spawn_running(
             self._runtime, scheduler.max_concurrency, scheduler.starvation_timeout,
             _dispatcher=self._runtime.dispatcher)
@@ -301,12 +321,18 @@ class Constellation:
         # The cache holds finished pipelines (typed spec and execution plan), keyed by
         # the source's hash: a hit costs a hash and a lookup. Registering modules
         # clears it, since names may then resolve differently.
+        started = time.perf_counter()
+        observer = self._runtime.observer
         key = (hashlib.sha256(source.encode()).hexdigest(), name)
         with self._compile_lock:
             cached = self._compiled.get(key)
             if cached is not None:
                 self._compile_hits += 1
-                return cached
+        if cached is not None:
+            if observer is not None:
+                observer.compiled(True, (time.perf_counter() - started) * 1000.0)
+            return cached
+        with self._compile_lock:
             self._compile_misses += 1
         compiled = compile_source(source, self._modules, name)
         pipeline = self.compile(compiled.spec)
@@ -314,6 +340,8 @@ class Constellation:
         pipeline.warnings = compiled.warnings
         with self._compile_lock:
             self._compiled[key] = pipeline
+        if observer is not None:
+            observer.compiled(False, (time.perf_counter() - started) * 1000.0)
         return pipeline
 
     def compile_cache_info(self) -> dict[str, int]:
@@ -371,7 +399,12 @@ class Constellation:
         eid = f"{self._id_prefix}{n >> 48 & 0xFFFF:04x}-{n & 0xFFFFFFFFFFFF:012x}"
         deadline = runtime.clock() + limit
         handle = Execution(eid, plan, checked, prio, deadline, runtime)
-        runtime.admit()
+        try:
+            runtime.admit()
+        except QueueFullError:
+            if runtime.observer is not None:
+                runtime.observer.rejected()
+            raise
         handle._deadline_timer = runtime.timer.call_at(
             deadline, lambda: runtime.tell_supervisor(_deadline_message(eid)))
         runtime.post_to_supervisor(SubmitExecution(handle))
@@ -456,7 +489,8 @@ class Constellation:
         """
         rt = self._runtime
         workers = rt.workers.max_threads if rt.own_workers else 0  # type: ignore[attr-defined]
-        return rt.dispatcher.max_threads + workers + 1
+        listener = 1 if rt.observer is not None else 0
+        return rt.dispatcher.max_threads + workers + 1 + listener
 
     def shutdown(self, drain_timeout: float = 30.0) -> bool:
         """Stop accepting work, let in-flight executions finish, then stop.
@@ -479,6 +513,8 @@ class Constellation:
             runtime.wait_idle(5.0)
         if runtime.supervisor is not None:
             runtime.supervisor.stop(block=True, timeout=5.0)
+        if runtime.observer is not None:
+            runtime.observer.stop()
         runtime.stop()
         self._state = LifecycleState.STOPPED
         return drained
@@ -493,6 +529,13 @@ class Constellation:
     def __repr__(self) -> str:
         return (f"<Constellation {self._state.value} modules={len(self._modules)} "
                 f"inflight={self.inflight_count}>")
+
+
+def _check_backend(backend: Any, protocol: type, field: str) -> None:
+    if backend is not None and not isinstance(backend, protocol):
+        raise ConfigurationError(
+            f"backends.{field} must implement {protocol.__name__}; "
+            f"{type(backend).__name__} does not", details={"field": f"backends.{field}"})
 
 
 def _deadline_message(eid: str) -> Any:

@@ -16,6 +16,7 @@ from spi._listener import (
     NoOpListener,
 )
 from spi._metrics import InMemoryMetrics, LoggingMetrics, MetricsProvider, NoOpMetrics
+from spi._otel import OpenTelemetryTracer
 from spi._postgres import PostgresExecutionStorage
 from spi._redis import RedisCacheBackend
 from spi._registry import (
@@ -65,6 +66,7 @@ __all__ = [
     "NoOpSpan",
     "NoOpTracer",
     "NoRetry",
+    "OpenTelemetryTracer",
     "PostgresExecutionStorage",
     "RedisCacheBackend",
     "RetryPolicy",

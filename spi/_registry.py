@@ -139,6 +139,7 @@ def _register_builtins() -> None:
     from spi._cache import InMemoryCacheBackend
     from spi._listener import LoggingListener, NoOpListener
     from spi._metrics import InMemoryMetrics, LoggingMetrics, NoOpMetrics
+    from spi._otel import OpenTelemetryTracer
     from spi._postgres import PostgresExecutionStorage
     from spi._redis import RedisCacheBackend
     from spi._retry import ExponentialBackoff, FixedDelay, LinearBackoff, NoRetry
@@ -151,6 +152,8 @@ def _register_builtins() -> None:
         ("metrics", "memory", InMemoryMetrics, "keep measurements in memory (tests)"),
         ("metrics", "logging", LoggingMetrics, "log each measurement"),
         ("tracer", "noop", NoOpTracer, "no spans (default)"),
+        ("tracer", "opentelemetry", OpenTelemetryTracer,
+         "OpenTelemetry spans (the 'otel' extra)"),
         ("listener", "noop", NoOpListener, "ignore events (default)"),
         ("listener", "logging", LoggingListener, "log each event"),
         ("storage", "memory", InMemoryExecutionStorage, "records in memory (default)"),

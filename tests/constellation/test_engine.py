@@ -264,7 +264,9 @@ def test_invalid_scheduler_config_names_the_field(kwargs: dict[str, Any], field:
     ({"scheduler": {"max_concurrency": 4}}, "scheduler"),
     ({"executor": "threads"}, "executor"),
     ({"modules": [lambda x: x]}, "modules"),
-    ({"backends": Backends(listener=object())}, "backends"),
+    ({"backends": Backends(storage=object())}, "backends"),
+    ({"backends": Backends(listener=object())}, "backends.listener"),
+    ({"backends": Backends(metrics=42)}, "backends.metrics"),
 ])
 def test_invalid_engine_arguments_raise_configuration_error(
         kwargs: dict[str, Any], field: str) -> None:

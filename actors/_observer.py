@@ -1,0 +1,286 @@
+"""Observer: the runtime's link to the metrics, tracing and listener backends.
+
+An engine with none of them configured has no observer at all, so instrumentation costs
+one ``is None`` check per event site. Otherwise events are posted, fire-and-forget, to a
+listener actor that runs on its own single thread: backends are called there, never on a
+pipeline's threads, so a backend that raises is logged and counted and one that is slow
+delays only the events. The actor's mailbox is bounded; events past the bound are
+dropped, counted and logged.
+
+Spans are created by the listener actor after the fact, with the start and end times
+recorded where the work happened, so every ``module(<name>)`` span is a child of its
+``execute(<pipeline>)`` span whichever threads ran them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from actors._actor import PooledActor
+from actors._pool import ThreadPool
+from spi._listener import ExecutionEvent, ModuleEvent
+from spi._metrics import NoOpMetrics
+
+if TYPE_CHECKING:
+    from actors._handle import Execution
+    from constellation.core.results import ExecutionResult
+    from spi._listener import ExecutionListener
+    from spi._metrics import MetricsProvider
+    from spi._tracing import Span, TracerProvider
+
+__all__ = ["Observer"]
+
+logger = logging.getLogger("constellation.observer")
+
+
+class _ExecStarted(NamedTuple):
+    handle: Execution
+    time_ns: int
+
+
+class _ModStarted(NamedTuple):
+    handle: Execution
+    node: str
+    module: str
+    attempt: int
+
+
+class _ModFinished(NamedTuple):
+    handle: Execution
+    node: str
+    module: str
+    attempt: int
+    started_ns: int
+    duration_ms: float
+    error: str | None
+
+
+class _ExecFinished(NamedTuple):
+    handle: Execution
+    result: ExecutionResult
+    time_ns: int
+
+
+class _Compiled(NamedTuple):
+    cache_hit: bool
+    duration_ms: float
+    started_ns: int
+
+
+class _Rejected(NamedTuple):
+    pass
+
+
+class Observer:
+    """Reports runtime events to the configured backends (see the module docstring).
+
+    Args:
+        metrics: a MetricsProvider, or None.
+        tracer: a TracerProvider, or None.
+        listener: an ExecutionListener, or None.
+        gauges: returns ``(active, queued)`` for the scheduler gauges.
+        max_pending: events waiting past this are dropped.
+    """
+
+    def __init__(self, metrics: MetricsProvider | None, tracer: TracerProvider | None,
+                 listener: ExecutionListener | None, gauges: Any,
+                 max_pending: int = 10_000) -> None:
+        self.metrics = metrics
+        self.tracer = tracer
+        self.listener = listener
+        self.gauges = gauges
+        self.max_pending = max_pending
+        self.dropped = 0
+        self.failures = 0
+        self.pool = ThreadPool(1, "constellation-listener")
+        self.actor = _ListenerActor.spawn_running(self, _dispatcher=self.pool)
+        self.actor.end_turn()
+
+    @property
+    def pending(self) -> int:
+        """Events waiting for the listener actor."""
+        return len(self.actor.actor_inbox._messages)  # type: ignore[attr-defined]
+
+    def _emit(self, event: Any) -> None:
+        if self.pending >= self.max_pending:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("event backlog full (%d): %d event(s) dropped so far",
+                               self.max_pending, self.dropped)
+            return
+        self.actor.post(event)
+
+    # --- event sites (called on the runtime's threads; cheap) ------------------------------
+
+    def execution_started(self, handle: Execution) -> None:
+        """An execution left the queue."""
+        self._emit(_ExecStarted(handle, time.time_ns()))
+
+    def module_started(self, handle: Execution, node: str, module: str, attempt: int
+                       ) -> None:
+        """A module call is about to start."""
+        self._emit(_ModStarted(handle, node, module, attempt))
+
+    def module_finished(self, handle: Execution, node: str, module: str, attempt: int,
+                        duration_ms: float, error: str | None) -> None:
+        """A module call returned or failed."""
+        started = time.time_ns() - int(duration_ms * 1e6)
+        self._emit(_ModFinished(handle, node, module, attempt, started, duration_ms, error))
+
+    def execution_finished(self, handle: Execution, result: ExecutionResult) -> None:
+        """An execution ended."""
+        self._emit(_ExecFinished(handle, result, time.time_ns()))
+
+    def compiled(self, cache_hit: bool, duration_ms: float) -> None:
+        """A pipeline was compiled (or found in the cache)."""
+        self._emit(_Compiled(cache_hit, duration_ms,
+                             time.time_ns() - int(duration_ms * 1e6)))
+
+    def rejected(self) -> None:
+        """A submission was rejected with QueueFullError."""
+        self._emit(_Rejected())
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Deliver what is pending (within ``timeout``), then stop the listener thread."""
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.actor.actor_ref.stop(block=False)
+        self.pool.shutdown(wait=False)
+        self.pool.join(max(0.0, deadline - time.monotonic()))
+
+
+class _ListenerActor(PooledActor):
+    """Calls the backends for each event, one at a time, on the observer's thread."""
+
+    def __init__(self, observer: Observer) -> None:
+        super().__init__()
+        self.observer = observer
+        self.exec_spans: dict[str, Span] = {}
+
+    def _safely(self, backend: Any, what: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            self.observer.failures += 1
+            logger.exception("backend %s failed in %s", type(backend).__name__, what)
+
+    def on_receive(self, message: Any) -> Any:
+        obs = self.observer
+        metrics = obs.metrics or _NOOP_METRICS
+        listener = obs.listener
+        tracer = obs.tracer
+        kind = type(message)
+        if kind is _ModStarted:
+            h = message.handle
+            self._safely(metrics, "counter", metrics.counter, "constellation.module.started",
+                         1.0, {"module_name": message.module})
+            if listener is not None:
+                self._safely(listener, "on_module_start", listener.on_module_start,
+                             ModuleEvent(h.execution_id, message.node, message.module,
+                                         message.attempt, timestamp=time.time()))
+        elif kind is _ModFinished:
+            h = message.handle
+            tags = {"module_name": message.module}
+            outcome = "failed" if message.error is not None else "completed"
+            self._safely(metrics, "counter", metrics.counter,
+                         f"constellation.module.{outcome}", 1.0, tags)
+            self._safely(metrics, "histogram", metrics.histogram,
+                         "constellation.module.duration_ms", message.duration_ms, tags)
+            if listener is not None:
+                event = ModuleEvent(h.execution_id, message.node, message.module,
+                                    message.attempt, message.duration_ms, message.error,
+                                    time.time())
+                callback = listener.on_module_failed if message.error is not None \
+                    else listener.on_module_complete
+                self._safely(listener, callback.__name__, callback, event)
+            if tracer is not None:
+                self._safely(tracer, "start_span", self._module_span, tracer, message)
+        elif kind is _ExecStarted:
+            h = message.handle
+            self._gauges(metrics)
+            if listener is not None:
+                self._safely(listener, "on_execution_start", listener.on_execution_start,
+                             ExecutionEvent(h.execution_id, h.plan.name,
+                                            h.plan.structural_hash, "running",
+                                            timestamp=message.time_ns / 1e9))
+            if tracer is not None:
+                self._safely(tracer, "start_span", self._execution_span, tracer, message)
+        elif kind is _ExecFinished:
+            self._execution_finished(message, metrics, listener)
+        elif kind is _Compiled:
+            self._safely(metrics, "counter", metrics.counter,
+                         "constellation.compilation.total", 1.0,
+                         {"cache_hit": "true" if message.cache_hit else "false"})
+            self._safely(metrics, "histogram", metrics.histogram,
+                         "constellation.compilation.duration_ms", message.duration_ms, None)
+            if tracer is not None and not message.cache_hit:
+                def compile_span() -> None:
+                    s = tracer.start_span("compile", None, None, message.started_ns)
+                    s.end(message.started_ns + int(message.duration_ms * 1e6))
+
+                self._safely(tracer, "start_span", compile_span)
+        elif kind is _Rejected:
+            self._safely(metrics, "counter", metrics.counter,
+                         "constellation.scheduler.rejected", 1.0, None)
+            self._gauges(metrics)
+        else:
+            return super().on_receive(message)
+        return None
+
+    def _gauges(self, metrics: MetricsProvider) -> None:
+        active, queued = self.observer.gauges()
+        self._safely(metrics, "gauge", metrics.gauge, "constellation.scheduler.active",
+                     float(active), None)
+        self._safely(metrics, "gauge", metrics.gauge, "constellation.scheduler.queued",
+                     float(queued), None)
+
+    def _execution_span(self, tracer: TracerProvider, message: _ExecStarted) -> None:
+        h = message.handle
+        self.exec_spans[h.execution_id] = tracer.start_span(
+            f"execute({h.plan.name})", {"execution_id": h.execution_id,
+                                        "pipeline": h.plan.name}, None, message.time_ns)
+
+    def _module_span(self, tracer: TracerProvider, message: _ModFinished) -> None:
+        h = message.handle
+        parent = self.exec_spans.get(h.execution_id)
+        span = tracer.start_span(
+            f"module({message.module})",
+            {"module_name": message.module, "execution_id": h.execution_id,
+             "attempt": message.attempt, "node": message.node},
+            parent, message.started_ns)
+        if message.error is not None:
+            span.record_error(message.error)
+        span.end(message.started_ns + int(message.duration_ms * 1e6))
+
+    def _execution_finished(self, message: _ExecFinished, metrics: MetricsProvider,
+                            listener: ExecutionListener | None) -> None:
+        h, result = message.handle, message.result
+        status = result.status.value
+        self._safely(metrics, "counter", metrics.counter, "constellation.execution.total",
+                     1.0, {"status": status})
+        self._safely(metrics, "histogram", metrics.histogram,
+                     "constellation.execution.duration_ms", result.duration_ms,
+                     {"dag_name": result.pipeline})
+        self._gauges(metrics)
+        error = result.errors[0].message if result.errors else None
+        if listener is not None:
+            self._safely(listener, "on_execution_complete", listener.on_execution_complete,
+                         ExecutionEvent(h.execution_id, result.pipeline,
+                                        result.structural_hash, status, result.duration_ms,
+                                        error, message.time_ns / 1e9))
+        span = self.exec_spans.pop(h.execution_id, None)
+        if span is not None:
+            def end_span() -> None:
+                assert span is not None
+                span.set_attribute("status", status)
+                if status not in ("completed", "suspended"):
+                    span.record_error(error or status)
+                span.end(message.time_ns)
+
+            self._safely(self.observer.tracer, "end", end_span)
+
+
+_NOOP_METRICS = NoOpMetrics()
