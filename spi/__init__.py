@@ -18,6 +18,7 @@ from spi._listener import (
 from spi._metrics import InMemoryMetrics, LoggingMetrics, MetricsProvider, NoOpMetrics
 from spi._otel import OpenTelemetryTracer
 from spi._postgres import PostgresExecutionStorage
+from spi._prometheus import PrometheusMetrics
 from spi._redis import RedisCacheBackend
 from spi._registry import (
     KINDS,
@@ -68,6 +69,7 @@ __all__ = [
     "NoRetry",
     "OpenTelemetryTracer",
     "PostgresExecutionStorage",
+    "PrometheusMetrics",
     "RedisCacheBackend",
     "RetryPolicy",
     "Span",

@@ -141,6 +141,7 @@ def _register_builtins() -> None:
     from spi._metrics import InMemoryMetrics, LoggingMetrics, NoOpMetrics
     from spi._otel import OpenTelemetryTracer
     from spi._postgres import PostgresExecutionStorage
+    from spi._prometheus import PrometheusMetrics
     from spi._redis import RedisCacheBackend
     from spi._retry import ExponentialBackoff, FixedDelay, LinearBackoff, NoRetry
     from spi._sqlite import SqliteExecutionStorage
@@ -151,6 +152,8 @@ def _register_builtins() -> None:
         ("metrics", "noop", NoOpMetrics, "discard every measurement (default)"),
         ("metrics", "memory", InMemoryMetrics, "keep measurements in memory (tests)"),
         ("metrics", "logging", LoggingMetrics, "log each measurement"),
+        ("metrics", "prometheus", PrometheusMetrics,
+         "Prometheus counters, histograms, gauges (the 'prometheus' extra)"),
         ("tracer", "noop", NoOpTracer, "no spans (default)"),
         ("tracer", "opentelemetry", OpenTelemetryTracer,
          "OpenTelemetry spans (the 'otel' extra)"),
