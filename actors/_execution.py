@@ -30,6 +30,7 @@ from actors._messages import (
 )
 from actors._plan import MODULE
 from actors._pool import SLOT_HELD, ThreadPool
+from actors._records import save_execution
 from constellation.core.errors import (
     ConstellationError,
     ExecutionCancelledError,
@@ -253,6 +254,9 @@ class ExecutionActor(PooledActor):
         observer = self.runtime.observer
         if observer is not None:
             observer.execution_finished(handle, result)
+        storage = self.runtime.storage
+        if storage is not None:  # before the result is visible: a caller can look it up
+            save_execution(storage, handle, result)
         handle._complete(result)
         self._stop()
         # The thread that finishes an execution starts the next queued one itself when

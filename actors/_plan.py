@@ -108,6 +108,7 @@ class ExecutionPlan:
     structural_hash: str
     timeout: float | None
     data_names: tuple[str, ...]
+    data_types: tuple[CType | None, ...]
     inputs: Mapping[str, int]
     input_types: Mapping[str, CType]
     outputs: tuple[tuple[str, int], ...]
@@ -175,6 +176,7 @@ class ExecutionPlan:
             structural_hash=spec.structural_hash,
             timeout=spec.timeout,
             data_names=tuple(d.name for d in spec.data),
+            data_types=tuple(d.ctype for d in spec.data),
             inputs={name: index[did] for name, did in spec.inputs},
             input_types={name: t for name, t in spec.input_types.items() if t is not None},
             outputs=tuple((name, index[did]) for name, did in spec.outputs),

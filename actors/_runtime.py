@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from actors._actor import PooledActor
     from actors._observer import Observer
+    from spi._storage import ExecutionStorage
 
 __all__ = ["Runtime"]
 
@@ -55,6 +56,8 @@ class Runtime:
         # Set by the engine when metrics, tracing or a listener is configured; None
         # otherwise, so that instrumentation costs one "is None" per event site.
         self.observer: Observer | None = None
+        # Where finished executions are recorded (the engine sets it).
+        self.storage: ExecutionStorage | None = None
         self.max_queue_size = max_queue_size
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)

@@ -18,6 +18,7 @@ from actors._messages import (
     ExecutionFinished,
     SubmitExecution,
 )
+from actors._records import save_execution
 from actors._scheduler import SchedulerQueue
 from constellation.core.errors import (
     ConstellationError,
@@ -114,6 +115,8 @@ class Supervisor(PooledActor):
         result = _unstarted_result(h, status, error)
         if self.runtime.observer is not None:
             self.runtime.observer.execution_finished(h, result)
+        if self.runtime.storage is not None:
+            save_execution(self.runtime.storage, h, result)
         h._complete(result)
 
 

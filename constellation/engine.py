@@ -43,10 +43,12 @@ from constellation.core.errors import (
 )
 from constellation.core.modules import ModuleDefinition
 from constellation.core.options import Priority, priority_value
+from constellation.core.results import ExecutionStatus
 from constellation.core.types import coerce, render
 from spi._backends import Backends
 from spi._listener import ExecutionListener, NoOpListener
 from spi._metrics import MetricsProvider, NoOpMetrics
+from spi._storage import ExecutionRecord, ExecutionStorage, InMemoryExecutionStorage
 from spi._tracing import NoOpTracer, TracerProvider
 
 if TYPE_CHECKING:
@@ -191,13 +193,12 @@ class Constellation:
         if backends is not None and not isinstance(backends, Backends):
             raise ConfigurationError("backends must be a Backends(...) bundle",
                                      details={"field": "backends"})
-        if backends is not None and (backends.storage is not None
-                                     or backends.cache is not None):
-            # Refuse rather than silently ignore: executions would not be recorded and
-            # nothing would be cached. Wiring storage and cache is the next piece of work.
+        if backends is not None and backends.cache is not None:
+            # Refuse rather than silently ignore: nothing would be cached. Applying
+            # `cache:` is the next piece of work.
             raise ConfigurationError(
-                "storage and cache backends are not used by this version yet; pass "
-                "metrics, tracer and listener only", details={"field": "backends"})
+                "cache backends are not used by this version yet; pass metrics, tracer, "
+                "listener and storage only", details={"field": "backends"})
         if (isinstance(default_timeout, bool) or not isinstance(default_timeout, int | float)
                 or not default_timeout > 0):
             raise ConfigurationError(f"default_timeout must be a positive number of seconds, "
@@ -232,6 +233,10 @@ class Constellation:
         _check_backend(b.metrics, MetricsProvider, "metrics")
         _check_backend(b.tracer, TracerProvider, "tracer")
         _check_backend(b.listener, ExecutionListener, "listener")
+        _check_backend(b.storage, ExecutionStorage, "storage")
+        # Every execution is recorded; by default in memory (the last 1,000).
+        self._runtime.storage = b.storage if b.storage is not None \
+            else InMemoryExecutionStorage(max_records=1000)
         # The no-op defaults do nothing: leaving them out keeps the observer (and its
         # per-event cost) away entirely, as if no backends had been given.
         # (Exact types: a subclass of a no-op default may override its methods.)
@@ -456,6 +461,29 @@ class Constellation:
             raise InputTypeError("; ".join(p.message for p in problems),
                                  details={"errors": [p.to_dict() for p in problems]})
         return checked
+
+    # --- records -------------------------------------------------------------------------
+
+    def executions(self, *, pipeline: str | None = None, status: ExecutionStatus | str |
+                   None = None, limit: int = 100, offset: int = 0) -> list[ExecutionRecord]:
+        """Recorded executions, newest first.
+
+        Args:
+            pipeline: only this pipeline's.
+            status: only those that ended so (``ExecutionStatus`` or its value).
+            limit: at most this many.
+            offset: skip this many first (paging).
+        """
+        value = status.value if isinstance(status, ExecutionStatus) else status
+        storage = self._runtime.storage
+        assert storage is not None
+        return storage.list(pipeline=pipeline, status=value, limit=limit, offset=offset)
+
+    def execution(self, execution_id: str) -> ExecutionRecord | None:
+        """The recorded execution, or None."""
+        storage = self._runtime.storage
+        assert storage is not None
+        return storage.load(execution_id)
 
     # --- lifecycle ---------------------------------------------------------------------
 

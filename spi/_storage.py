@@ -11,9 +11,22 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["ExecutionRecord", "ExecutionStorage", "InMemoryExecutionStorage"]
+
+
+class _Deferred:
+    """A record not built yet: the fields lists filter on, and how to build the rest."""
+
+    __slots__ = ("build", "pipeline", "started_at", "status")
+
+    def __init__(self, pipeline: str, status: str, started_at: float,
+                 build: Callable[[], ExecutionRecord]) -> None:
+        self.pipeline = pipeline
+        self.status = status
+        self.started_at = started_at
+        self.build = build
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,32 +93,55 @@ class InMemoryExecutionStorage:
     """
 
     def __init__(self, max_records: int | None = 100_000) -> None:
-        self._records: dict[str, ExecutionRecord] = {}
+        self._records: dict[str, ExecutionRecord | _Deferred] = {}
         self._lock = threading.Lock()
         self._max = max_records
 
     def save(self, record: ExecutionRecord) -> None:
         """Insert or replace."""
+        self._put(record.execution_id, record)
+
+    def save_deferred(self, execution_id: str, pipeline: str, status: str,
+                      started_at: float, build: Callable[[], ExecutionRecord]) -> None:
+        """Keep what is needed to build the record, and build it only when it is read.
+
+        The engine uses this with the default in-memory storage so that recording every
+        execution costs a tuple, not a JSON conversion of its values.
+        """
+        self._put(execution_id, _Deferred(pipeline, status, started_at, build))
+
+    def _put(self, execution_id: str, entry: ExecutionRecord | _Deferred) -> None:
         with self._lock:
-            self._records.pop(record.execution_id, None)
-            self._records[record.execution_id] = record
+            self._records.pop(execution_id, None)
+            self._records[execution_id] = entry
             if self._max is not None and len(self._records) > self._max:
                 del self._records[next(iter(self._records))]
+
+    def _materialize(self, execution_id: str, entry: ExecutionRecord | _Deferred
+                     ) -> ExecutionRecord:
+        if isinstance(entry, ExecutionRecord):
+            return entry
+        record = entry.build()
+        with self._lock:
+            if self._records.get(execution_id) is entry:
+                self._records[execution_id] = record
+        return record
 
     def load(self, execution_id: str) -> ExecutionRecord | None:
         """The record, or None."""
         with self._lock:
-            return self._records.get(execution_id)
+            entry = self._records.get(execution_id)
+        return None if entry is None else self._materialize(execution_id, entry)
 
     def list(self, *, pipeline: str | None = None, status: str | None = None,
              limit: int = 100, offset: int = 0) -> list[ExecutionRecord]:
         """Records, newest first, filtered and paged."""
         with self._lock:
-            found = [r for r in self._records.values()
-                     if (pipeline is None or r.pipeline == pipeline)
-                     and (status is None or r.status == status)]
-        found.sort(key=lambda r: r.started_at, reverse=True)
-        return found[offset:offset + limit]
+            found = [(k, e) for k, e in self._records.items()
+                     if (pipeline is None or e.pipeline == pipeline)
+                     and (status is None or e.status == status)]
+        found.sort(key=lambda ke: ke[1].started_at, reverse=True)
+        return [self._materialize(k, e) for k, e in found[offset:offset + limit]]
 
     def delete(self, execution_id: str) -> bool:
         """Remove it."""
