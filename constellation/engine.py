@@ -48,7 +48,12 @@ from constellation.core.types import coerce, render
 from spi._backends import Backends
 from spi._listener import ExecutionListener, NoOpListener
 from spi._metrics import MetricsProvider, NoOpMetrics
-from spi._storage import ExecutionRecord, ExecutionStorage, InMemoryExecutionStorage
+from spi._storage import (
+    ExecutionRecord,
+    ExecutionStorage,
+    InMemoryExecutionStorage,
+    NoOpExecutionStorage,
+)
 from spi._tracing import NoOpTracer, TracerProvider
 
 if TYPE_CHECKING:
@@ -235,8 +240,14 @@ class Constellation:
         _check_backend(b.listener, ExecutionListener, "listener")
         _check_backend(b.storage, ExecutionStorage, "storage")
         # Every execution is recorded; by default in memory (the last 1,000).
-        self._runtime.storage = b.storage if b.storage is not None \
-            else InMemoryExecutionStorage(max_records=1000)
+        # NoOpExecutionStorage turns recording off entirely.
+        if type(b.storage) is NoOpExecutionStorage:
+            self._storage: ExecutionStorage = b.storage
+            self._runtime.storage = None
+        else:
+            self._storage = b.storage if b.storage is not None \
+                else InMemoryExecutionStorage(max_records=1000)
+            self._runtime.storage = self._storage
         # The no-op defaults do nothing: leaving them out keeps the observer (and its
         # per-event cost) away entirely, as if no backends had been given.
         # (Exact types: a subclass of a no-op default may override its methods.)
@@ -475,15 +486,12 @@ class Constellation:
             offset: skip this many first (paging).
         """
         value = status.value if isinstance(status, ExecutionStatus) else status
-        storage = self._runtime.storage
-        assert storage is not None
-        return storage.list(pipeline=pipeline, status=value, limit=limit, offset=offset)
+        return self._storage.list(pipeline=pipeline, status=value, limit=limit,
+                                  offset=offset)
 
     def execution(self, execution_id: str) -> ExecutionRecord | None:
         """The recorded execution, or None."""
-        storage = self._runtime.storage
-        assert storage is not None
-        return storage.load(execution_id)
+        return self._storage.load(execution_id)
 
     # --- lifecycle ---------------------------------------------------------------------
 

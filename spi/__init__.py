@@ -37,7 +37,12 @@ from spi._retry import (
     policy_for,
 )
 from spi._sqlite import SqliteExecutionStorage
-from spi._storage import ExecutionRecord, ExecutionStorage, InMemoryExecutionStorage
+from spi._storage import (
+    ExecutionRecord,
+    ExecutionStorage,
+    InMemoryExecutionStorage,
+    NoOpExecutionStorage,
+)
 from spi._tracing import NoOpSpan, NoOpTracer, Span, TracerProvider
 
 __all__ = [
@@ -62,6 +67,7 @@ __all__ = [
     "LoggingMetrics",
     "MetricsProvider",
     "ModuleEvent",
+    "NoOpExecutionStorage",
     "NoOpListener",
     "NoOpMetrics",
     "NoOpSpan",

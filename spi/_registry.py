@@ -145,7 +145,7 @@ def _register_builtins() -> None:
     from spi._redis import RedisCacheBackend
     from spi._retry import ExponentialBackoff, FixedDelay, LinearBackoff, NoRetry
     from spi._sqlite import SqliteExecutionStorage
-    from spi._storage import InMemoryExecutionStorage
+    from spi._storage import InMemoryExecutionStorage, NoOpExecutionStorage
     from spi._tracing import NoOpTracer
 
     builtins: list[tuple[str, str, Callable[..., Any], str]] = [
@@ -160,6 +160,7 @@ def _register_builtins() -> None:
         ("listener", "noop", NoOpListener, "ignore events (default)"),
         ("listener", "logging", LoggingListener, "log each event"),
         ("storage", "memory", InMemoryExecutionStorage, "records in memory (default)"),
+        ("storage", "noop", NoOpExecutionStorage, "record nothing"),
         ("storage", "sqlite", SqliteExecutionStorage, "records in a SQLite file (path=...)"),
         ("storage", "postgres", PostgresExecutionStorage,
          "records in PostgreSQL (dsn=...; the 'postgres' extra)"),

@@ -122,3 +122,14 @@ def test_executions_cancelled_while_queued_are_recorded() -> None:
         rec = engine.execution(queued.execution_id)
         assert rec is not None
         assert rec.status == "cancelled"
+
+
+def test_noop_storage_turns_recording_off() -> None:
+    from spi import NoOpExecutionStorage
+
+    with Constellation(backends=Backends(storage=NoOpExecutionStorage())) as engine:
+        assert engine._runtime.storage is None
+        result = engine.run(SOURCE, {"t": "a", "n": 1})
+        assert result.ok
+        assert engine.executions() == []
+        assert engine.execution(result.execution_id) is None

@@ -18,7 +18,7 @@ def test_spi_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     # The snippet constructing Redis/PostgreSQL backends needs their servers and an
     # "app" database; those backends are tested in tests/spi against real servers.
     runnable = [b for b in blocks if "PostgresExecutionStorage(" not in b]
-    assert len(runnable) == 3
+    assert len(runnable) == 4
     monkeypatch.chdir(tmp_path)  # the SQLite example writes executions.sqlite here
     namespace: dict[str, object] = {}
     try:
