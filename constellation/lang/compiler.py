@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
 from constellation.core.errors import CompilationError, Diagnostic
-from constellation.core.options import BACKOFFS, ON_ERROR, CallOptions, Priority
+from constellation.core.options import CallOptions
 from constellation.core.transforms import PURE_OPS, evaluate
 from constellation.core.types import (
     BOOLEAN,
@@ -32,19 +32,27 @@ from constellation.core.types import (
     STRING,
     CList,
     CMap,
-    CNothing,
     COptional,
     CRecord,
     CSeq,
     CString,
     CType,
     CUnion,
-    coerce,
     is_subtype,
     render,
 )
 from constellation.lang import ast as A
+from constellation.lang.call_options import check_options
+from constellation.lang.lambdas import ARITH, ORDER, LambdaCompiler
 from constellation.lang.parser import parse, snippet
+from constellation.lang.type_rules import (
+    common_type,
+    field_names,
+    field_type,
+    is_recordish,
+    merge_type,
+    project_type,
+)
 from constellation.stdlib.functions import HIGHER_ORDER
 
 if TYPE_CHECKING:
@@ -59,10 +67,6 @@ _BUILTIN_TYPES: dict[str, CType] = {"String": STRING, "Int": INT, "Float": FLOAT
 # Standard-library modules whose calls may be evaluated while compiling.
 _FOLDABLE_PREFIXES = ("stdlib.math.", "stdlib.string.", "stdlib.list.", "stdlib.bool.",
                       "stdlib.compare.", "stdlib.convert.")
-_ARITH = {"+": "stdlib.math.add", "-": "stdlib.math.subtract", "*": "stdlib.math.multiply",
-          "/": "stdlib.math.divide"}
-_ORDER = {"<": "stdlib.compare.lt", ">": "stdlib.compare.gt", "<=": "stdlib.compare.lte",
-          ">=": "stdlib.compare.gte"}
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ def compile_source(source: str, modules: Mapping[str, ModuleDefinition],
 
 
 class _Compiler:
+    Failed = _Failed  # raised by fail(); other compiler modules catch it through here
+
     def __init__(self, source: str, modules: Mapping[str, ModuleDefinition], name: str
                  ) -> None:
         self.source = source
@@ -354,7 +360,7 @@ class _Compiler:
                 return self._string(parts, e.pos)
             case A.ListLit(items):
                 values = [self.expr(i) for i in items]
-                elem = _common(v.type for v in values) if values else NOTHING
+                elem = common_type(v.type for v in values) if values else NOTHING
                 if elem is None:
                     raise self.fail("E122", "list items have different types: " + ", ".join(
                         render(v.type) for v in values), e.pos)
@@ -397,7 +403,7 @@ class _Compiler:
             case A.If(condition, then, otherwise):
                 test = self._expect(self.expr(condition), BOOLEAN, condition, "'if'")
                 yes, no = self.expr(then), self.expr(otherwise)
-                if_type = _common([yes.type, no.type])
+                if_type = common_type([yes.type, no.type])
                 if if_type is None:
                     raise self.fail("E122", f"the branches of 'if' have different types: "
                                             f"{render(yes.type)} and {render(no.type)}", e.pos)
@@ -406,7 +412,7 @@ class _Compiler:
                 conds = [self._expect(self.expr(c), BOOLEAN, c, "a branch case")
                          for c, _ in cases]
                 results = [self.expr(r) for _, r in cases] + [self.expr(otherwise)]
-                branch_type = _common(r.type for r in results)
+                branch_type = common_type(r.type for r in results)
                 if branch_type is None:
                     raise self.fail("E122", "the cases of 'branch' have different types: "
                                     + ", ".join(render(r.type) for r in results), e.pos)
@@ -414,15 +420,15 @@ class _Compiler:
                                       branch_type, "branch")
             case A.FieldAccess(target, name):
                 record = self.expr(target)
-                field_t = _field_type(record.type, name)
+                field_t = field_type(record.type, name)
                 if field_t is None:
                     raise self.fail("E135", f"{render(record.type)} has no field '{name}'"
-                                    + self._suggest(name, _field_names(record.type)), e.pos)
+                                    + self._suggest(name, field_names(record.type)), e.pos)
                 return self.transform("field", (("name", name),), [record], field_t,
                                       f".{name}")
             case A.Project(target, names, _):
                 source = self.expr(target)
-                proj_t = _project_type(source.type, names)
+                proj_t = project_type(source.type, names)
                 if proj_t is None:
                     raise self.fail("E135", f"cannot project {', '.join(names)} from "
                                             f"{render(source.type)}", e.pos)
@@ -459,9 +465,9 @@ class _Compiler:
         acc = self.expr(e.first)
         for op, operand in e.rest:
             right = self.expr(operand)
-            if op == "+" and _is_recordish(acc.type) and _is_recordish(right.type):
+            if op == "+" and is_recordish(acc.type) and is_recordish(right.type):
                 acc = self.transform("merge", (), [acc, right],
-                                     _merge_type(acc.type, right.type), "merge")
+                                     merge_type(acc.type, right.type), "merge")
                 continue
             for side in (acc, right):
                 if not is_subtype(side.type, INT):
@@ -469,7 +475,7 @@ class _Compiler:
                         side.type, CString) else ""
                     raise self.fail("E126", f"'{op}' needs Int operands, got "
                                             f"{render(side.type)}{hint}", operand.pos)
-            acc = self.call(self.modules[_ARITH[op]], [acc, right], CallOptions(), None)
+            acc = self.call(self.modules[ARITH[op]], [acc, right], CallOptions(), None)
         return acc
 
     def _compare(self, a: _Value, op: str, b: _Value, pos: A.Pos | None) -> _Value:
@@ -489,7 +495,7 @@ class _Compiler:
         if not (is_subtype(a.type, INT) and is_subtype(b.type, INT)):
             raise self.fail("E127", f"'{op}' compares Ints, not {render(a.type)} and "
                                     f"{render(b.type)}", pos)
-        return self.call(self.modules[_ORDER[op]], [a, b], CallOptions(), None)
+        return self.call(self.modules[ORDER[op]], [a, b], CallOptions(), None)
 
     # --- calls -----------------------------------------------------------------------
 
@@ -519,7 +525,7 @@ class _Compiler:
                                    f"{render(ptype)}, got {render(v.type)}", arg.pos)
                 failed = True
             args.append(v)
-        options = self._options(e.options, mdef)
+        options = check_options(self, e.options, mdef)
         if failed or options is None:
             raise _Failed()
         return self.call(mdef, args, options, None)
@@ -602,7 +608,7 @@ class _Compiler:
                                         f"the items are {render(elem)}", lam.pos)
             elem = declared
         captures: list[_Value] = []
-        body, body_type = _LambdaCompiler(self, {pname: (("param",), elem)},
+        body, body_type = LambdaCompiler(self, {pname: (("param",), elem)},
                                           captures).compile(lam.body)
         if op in ("filter", "all", "any") and not is_subtype(body_type, BOOLEAN):
             raise self.fail("E122", f"the lambda of {op} must give a Boolean, got "
@@ -646,310 +652,27 @@ class _Compiler:
                                     pattern.pos)
                 for f in pattern.fields:
                     ftypes = [members[i].field_map[f] for i in hits]  # type: ignore[attr-defined]
-                    ft = _common(ftypes) or CUnion.of(*ftypes)
+                    ft = common_type(ftypes) or CUnion.of(*ftypes)
                     bindings[f] = (("field", ("param",), f), ft)
             covered.update(hits)
-            node, t = _LambdaCompiler(self, bindings, captures).compile(body)
+            node, t = LambdaCompiler(self, bindings, captures).compile(body)
             compiled.append((kind, data, node))
             body_types.append(t)
         missing = [render(m) for i, m in enumerate(members) if i not in covered]
         if missing:
             raise self.fail("E137", f"match does not cover {', '.join(missing)}; add a case "
                                     "for it or a '_ -> ...' case", pos)
-        result = _common(body_types)
+        result = common_type(body_types)
         if result is None:
             raise self.fail("E122", "the cases of 'match' have different types: "
                             + ", ".join(render(t) for t in body_types), pos)
         return self.transform("match", (("cases", tuple(compiled)),), [subject, *captures],
                               result, "match")
 
-    # --- options -------------------------------------------------------------------------
-
-    def _options(self, options: tuple[A.Option, ...], mdef: ModuleDefinition
-                 ) -> CallOptions | None:
-        values: dict[str, Any] = {}
-        ok = True
-        seen: set[str] = set()
-        for o in options:
-            if o.name in seen:
-                self.error("E140", f"option '{o.name}' is given twice", o.pos)
-                ok = False
-                continue
-            seen.add(o.name)
-            try:
-                values[o.name] = self._option_value(o, mdef)
-            except _Failed:
-                ok = False
-        if not ok:
-            return None
-        pos = options[0].pos if options else None
-        if "delay" in values and "retry" not in values:
-            self.error("W201", "'delay' has no effect without 'retry'", pos, "warning")
-        if "backoff" in values and "delay" not in values:
-            self.error("W202", "'backoff' has no effect without 'delay'", pos, "warning")
-        if "cache_backend" in values and "cache" not in values:
-            self.error("W203", "'cache_backend' has no effect without 'cache'", pos,
-                       "warning")
-        if values.get("retry", 0) > 10:
-            self.error("W204", f"retry: {values['retry']} is a lot of retries", pos,
-                       "warning")
-        return CallOptions(**values)
-
-    def _option_value(self, o: A.Option, mdef: ModuleDefinition) -> Any:
-        name, v = o.name, o.value
-        if name == "lazy":
-            if v is None:
-                return True
-            if isinstance(v, A.BoolLit):
-                return v.value
-            raise self.fail("E142", "lazy takes true or false", o.pos)
-        if name in ("retry", "concurrency"):
-            if not isinstance(v, A.IntLit):
-                raise self.fail("E142", f"{name} takes an integer", o.pos)
-            if name == "retry" and v.value < 0:
-                raise self.fail("E141", f"retry must be 0 or more, got {v.value}", o.pos)
-            if name == "concurrency" and v.value <= 0:
-                raise self.fail("E141", f"concurrency must be at least 1, got {v.value}",
-                                o.pos)
-            return v.value
-        if name in ("timeout", "delay", "cache"):
-            if not isinstance(v, A.Duration):
-                raise self.fail("E142", f"{name} takes a duration such as 30s or 100ms",
-                                o.pos)
-            if v.amount <= 0:
-                raise self.fail("E141", f"{name} must be a positive duration", o.pos)
-            return v.seconds
-        if name == "throttle":
-            if not isinstance(v, A.Rate):
-                raise self.fail("E142", "throttle takes a rate such as 100/1min", o.pos)
-            if v.count <= 0 or v.per.amount <= 0:
-                raise self.fail("E141", "throttle needs a positive count per positive "
-                                        "duration", o.pos)
-            return (v.count, v.per.seconds)
-        if name in ("backoff", "on_error"):
-            allowed = BACKOFFS if name == "backoff" else ON_ERROR
-            if not isinstance(v, A.Name) or v.name not in allowed:
-                raise self.fail("E142", f"{name} is one of {', '.join(allowed)}", o.pos)
-            return v.name
-        if name == "priority":
-            if isinstance(v, A.IntLit):
-                return v.value
-            if isinstance(v, A.Name) and v.name.upper() in Priority.__members__:
-                return int(Priority[v.name.upper()])
-            raise self.fail("E142", "priority is critical, high, normal, low, background "
-                                    "or an integer", o.pos)
-        if name == "cache_backend":
-            if not isinstance(v, A.StringLit) or not all(isinstance(p, str) for p in v.parts):
-                raise self.fail("E142", 'cache_backend takes a name such as "redis"', o.pos)
-            return "".join(v.parts)  # type: ignore[arg-type]
-        if name == "fallback":
-            if v is None or isinstance(v, A.Duration | A.Rate):
-                raise self.fail("E142", "fallback takes a value", o.pos)
-            value = self.expr(v)
-            if not is_subtype(value.type, mdef.output):
-                raise self.fail("E144", f"fallback is {render(value.type)}, but "
-                                        f"{mdef.name} returns {render(mdef.output)}", o.pos)
-            if not value.is_const:
-                raise self.fail("E145", "fallback must be a constant value for now", o.pos)
-            return coerce(mdef.output, value.const)
-        known = ["retry", "timeout", "delay", "backoff", "fallback", "cache", "cache_backend",
-                 "throttle", "concurrency", "on_error", "priority", "lazy"]
-        raise self.fail("E140", f"unknown option '{name}'{self._suggest(name, known)}", o.pos)
-
     @staticmethod
     def _suggest(name: str, candidates: list[str]) -> str:
         close = difflib.get_close_matches(name, candidates, n=1)
         return f"; did you mean '{close[0]}'?" if close else ""
-
-
-class _LambdaCompiler:
-    """Compiles a lambda body into the tuple form run by ``filter``/``map``/``all``/``any``.
-
-    Outer names the body uses are captured: they become extra inputs of the transform.
-    """
-
-    def __init__(self, outer: _Compiler, bindings: dict[str, tuple[tuple[Any, ...], CType]],
-                 captures: list[_Value]) -> None:
-        self.outer = outer
-        self.bindings = bindings  # names bound inside: a lambda's parameter, match fields
-        self.captures = captures
-        self.capture_index: dict[str, int] = {}
-
-    def compile(self, e: A.Expr) -> tuple[tuple[Any, ...], CType]:
-        o = self.outer
-        match e:
-            case A.Name(name) if name in self.bindings:
-                return self.bindings[name]
-            case A.Name(name):
-                if name not in o.env:
-                    raise o.fail("E130", f"undefined name '{name}' in the lambda", e.pos)
-                if name not in self.capture_index:
-                    self.capture_index[name] = len(self.captures)
-                    self.captures.append(o.env[name])
-                return ("cap", self.capture_index[name]), o.env[name].type
-            case A.IntLit():
-                return ("lit", e.value), INT
-            case A.FloatLit():
-                return ("lit", e.value), FLOAT
-            case A.BoolLit():
-                return ("lit", e.value), BOOLEAN
-            case A.StringLit(parts) if all(isinstance(p, str) for p in parts):
-                return ("lit", "".join(parts)), STRING  # type: ignore[arg-type]
-            case A.StringLit(parts):
-                template: list[str | int] = []
-                nodes: list[tuple[Any, ...]] = []
-                for part in parts:
-                    if isinstance(part, str):
-                        template.append(part)
-                    else:
-                        template.append(len(nodes))
-                        nodes.append(self.compile(part)[0])
-                return ("interp", tuple(template), tuple(nodes)), STRING
-            case A.Call(func, args) if not e.options:
-                mdef = o.resolve(func, e.pos)
-                params = list(mdef.inputs.items())
-                if len(args) != len(params):
-                    raise o.fail("E124", f"{func} takes {len(params)} argument(s), got "
-                                         f"{len(args)}", e.pos)
-                compiled = []
-                for (pname, ptype), arg in zip(params, args, strict=True):
-                    node, t = self.compile(arg)
-                    if not is_subtype(t, ptype):
-                        raise o.fail("E122", f"argument '{pname}' of {mdef.name} expects "
-                                             f"{render(ptype)}, got {render(t)}", arg.pos)
-                    compiled.append(node)
-                return ("call", mdef.name, tuple(compiled)), mdef.output
-            case A.Arith(first, rest):
-                node, t = self.compile(first)
-                for op, operand in rest:
-                    rnode, rt = self.compile(operand)
-                    if not (is_subtype(t, INT) and is_subtype(rt, INT)):
-                        raise o.fail("E126", f"'{op}' needs Int operands", operand.pos)
-                    node, t = ("call", _ARITH[op], (node, rnode)), INT
-                return node, t
-            case A.Compare(left, op, right):
-                a, at = self.compile(left)
-                b, bt = self.compile(right)
-                if op in ("==", "!="):
-                    if is_subtype(at, INT) and is_subtype(bt, INT):
-                        node = ("call", "stdlib.compare.eq-int", (a, b))
-                    elif is_subtype(at, STRING) and is_subtype(bt, STRING):
-                        node = ("call", "stdlib.compare.eq-string", (a, b))
-                    else:
-                        raise o.fail("E127", f"'{op}' compares two Ints or two Strings",
-                                     e.pos)
-                    return (("not", node) if op == "!=" else node), BOOLEAN
-                if not (is_subtype(at, INT) and is_subtype(bt, INT)):
-                    raise o.fail("E127", f"'{op}' compares Ints", e.pos)
-                return ("call", _ORDER[op], (a, b)), BOOLEAN
-            case A.BoolOp(op, operands):
-                nodes = [self._bool(x) for x in operands]
-                return (op, tuple(nodes)), BOOLEAN
-            case A.Not(operand):
-                return ("not", self._bool(operand)), BOOLEAN
-            case A.If(condition, then, otherwise):
-                c = self._bool(condition)
-                a, at = self.compile(then)
-                b, bt = self.compile(otherwise)
-                if_type = _common([at, bt])
-                if if_type is None:
-                    raise o.fail("E122", "the branches of 'if' have different types", e.pos)
-                return ("if", c, a, b), if_type
-            case A.FieldAccess(target, name):
-                node, t = self.compile(target)
-                ft = _field_type(t, name)
-                if ft is None:
-                    raise o.fail("E135", f"{render(t)} has no field '{name}'", e.pos)
-                return ("field", node, name), ft
-            case A.ListLit(items):
-                compiled = [self.compile(i) for i in items]
-                elem = _common(t for _, t in compiled) if compiled else NOTHING
-                if elem is None:
-                    raise o.fail("E122", "list items have different types", e.pos)
-                return ("list", tuple(n for n, _ in compiled)), CList(elem)
-            case A.RecordLit(fields):
-                compiled = [self.compile(v) for _, v in fields]
-                names = tuple(n for n, _ in fields)
-                return (("record", names, tuple(n for n, _ in compiled)),
-                        CRecord.from_mapping({n: t for n, (_, t) in
-                                              zip(names, compiled, strict=True)}))
-            case A.Guard(value, condition):
-                v, vt = self.compile(value)
-                return ("guard", v, self._bool(condition)), (
-                    vt if isinstance(vt, COptional) else COptional(vt))
-            case A.Coalesce(left, right):
-                a, at = self.compile(left)
-                b, bt = self.compile(right)
-                return ("coalesce", a, b), bt
-        raise o.fail("E128", f"{type(e).__name__} is not supported inside a lambda", e.pos)
-
-    def _bool(self, e: A.Expr) -> tuple[Any, ...]:
-        node, t = self.compile(e)
-        if not is_subtype(t, BOOLEAN):
-            raise self.outer.fail("E122", f"expected a Boolean, got {render(t)}", e.pos)
-        return node
-
-
-# --- type helpers -------------------------------------------------------------------------
-
-def _common(types: Any) -> CType | None:
-    """The type every one of ``types`` fits, if one of them is it (no union invented)."""
-    ts: list[CType] = list(types)
-    for candidate in ts:
-        if all(is_subtype(t, candidate) for t in ts):
-            return candidate
-    if all(isinstance(t, CNothing) for t in ts):
-        return NOTHING
-    return None
-
-
-def _field_type(t: CType, name: str) -> CType | None:
-    if isinstance(t, CRecord):
-        return t.field_map.get(name)
-    if isinstance(t, CList | CSeq):
-        inner = _field_type(t.element, name)
-        if inner is None:
-            return None
-        return CList(inner) if isinstance(t, CList) else CSeq(inner)
-    return None
-
-
-def _field_names(t: CType) -> list[str]:
-    if isinstance(t, CRecord):
-        return [n for n, _ in t.fields]
-    if isinstance(t, CList | CSeq):
-        return _field_names(t.element)
-    return []
-
-
-def _project_type(t: CType, names: tuple[str, ...]) -> CType | None:
-    if isinstance(t, CRecord):
-        fm = t.field_map
-        if not all(n in fm for n in names):
-            return None
-        return CRecord.from_mapping({n: fm[n] for n in names})
-    if isinstance(t, CList | CSeq):
-        inner = _project_type(t.element, names)
-        if inner is None:
-            return None
-        return CList(inner) if isinstance(t, CList) else CSeq(inner)
-    return None
-
-
-def _is_recordish(t: CType) -> bool:
-    return isinstance(t, CRecord) or (isinstance(t, CList | CSeq)
-                                      and isinstance(t.element, CRecord))
-
-
-def _merge_type(a: CType, b: CType) -> CType:
-    def fields(t: CType) -> dict[str, CType]:
-        inner = t.element if isinstance(t, CList | CSeq) else t
-        assert isinstance(inner, CRecord)
-        return inner.field_map
-
-    merged = CRecord.from_mapping({**fields(a), **fields(b)})
-    return CList(merged) if isinstance(a, CList | CSeq) or isinstance(b, CList | CSeq) \
-        else merged
 
 
 def _freeze(value: Any) -> Any:

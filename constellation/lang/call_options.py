@@ -1,0 +1,108 @@
+"""Validation of call options (``with retry: 3, timeout: 30s ...``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from constellation.core.options import BACKOFFS, ON_ERROR, CallOptions, Priority
+from constellation.core.types import coerce, is_subtype, render
+from constellation.lang import ast as A
+
+if TYPE_CHECKING:
+    from constellation.core.modules import ModuleDefinition
+    from constellation.lang.compiler import _Compiler
+
+__all__ = ["check_options"]
+
+
+def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefinition
+                  ) -> CallOptions | None:
+    """Validate a call's options (errors E140-E145, warnings W201-W204); None on error."""
+    values: dict[str, Any] = {}
+    ok = True
+    seen: set[str] = set()
+    for o in options:
+        if o.name in seen:
+            c.error("E140", f"option '{o.name}' is given twice", o.pos)
+            ok = False
+            continue
+        seen.add(o.name)
+        try:
+            values[o.name] = _option_value(c, o, mdef)
+        except c.Failed:
+            ok = False
+    if not ok:
+        return None
+    pos = options[0].pos if options else None
+    if "delay" in values and "retry" not in values:
+        c.error("W201", "'delay' has no effect without 'retry'", pos, "warning")
+    if "backoff" in values and "delay" not in values:
+        c.error("W202", "'backoff' has no effect without 'delay'", pos, "warning")
+    if "cache_backend" in values and "cache" not in values:
+        c.error("W203", "'cache_backend' has no effect without 'cache'", pos,
+                   "warning")
+    if values.get("retry", 0) > 10:
+        c.error("W204", f"retry: {values['retry']} is a lot of retries", pos,
+                   "warning")
+    return CallOptions(**values)
+
+def _option_value(c: _Compiler, o: A.Option, mdef: ModuleDefinition) -> Any:
+    name, v = o.name, o.value
+    if name == "lazy":
+        if v is None:
+            return True
+        if isinstance(v, A.BoolLit):
+            return v.value
+        raise c.fail("E142", "lazy takes true or false", o.pos)
+    if name in ("retry", "concurrency"):
+        if not isinstance(v, A.IntLit):
+            raise c.fail("E142", f"{name} takes an integer", o.pos)
+        if name == "retry" and v.value < 0:
+            raise c.fail("E141", f"retry must be 0 or more, got {v.value}", o.pos)
+        if name == "concurrency" and v.value <= 0:
+            raise c.fail("E141", f"concurrency must be at least 1, got {v.value}",
+                            o.pos)
+        return v.value
+    if name in ("timeout", "delay", "cache"):
+        if not isinstance(v, A.Duration):
+            raise c.fail("E142", f"{name} takes a duration such as 30s or 100ms",
+                            o.pos)
+        if v.amount <= 0:
+            raise c.fail("E141", f"{name} must be a positive duration", o.pos)
+        return v.seconds
+    if name == "throttle":
+        if not isinstance(v, A.Rate):
+            raise c.fail("E142", "throttle takes a rate such as 100/1min", o.pos)
+        if v.count <= 0 or v.per.amount <= 0:
+            raise c.fail("E141", "throttle needs a positive count per positive "
+                                    "duration", o.pos)
+        return (v.count, v.per.seconds)
+    if name in ("backoff", "on_error"):
+        allowed = BACKOFFS if name == "backoff" else ON_ERROR
+        if not isinstance(v, A.Name) or v.name not in allowed:
+            raise c.fail("E142", f"{name} is one of {', '.join(allowed)}", o.pos)
+        return v.name
+    if name == "priority":
+        if isinstance(v, A.IntLit):
+            return v.value
+        if isinstance(v, A.Name) and v.name.upper() in Priority.__members__:
+            return int(Priority[v.name.upper()])
+        raise c.fail("E142", "priority is critical, high, normal, low, background "
+                                "or an integer", o.pos)
+    if name == "cache_backend":
+        if not isinstance(v, A.StringLit) or not all(isinstance(p, str) for p in v.parts):
+            raise c.fail("E142", 'cache_backend takes a name such as "redis"', o.pos)
+        return "".join(v.parts)  # type: ignore[arg-type]
+    if name == "fallback":
+        if v is None or isinstance(v, A.Duration | A.Rate):
+            raise c.fail("E142", "fallback takes a value", o.pos)
+        value = c.expr(v)
+        if not is_subtype(value.type, mdef.output):
+            raise c.fail("E144", f"fallback is {render(value.type)}, but "
+                                    f"{mdef.name} returns {render(mdef.output)}", o.pos)
+        if not value.is_const:
+            raise c.fail("E145", "fallback must be a constant value for now", o.pos)
+        return coerce(mdef.output, value.const)
+    known = ["retry", "timeout", "delay", "backoff", "fallback", "cache", "cache_backend",
+             "throttle", "concurrency", "on_error", "priority", "lazy"]
+    raise c.fail("E140", f"unknown option '{name}'{c._suggest(name, known)}", o.pos)
