@@ -41,7 +41,7 @@ from constellation.core.errors import (
     ModuleOutputTypeError,
 )
 from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRecord, NodeStatus
-from constellation.core.types import render
+from constellation.core.types import INT64_MAX, INT64_MIN, render
 
 if TYPE_CHECKING:
     from actors._handle import Execution
@@ -61,8 +61,6 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
-_I64_MIN = -(2**63)
-_I64_MAX = 2**63 - 1
 
 
 class ExecutionActor(PooledActor):
@@ -94,7 +92,6 @@ class ExecutionActor(PooledActor):
         """The first step, done by the creator (see ``PooledActor.spawn_running``)."""
         handle = self.handle
         self.started = time.perf_counter()
-        handle.started_at = self.started
         handle._status = ExecutionStatus.RUNNING
         observer = self.runtime.observer
         if observer is not None:
@@ -389,7 +386,7 @@ class NodeActor(PooledActor):
         elapsed = time.perf_counter() - started
         node.timing.record(elapsed)
         exact = node.exact_output
-        if type(value) is exact and (exact is not int or _I64_MIN <= value <= _I64_MAX):  # type: ignore[operator]
+        if type(value) is exact and (exact is not int or INT64_MIN <= value <= INT64_MAX):  # type: ignore[operator]
             if not self.post_and_run(CallFinished(value, None, elapsed * 1000.0)):
                 logger.debug("dropped the result of a finished node")
         else:

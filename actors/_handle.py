@@ -37,7 +37,7 @@ class Execution:
 
     __slots__ = ("_actor", "_callbacks", "_deadline_timer", "_event", "_result", "_runtime",
                  "_status", "deadline", "enqueued_at", "execution_id", "inputs", "plan",
-                 "priority", "started_at", "submitted_at")
+                 "priority", "submitted_at")
 
     # Guards the lazy creation of _event and the callback list, not the hot path.
     _lock = threading.Lock()
@@ -51,7 +51,6 @@ class Execution:
         self.deadline = deadline
         self.submitted_at = time.perf_counter()
         self.enqueued_at = runtime.clock()  # aging counts from here (engine's clock)
-        self.started_at = 0.0
         self._runtime = runtime
         # Not a concurrent.futures.Future: its Condition and RLock cost more than the
         # rest of the handle, and most results are read after they are set. An Event
@@ -121,7 +120,7 @@ class Execution:
         """
         if self._result is not None:
             return False
-        self._runtime.tell_supervisor(CancelExecution(self.execution_id))
+        self._runtime.post_to_supervisor(CancelExecution(self.execution_id))
         return True
 
     def add_done_callback(self, fn: Callable[[ExecutionResult], None]) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.core.transforms import compile_transform
-from constellation.core.types import CBoolean, CFloat, CInt, CString
+from constellation.core.types import EXACT_PY_TYPES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -151,7 +151,7 @@ class ExecutionPlan:
                     consumers[i].append((MODULE, n))
             nodes.append(NodePlan(n, m.name, mdef, args, idx(m.output, m.name),
                                   mdef.options.merged(m.options), len(distinct),
-                                  _EXACT.get(type(mdef.output)),
+                                  EXACT_PY_TYPES.get(type(mdef.output)),
                                   not mdef.takes_ctx and not mdef._dataclass_params,
                                   timings.setdefault(m.module, ModuleTiming())))
         transforms: list[TransformPlan] = []
@@ -210,4 +210,3 @@ class ExecutionPlan:
             raise CompilationError([Diagnostic("E125", f"pipeline '{self.name}' has a cycle")])
 
 
-_EXACT: dict[type, type] = {CString: str, CBoolean: bool, CInt: int, CFloat: float}

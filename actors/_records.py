@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from constellation.core.types import to_json
 from spi._storage import ExecutionRecord
@@ -24,10 +24,10 @@ def build_record(handle: Execution, result: ExecutionResult, ended_at: float
     """The JSON-ready record of a finished execution."""
     plan = handle.plan
     in_types = plan.input_types
-    out_types = dict(_output_types(handle).items())
+    out_types = {name: plan.data_types[idx] for name, idx in plan.outputs}
     inputs = {n: to_json(in_types[n], v) if n in in_types else v
               for n, v in handle.inputs.items()}
-    outputs = {n: to_json(out_types[n], v) if out_types.get(n) is not None else v
+    outputs = {n: v if (t := out_types.get(n)) is None else to_json(t, v)
                for n, v in result.outputs.items()}
     nodes = {name: {"module": r.module, "status": r.status.value, "attempts": r.attempts,
                     "duration_ms": r.duration_ms}
@@ -37,11 +37,6 @@ def build_record(handle: Execution, result: ExecutionResult, ended_at: float
         structural_hash=result.structural_hash, status=result.status.value,
         inputs=inputs, outputs=outputs, errors=tuple(e.to_dict() for e in result.errors),
         nodes=nodes, started_at=ended_at - result.duration_ms / 1000.0, ended_at=ended_at)
-
-
-def _output_types(handle: Execution) -> dict[str, Any]:
-    plan = handle.plan
-    return {name: plan.data_types[idx] for name, idx in plan.outputs}
 
 
 def save_execution(storage: ExecutionStorage, handle: Execution, result: ExecutionResult

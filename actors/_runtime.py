@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
-
-from pykka import ActorDeadError
 
 from actors._pool import ThreadPool
 from actors._timer import TimerService
@@ -104,15 +101,10 @@ class Runtime:
         with self._idle:
             return self._idle.wait_for(lambda: self.inflight == 0, timeout)
 
-    def tell_supervisor(self, message: Any) -> None:
-        """Tell the supervisor, ignoring a supervisor that has already stopped."""
-        if self.supervisor is not None:
-            with contextlib.suppress(ActorDeadError):
-                self.supervisor.tell(message)
-
     def post_to_supervisor(self, message: Any) -> None:
-        """Runtime-internal: deliver to the supervisor, running its turn on this thread
-        if it is idle and this is an engine thread (see ``PooledActor.post_and_run``)."""
+        """Deliver to the supervisor (dropped once it has stopped), running its turn on
+        this thread if it is idle and this is an engine thread (see
+        ``PooledActor.post_and_run``); from any other thread the turn is queued."""
         if self.supervisor_actor is not None:
             self.supervisor_actor.post_and_run(message)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import LRUCache
 
 from actors._handle import Execution
-from actors._messages import SubmitExecution
+from actors._messages import DeadlineReached, SubmitExecution
 from actors._plan import ExecutionPlan, ModuleTiming
 from actors._runtime import Runtime
 from actors._supervisor import CancelAll, Supervisor
@@ -422,7 +422,7 @@ class Constellation:
                 runtime.observer.rejected()
             raise
         handle._deadline_timer = runtime.timer.call_at(
-            deadline, lambda: runtime.tell_supervisor(_deadline_message(eid)))
+            deadline, lambda: runtime.post_to_supervisor(DeadlineReached(eid)))
         runtime.post_to_supervisor(SubmitExecution(handle))
         return handle
 
@@ -545,7 +545,7 @@ class Constellation:
         drained = runtime.wait_idle(drain_timeout)
         if not drained:
             logger.warning("drain timeout: cancelling %d executions", runtime.inflight)
-            runtime.tell_supervisor(CancelAll())
+            runtime.post_to_supervisor(CancelAll())
             runtime.wait_idle(5.0)
         if runtime.supervisor is not None:
             runtime.supervisor.stop(block=True, timeout=5.0)
@@ -574,7 +574,3 @@ def _check_backend(backend: Any, protocol: type, field: str) -> None:
             f"{type(backend).__name__} does not", details={"field": f"backends.{field}"})
 
 
-def _deadline_message(eid: str) -> Any:
-    from actors._messages import DeadlineReached
-
-    return DeadlineReached(eid)

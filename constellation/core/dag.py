@@ -176,7 +176,6 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
             only problems are unknown modules).
     """
     problems: list[Diagnostic] = []
-    types: dict[str, CType | None] = {d.id: d.ctype for d in spec.data}
     producers = {m.output: m for m in spec.modules}
     pending_data = {d.id: d for d in spec.data}
     resolved_data: dict[str, DataNode] = {}
@@ -197,7 +196,6 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
             mdef = modules.get(producers[did].module)
             ctype = mdef.output if mdef is not None else None
         resolved_data[did] = replace(node, ctype=ctype)
-        types[did] = ctype
         return ctype
 
     unknown_only = True

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from constellation.core.types import (
     NOTHING,
     CList,
-    COptional,
     CRecord,
     CSeq,
     CType,
@@ -98,7 +97,6 @@ _TYPE_RULES: dict[str, Callable[[dict[str, Any], Sequence[CType]], CType]] = {
     "field": lambda p, a: _field_type(a[0], p["name"]),
     "record": lambda p, a: CRecord.from_mapping(dict(zip(p["names"], a, strict=True))),
     "list": lambda _p, a: _list_type(a),
-    "optional": lambda _p, a: COptional(a[0]),
 }
 
 _EVALUATORS: dict[str, Callable[[dict[str, Any], Sequence[Any]], Any]] = {
@@ -106,7 +104,6 @@ _EVALUATORS: dict[str, Callable[[dict[str, Any], Sequence[Any]], Any]] = {
     "field": lambda p, a: _get_field(a[0], p["name"]),
     "record": lambda p, a: dict(zip(p["names"], a, strict=True)),
     "list": lambda _p, a: list(a),
-    "optional": lambda _p, a: a[0],
     "project": lambda p, a: _project(a[0], p["names"]),
     "merge": lambda _p, a: _merge(a[0], a[1]),
     "interpolate": lambda p, a: "".join(

@@ -6,17 +6,12 @@ import re
 from typing import TYPE_CHECKING
 
 from constellation.core.types import (
-    BOOLEAN,
-    FLOAT,
-    INT,
-    STRING,
-    CList,
-    CMap,
-    COptional,
+    GENERIC_ARITY,
+    SCALAR_TYPES,
     CRecord,
-    CSeq,
     CType,
     CUnion,
+    generic_type,
 )
 
 if TYPE_CHECKING:
@@ -29,7 +24,7 @@ class TypeSyntaxError(ValueError):
 
 
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(.))")
-_NAMED: dict[str, CType] = {"String": STRING, "Int": INT, "Float": FLOAT, "Boolean": BOOLEAN}
+
 
 
 def parse_type(text: str, aliases: Mapping[str, CType] | None = None) -> CType:
@@ -45,7 +40,7 @@ def parse_type(text: str, aliases: Mapping[str, CType] | None = None) -> CType:
     """
     tokens = [m.group(1) or m.group(2) for m in _TOKEN.finditer(text) if m.group(0).strip()]
     pos = 0
-    names = {**_NAMED, **(aliases or {})}
+    names = {**SCALAR_TYPES, **(aliases or {})}
 
     def peek() -> str | None:
         return tokens[pos] if pos < len(tokens) else None
@@ -78,7 +73,7 @@ def parse_type(text: str, aliases: Mapping[str, CType] | None = None) -> CType:
                     take(",")
             take("}")
             return CRecord.from_mapping(fields)
-        generic = {"List": 1, "Seq": 1, "Candidates": 1, "Optional": 1, "Map": 2}
+        generic = GENERIC_ARITY
         if tok in generic and peek() == "<":
             take("<")
             args = [union()]
@@ -88,13 +83,7 @@ def parse_type(text: str, aliases: Mapping[str, CType] | None = None) -> CType:
             take(">")
             if len(args) != generic[tok]:
                 raise TypeSyntaxError(f"in type {text!r}: {tok} takes {generic[tok]} argument(s)")
-            if tok == "List":
-                return CList(args[0])
-            if tok in ("Seq", "Candidates"):
-                return CSeq(args[0])
-            if tok == "Optional":
-                return COptional(args[0])
-            return CMap(args[0], args[1])
+            return generic_type(tok, args)
         if tok in names:
             return names[tok]
         raise TypeSyntaxError(f"in type {text!r}: unknown type {tok!r}")

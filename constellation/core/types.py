@@ -25,9 +25,14 @@ from constellation.core.errors import InputTypeError
 
 __all__ = [
     "BOOLEAN",
+    "EXACT_PY_TYPES",
     "FLOAT",
+    "GENERIC_ARITY",
     "INT",
+    "INT64_MAX",
+    "INT64_MIN",
     "NOTHING",
+    "SCALAR_TYPES",
     "STRING",
     "CBoolean",
     "CFloat",
@@ -44,14 +49,15 @@ __all__ = [
     "Tagged",
     "coerce",
     "from_json",
+    "generic_type",
     "is_subtype",
     "render",
     "to_json",
     "zero_value",
 ]
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 class CType:
@@ -174,6 +180,25 @@ FLOAT = CFloat()
 BOOLEAN = CBoolean()
 NOTHING = CNothing()
 
+SCALAR_TYPES: dict[str, CType] = {"String": STRING, "Int": INT, "Float": FLOAT,
+                                  "Boolean": BOOLEAN}
+"""The scalar types by the names the language gives them."""
+
+GENERIC_ARITY = {"List": 1, "Seq": 1, "Candidates": 1, "Optional": 1, "Map": 2}
+"""The generic type names and how many type arguments each takes."""
+
+
+def generic_type(name: str, args: list[CType]) -> CType:
+    """Build ``List<T>``, ``Seq<T>`` (``Candidates<T>``), ``Optional<T>`` or ``Map<K, V>``;
+    the caller has checked ``name`` and the number of ``args`` against GENERIC_ARITY."""
+    if name == "List":
+        return CList(args[0])
+    if name in ("Seq", "Candidates"):
+        return CSeq(args[0])
+    if name == "Optional":
+        return COptional(args[0])
+    return CMap(args[0], args[1])
+
 
 @dataclass(frozen=True, slots=True)
 class Tagged:
@@ -261,9 +286,9 @@ def coerce(t: CType, value: Any, path: str = "value") -> Any:
     Raises:
         InputTypeError: the value does not fit, naming ``path`` and both types.
     """
-    exact = _EXACT_PY.get(t.__class__)
+    exact = EXACT_PY_TYPES.get(t.__class__)
     if exact is not None and type(value) is exact and (
-            exact is not int or _INT64_MIN <= value <= _INT64_MAX):  # type: ignore[operator]
+            exact is not int or INT64_MIN <= value <= INT64_MAX):  # type: ignore[operator]
         return value  # the common case, without the pattern match below
     match t:
         case CString():
@@ -271,7 +296,7 @@ def coerce(t: CType, value: Any, path: str = "value") -> Any:
                 return value
         case CInt():
             if type(value) is int:
-                if _INT64_MIN <= value <= _INT64_MAX:
+                if INT64_MIN <= value <= INT64_MAX:
                     return value
                 raise InputTypeError(
                     f"{path}: {value} does not fit in a 64-bit Int", details={"path": path}
@@ -333,7 +358,9 @@ def coerce(t: CType, value: Any, path: str = "value") -> Any:
 
 
 _SCALAR_PY: dict[type, type] = {CString: str, CInt: int, CBoolean: bool}
-_EXACT_PY: dict[type, type] = {CString: str, CInt: int, CBoolean: bool, CFloat: float}
+EXACT_PY_TYPES: dict[type, type] = {CString: str, CInt: int, CBoolean: bool, CFloat: float}
+"""Scalar CType class -> the Python type a canonical value has exactly (an Int must also
+fit in 64 bits). The fast path of value checks, here and in the runtime."""
 
 
 def _fits(t: CType, value: Any) -> bool:

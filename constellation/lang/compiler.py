@@ -27,17 +27,19 @@ from constellation.core.transforms import PURE_OPS, evaluate
 from constellation.core.types import (
     BOOLEAN,
     FLOAT,
+    GENERIC_ARITY,
     INT,
     NOTHING,
+    SCALAR_TYPES,
     STRING,
     CList,
-    CMap,
     COptional,
     CRecord,
     CSeq,
     CString,
     CType,
     CUnion,
+    generic_type,
     is_subtype,
     render,
 )
@@ -62,8 +64,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CompiledSource", "compile_source"]
 
-_BUILTIN_TYPES: dict[str, CType] = {"String": STRING, "Int": INT, "Float": FLOAT,
-                                    "Boolean": BOOLEAN}
 # Standard-library modules whose calls may be evaluated while compiling.
 _FOLDABLE_PREFIXES = ("stdlib.math.", "stdlib.string.", "stdlib.list.", "stdlib.bool.",
                       "stdlib.compare.", "stdlib.convert.")
@@ -242,27 +242,19 @@ class _Compiler:
     def type_of(self, t: A.TypeExpr) -> CType:
         match t:
             case A.TName(name):
-                found = _BUILTIN_TYPES.get(name) or self.aliases.get(name)
+                found = SCALAR_TYPES.get(name) or self.aliases.get(name)
                 if found is None:
-                    known = [*_BUILTIN_TYPES, *self.aliases]
+                    known = [*SCALAR_TYPES, *self.aliases]
                     raise self.fail("E133", f"unknown type '{name}'"
                                             f"{self._suggest(name, known)}", t.pos)
                 return found
             case A.TGeneric(name, args):
-                arity = {"List": 1, "Seq": 1, "Candidates": 1, "Optional": 1, "Map": 2}
-                if name not in arity:
+                if name not in GENERIC_ARITY:
                     raise self.fail("E133", f"unknown generic type '{name}'", t.pos)
-                if len(args) != arity[name]:
-                    raise self.fail("E133", f"{name} takes {arity[name]} type argument(s)",
-                                    t.pos)
-                targs = [self.type_of(a) for a in args]
-                if name == "List":
-                    return CList(targs[0])
-                if name in ("Seq", "Candidates"):
-                    return CSeq(targs[0])
-                if name == "Optional":
-                    return COptional(targs[0])
-                return CMap(targs[0], targs[1])
+                if len(args) != GENERIC_ARITY[name]:
+                    raise self.fail("E133", f"{name} takes {GENERIC_ARITY[name]} type "
+                                            "argument(s)", t.pos)
+                return generic_type(name, [self.type_of(a) for a in args])
             case A.TRecord(fields):
                 return CRecord.from_mapping({n: self.type_of(ft) for n, ft in fields})
             case A.TUnion(members):
