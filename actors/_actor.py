@@ -317,15 +317,23 @@ class PooledActor(pykka.Actor):
         try:
             self.on_receive(message)
         except Exception:
-            self._handle_failure(*sys.exc_info())
-            try:
-                self.on_failure(*sys.exc_info())
-            except Exception:
-                self._handle_failure(*sys.exc_info())
+            self._failed_unanswered()
         except BaseException:
-            logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
-            self._stop()
-            ActorRegistry.stop_all()
+            self._stop_everything()
+
+    def _failed_unanswered(self) -> None:
+        # pykka: an exception in a message nobody waits for stops the actor (on_failure).
+        self._handle_failure(*sys.exc_info())
+        try:
+            self.on_failure(*sys.exc_info())
+        except Exception:
+            self._handle_failure(*sys.exc_info())
+
+    def _stop_everything(self) -> None:
+        # pykka: a BaseException (KeyboardInterrupt, SystemExit ...) stops all actors.
+        logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
+        self._stop()
+        ActorRegistry.stop_all()
 
     def _attach(self, pool: ThreadPool | None) -> None:
         self._actor_pool = pool or self.dispatcher or default_dispatcher()
@@ -388,16 +396,9 @@ class PooledActor(pykka.Actor):
                             exc_info=sys.exc_info())
                 envelope.reply_to.set_exception()
             else:
-                self._handle_failure(*sys.exc_info())
-                try:
-                    self.on_failure(*sys.exc_info())
-                except Exception:
-                    self._handle_failure(*sys.exc_info())
+                self._failed_unanswered()
         except BaseException:
-            exception_value = sys.exc_info()[1]
-            logger.debug(f"{exception_value!r} in {self}. Stopping all actors.")
-            self._stop()
-            ActorRegistry.stop_all()
+            self._stop_everything()
 
     def _close_inbox(self, inbox: _Inbox) -> None:
         # Senders re-check _closed after appending, so between them and this drain
