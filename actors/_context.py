@@ -1,17 +1,107 @@
-"""CallContext: what a module that declares a ``ctx`` parameter receives."""
+"""CallContext (what a module that declares a ``ctx`` parameter receives) and Attempt
+(the runtime's side of one call: cancel it, kill its process, run its cleanups)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors._handle import Execution
 
-__all__ = ["CallContext"]
+__all__ = ["Attempt", "CallContext"]
+
+logger = logging.getLogger("constellation.runtime")
+
+RUNNING, DONE, ABANDONED = 0, 1, 2
+
+
+class Attempt:
+    """One attempt of one module call, as the runtime tracks it.
+
+    It ends exactly once: :meth:`finish` (the call returned) or :meth:`abandon` (the
+    execution was cancelled or timed out, or the attempt passed its timeout). Cleanup
+    callbacks registered through the context run at that moment, once.
+    """
+
+    __slots__ = ("_cleanups", "_lock", "event", "number", "process", "state")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.state = RUNNING
+        self.event = threading.Event()
+        self.process: Any = None  # a subprocess.Popen for isolated calls
+        self._cleanups: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def add_cleanup(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if self.state == RUNNING:
+                self._cleanups.append(fn)
+                return
+        _run_cleanup(fn)  # already over: run at once
+
+    def finish(self) -> bool:
+        """The call returned; False if it had been abandoned first (result unwanted)."""
+        with self._lock:
+            if self.state != RUNNING:
+                return False
+            self.state = DONE
+            cleanups, self._cleanups = self._cleanups, []
+        for fn in cleanups:
+            _run_cleanup(fn)
+        return True
+
+    def abandon(self) -> bool:
+        """Stop waiting for the call: signal it, kill its process, run its cleanups.
+
+        Returns:
+            False if the call had already returned.
+        """
+        with self._lock:
+            if self.state != RUNNING:
+                return False
+            self.state = ABANDONED
+            cleanups, self._cleanups = self._cleanups, []
+            process = self.process
+        self.event.set()
+        if process is not None:
+            kill_process(process)
+        for fn in cleanups:
+            _run_cleanup(fn)
+        return True
+
+    @property
+    def abandoned(self) -> bool:
+        return self.state == ABANDONED
+
+
+def kill_process(process: Any) -> None:
+    """SIGKILL an isolated call's process (harmless once it has ended)."""
+    try:
+        if process.poll() is None:
+            process.kill()
+    except OSError:  # pragma: no cover - already gone
+        pass
+
+
+def _run_cleanup(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:
+        logger.exception("cleanup callback %r failed", fn)
 
 
 class CallContext:
-    """The context of one module call.
+    """The context of one module call; declare a parameter named ``ctx`` to get it.
+
+    A long-running module should look at :attr:`cancelled` (or wait on
+    :attr:`cancel_event`) and return early when it is set: that happens when the
+    execution is cancelled or passes its deadline, and when this attempt passes its
+    ``timeout``. Resources can be released through :meth:`on_cleanup`.
 
     Attributes:
         execution_id: the execution the call belongs to.
@@ -19,24 +109,38 @@ class CallContext:
         attempt: 1 for the first call, 2 for the first retry, ...
     """
 
-    __slots__ = ("_handle", "attempt", "execution_id", "node")
+    __slots__ = ("_attempt", "_handle", "attempt", "execution_id", "node")
 
-    def __init__(self, handle: Execution, node: str, attempt: int) -> None:
+    def __init__(self, handle: Execution, node: str, attempt: Attempt) -> None:
         self._handle = handle
+        self._attempt = attempt
         self.execution_id = handle.execution_id
         self.node = node
-        self.attempt = attempt
+        self.attempt = attempt.number
 
     @property
     def cancelled(self) -> bool:
-        """Whether the execution has ended (cancelled, timed out, failed elsewhere): a
-        long-running module should stop and return."""
-        return self._handle.done()
+        """Whether the call should stop: the execution ended (cancelled, timed out,
+        failed elsewhere) or this attempt passed its timeout."""
+        return self._attempt.event.is_set() or self._handle.done()
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set when :attr:`cancelled` becomes true; ``ctx.cancel_event.wait(t)`` is an
+        interruptible sleep."""
+        return self._attempt.event
 
     @property
     def deadline(self) -> float | None:
-        """The execution's deadline on ``time.monotonic()``'s clock, if it has one."""
+        """The execution's deadline on the engine's clock (``time.monotonic()`` unless
+        the engine was given another), if it has one."""
         return self._handle.deadline
+
+    def on_cleanup(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once when this call ends: when it returns, or at once when it is
+        cancelled, timed out or abandoned (from the thread that ends it). At once if the
+        call is already over. Exceptions are logged."""
+        self._attempt.add_cleanup(fn)
 
     def __repr__(self) -> str:
         return f"<CallContext {self.execution_id} {self.node} attempt {self.attempt}>"

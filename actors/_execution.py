@@ -18,30 +18,24 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from actors import _pool
-from actors._actor import PooledActor, _Inbox, _StopFlag
-from actors._context import CallContext
+from actors._actor import PooledActor
 from actors._messages import (
-    CallFinished,
     CancelExecution,
     DeadlineReached,
     ExecutionFinished,
     NodeFinished,
 )
+from actors._node import NodeActor
 from actors._plan import MODULE
-from actors._pool import SLOT_HELD, ThreadPool
 from actors._records import save_execution
 from constellation.core.errors import (
     ConstellationError,
     ExecutionCancelledError,
     ExecutionTimeoutError,
-    InputTypeError,
     MissingInputError,
-    ModuleExecutionError,
-    ModuleOutputTypeError,
 )
 from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRecord, NodeStatus
-from constellation.core.types import INT64_MAX, INT64_MIN, render
+from constellation.core.types import render
 
 if TYPE_CHECKING:
     from actors._handle import Execution
@@ -97,7 +91,7 @@ class ExecutionActor(PooledActor):
         if observer is not None:
             observer.execution_started(handle)
         plan = self.plan
-        ready: list[int] = []
+        ready: list[int] = list(plan.root_nodes)
         try:
             for t in plan.sources:
                 self._compute(t, ready)
@@ -171,8 +165,19 @@ class ExecutionActor(PooledActor):
         runtime = self.runtime
         handle = self.handle
         running = self.running
+        preset = handle.preset
         for j in ready:
             node = nodes[j]
+            if preset is not None and j in preset:
+                # Computed before the execution was suspended: not run again.
+                self.finished_nodes[j] = (NodeStatus.COMPLETED, 0, 0.0, None)
+                more: list[int] = []
+                try:
+                    self._propagate(node.output, preset[j], more)
+                except _TransformFailedError:
+                    return
+                ready.extend(more)  # iterating ready: these are launched in this loop
+                continue
             actor = NodeActor(self, node, {p: values[i] for p, i in node.args}, handle,
                               runtime)
             running[j] = actor
@@ -231,6 +236,7 @@ class ExecutionActor(PooledActor):
         for actor in self.running.values():
             # Its call may still be running; what it reports later is dropped.
             actor.actor_stopped.set()
+            actor.abandon()
         self.running.clear()
         values = self.values
         outputs = {name: values[i] for name, i in plan.outputs if values[i] is not _MISSING}
@@ -248,6 +254,11 @@ class ExecutionActor(PooledActor):
             missing_inputs=missing,
             queued_ms=(self.started - handle.submitted_at) * 1000.0,
         )
+        if status is ExecutionStatus.SUSPENDED:
+            handle._snapshot = {
+                plan.nodes[j].name: values[plan.nodes[j].output]
+                for j, outcome in self.finished_nodes.items()
+                if outcome[0] is NodeStatus.COMPLETED}
         observer = self.runtime.observer
         if observer is not None:
             observer.execution_finished(handle, result)
@@ -306,140 +317,3 @@ class NodeRecords(Mapping[str, NodeRecord]):
 
 class _TransformFailedError(Exception):
     """Internal: an inline transform raised; the execution has already been finished."""
-
-
-class NodeActor(PooledActor):
-    """Runs one module node of one execution (see the module docstring).
-
-    Args:
-        parent: the ExecutionActor to report to.
-        node: the node's plan.
-        args: the module's arguments.
-        handle: the execution.
-        runtime: the engine's runtime.
-    """
-
-    def __init__(self, parent: ExecutionActor, node: NodePlan, args: dict[str, Any],
-                 handle: Execution, runtime: Runtime) -> None:
-        # Created already running, without PooledActor.__init__ and spawn_running's
-        # indirections: one constructor per node is the whole cost of the actor.
-        pool = runtime.dispatcher
-        self.actor_inbox = _Inbox(self, pool)
-        self.actor_stopped = _StopFlag()
-        self._actor_started = True
-        self._actor_pool = pool
-        self.parent = parent
-        self.node = node
-        self.args = args
-        self.handle = handle
-        self.runtime = runtime
-        self.attempts = 0
-        self.kwargs: dict[str, Any] = args
-
-    def begin(self) -> None:
-        """The first step, done by the creator (see ``PooledActor.spawn_running``)."""
-        self._call()
-
-    def _call(self) -> None:
-        self.attempts += 1
-        node = self.node
-        observer = self.runtime.observer
-        if observer is not None:
-            observer.module_started(self.handle, node.name, node.module.name, self.attempts)
-        if node.plain_args:
-            self.kwargs = self.args
-        else:
-            mdef = node.module
-            kwargs = mdef.prepare_args(self.args)
-            if mdef.takes_ctx:
-                kwargs["ctx"] = CallContext(self.handle, node.name, self.attempts)
-            self.kwargs = kwargs
-        workers = self.runtime.workers
-        if type(workers) is ThreadPool:
-            if node.timing.fast:
-                workers.schedule_local(self._run_call)
-            else:
-                workers.schedule(self._run_call)
-        else:
-            # The definition, not the bare function: it pickles by reference, so process
-            # pools and dask can run it.
-            future = workers.submit(node.module, **self.kwargs)
-            started = time.perf_counter()
-            future.add_done_callback(lambda f: _report(self, node, f, started))
-
-    def _run_call(self) -> None:
-        # Runs on a worker thread, outside any actor turn: the module may block.
-        local = _pool._local
-        local.slot = SLOT_HELD
-        node = self.node
-        started = time.perf_counter()
-        try:
-            value: Any = node.module.func(**self.kwargs)
-        except Exception as exc:
-            local.slot = None
-            elapsed = time.perf_counter() - started
-            node.timing.record(elapsed)
-            _tell(self, CallFinished(None, _module_error(node, exc), elapsed * 1000.0))
-            return
-        # (The happy path below posts directly; _tell only adds a log line on a drop.)
-        local.slot = None
-        elapsed = time.perf_counter() - started
-        node.timing.record(elapsed)
-        exact = node.exact_output
-        if type(value) is exact and (exact is not int or INT64_MIN <= value <= INT64_MAX):  # type: ignore[operator]
-            if not self.post_and_run(CallFinished(value, None, elapsed * 1000.0)):
-                logger.debug("dropped the result of a finished node")
-        else:
-            _tell(self, _checked(node, value, started))
-
-    def on_receive(self, message: Any) -> Any:
-        if type(message) is CallFinished:
-            observer = self.runtime.observer
-            if observer is not None:
-                error = message.error
-                observer.module_finished(self.handle, self.node.name, self.node.module.name,
-                                         self.attempts, message.duration_ms,
-                                         None if error is None else error.message)
-            self.parent.post_and_run(NodeFinished(self.node.index, message.value,
-                                                  message.error, self.attempts,
-                                                  message.duration_ms))
-            self._stop()
-            return None
-        return super().on_receive(message)
-
-
-def _report(me: NodeActor, node: NodePlan, future: Any, started: float) -> None:
-    exc = future.exception()
-    if exc is not None:
-        _tell(me, CallFinished(None, _module_error(node, exc),
-                               (time.perf_counter() - started) * 1000.0))
-    else:
-        _tell(me, _checked(node, future.result(), started))
-
-
-def _checked(node: NodePlan, value: Any, started: float) -> CallFinished:
-    try:
-        value = node.module.check_output(value)
-    except InputTypeError as exc:
-        err = ModuleOutputTypeError(
-            f"module {node.module.name} (node '{node.name}') returned the wrong type: "
-            f"{exc.message}", details={"node": node.name, "module": node.module.name,
-                                       **exc.details})
-        return CallFinished(None, err, (time.perf_counter() - started) * 1000.0)
-    return CallFinished(value, None, (time.perf_counter() - started) * 1000.0)
-
-
-def _module_error(node: NodePlan, exc: BaseException) -> ConstellationError:
-    err = ModuleExecutionError(
-        f"module {node.module.name} (node '{node.name}') raised {type(exc).__name__}: {exc}",
-        details={"node": node.name, "module": node.module.name,
-                 "exception": type(exc).__name__})
-    err.__cause__ = exc
-    return err
-
-
-def _tell(actor: NodeActor, message: Any) -> None:
-    if not actor.post_and_run(message):
-        # The execution ended (cancelled, timed out or failed elsewhere) while this call
-        # ran; its outcome is no longer wanted.
-        logger.debug("dropped %s for a finished node", type(message).__name__)

@@ -36,14 +36,15 @@ class Execution:
     """
 
     __slots__ = ("_actor", "_callbacks", "_deadline_timer", "_event", "_result", "_runtime",
-                 "_status", "deadline", "enqueued_at", "execution_id", "inputs", "plan",
-                 "priority", "submitted_at")
+                 "_snapshot", "_status", "deadline", "enqueued_at", "execution_id", "inputs",
+                 "plan", "preset", "priority", "submitted_at")
 
     # Guards the lazy creation of _event and the callback list, not the hot path.
     _lock = threading.Lock()
 
     def __init__(self, execution_id: str, plan: ExecutionPlan, inputs: Mapping[str, Any],
-                 priority: int, deadline: float | None, runtime: Runtime) -> None:
+                 priority: int, deadline: float | None, runtime: Runtime,
+                 preset: Mapping[int, Any] | None = None) -> None:
         self.execution_id = execution_id
         self.plan = plan
         self.inputs = inputs
@@ -61,6 +62,10 @@ class Execution:
         self._status = ExecutionStatus.QUEUED
         self._actor: ActorRef[Any] | None = None
         self._deadline_timer: TimerEntry | None = None
+        # Resumed executions: node index → the output it already computed (not re-run).
+        self.preset = preset
+        # Suspended executions: node name → output, for the stored snapshot.
+        self._snapshot: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Execution {self.execution_id} {self.plan.name} {self._status.value}>"

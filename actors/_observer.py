@@ -73,6 +73,13 @@ class _Rejected(NamedTuple):
     pass
 
 
+class _Metric(NamedTuple):
+    kind: str  # "counter" | "gauge" | "histogram"
+    name: str
+    value: float
+    tags: dict[str, str] | None
+
+
 class Observer:
     """Reports runtime events to the configured backends (see the module docstring).
 
@@ -141,6 +148,11 @@ class Observer:
     def rejected(self) -> None:
         """A submission was rejected with QueueFullError."""
         self._emit(_Rejected())
+
+    def metric(self, kind: str, name: str, value: float,
+               tags: dict[str, str] | None = None) -> None:
+        """Any other measurement (``kind`` is counter, gauge or histogram)."""
+        self._emit(_Metric(kind, name, value, tags))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Deliver what is pending (within ``timeout``), then stop the listener thread."""
@@ -222,6 +234,9 @@ class _ListenerActor(PooledActor):
                     s.end(message.started_ns + int(message.duration_ms * 1e6))
 
                 self._safely(tracer, "start_span", compile_span)
+        elif kind is _Metric:
+            fn = getattr(metrics, message.kind)
+            self._safely(metrics, message.kind, fn, message.name, message.value, message.tags)
         elif kind is _Rejected:
             self._safely(metrics, "counter", metrics.counter,
                          "constellation.scheduler.rejected", 1.0, None)

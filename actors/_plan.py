@@ -16,6 +16,7 @@ from constellation.core.types import EXACT_PY_TYPES
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from actors._resilience import CallPolicy
     from constellation.core.dag import DagSpec
     from constellation.core.modules import ModuleDefinition
     from constellation.core.options import CallOptions
@@ -76,6 +77,8 @@ class NodePlan:
         plain_args: arguments go to the function as they are (no dataclass
             parameters, no ``ctx``).
         timing: the engine's running average of this module's call time.
+        policy: how the call's options are applied; None when there is nothing to
+            apply (the fast path).
     """
 
     index: int
@@ -88,6 +91,7 @@ class NodePlan:
     exact_output: type | None
     plain_args: bool
     timing: ModuleTiming
+    policy: CallPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +120,20 @@ class ExecutionPlan:
     transforms: tuple[TransformPlan, ...]
     consumers: tuple[tuple[tuple[int, int], ...], ...]
     sources: tuple[int, ...]  # transforms with no inputs (literals), computed at start
+    root_nodes: tuple[int, ...] = ()  # module nodes without arguments, started at start
 
     @staticmethod
     def build(spec: DagSpec, modules: Mapping[str, ModuleDefinition],
-              timings: dict[str, ModuleTiming] | None = None) -> ExecutionPlan:
+              timings: dict[str, ModuleTiming] | None = None,
+              policy_for: Callable[[ModuleDefinition, CallOptions], CallPolicy | None]
+              | None = None) -> ExecutionPlan:
         """Make the plan for a resolved spec.
 
         Args:
             spec: a resolved DagSpec.
             modules: the registered modules.
             timings: the engine's per-module call timings (shared by its plans).
+            policy_for: builds a node's call policy from its merged options.
 
         Raises:
             CompilationError: the graph has a cycle or reads an undefined data node.
@@ -149,11 +157,13 @@ class ExecutionPlan:
             for i in distinct:
                 if i >= 0:
                     consumers[i].append((MODULE, n))
+            options = mdef.options.merged(m.options)
             nodes.append(NodePlan(n, m.name, mdef, args, idx(m.output, m.name),
-                                  mdef.options.merged(m.options), len(distinct),
+                                  options, len(distinct),
                                   EXACT_PY_TYPES.get(type(mdef.output)),
                                   not mdef.takes_ctx and not mdef._dataclass_params,
-                                  timings.setdefault(m.module, ModuleTiming())))
+                                  timings.setdefault(m.module, ModuleTiming()),
+                                  policy_for(mdef, options) if policy_for else None))
         transforms: list[TransformPlan] = []
         sources: list[int] = []
         for d in spec.data:
@@ -184,6 +194,7 @@ class ExecutionPlan:
             transforms=tuple(transforms),
             consumers=tuple(tuple(c) for c in consumers),
             sources=tuple(sources),
+            root_nodes=tuple(n.index for n in nodes if n.deps == 0),
         )
         plan._check_acyclic()
         return plan
@@ -196,6 +207,7 @@ class ExecutionPlan:
         pending_t = [t.deps for t in self.transforms]
         ready = [i for i in range(len(self.data_names)) if i not in producer]
         ready += [self.transforms[t].output for t in self.sources]
+        ready += [self.nodes[j].output for j in self.root_nodes]
         seen = 0
         while ready:
             d = ready.pop()

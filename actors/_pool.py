@@ -225,6 +225,26 @@ class ThreadPool(Executor):
             with self._lock:
                 self._blocked -= 1
 
+    def release_backlog(self) -> None:
+        """Move the calling thread's queued local work to the shared queue (before it
+        starts something that may take long, so that nothing waits behind it)."""
+        if getattr(_local, "pool", None) is None:
+            return
+        backlog: deque[Task] = _local.backlog
+        while backlog:
+            self._enqueue(backlog.popleft())
+
+    def compensate(self, delta: int) -> None:
+        """Count ``delta`` threads as lost to work that will not come back soon (+1) or
+        as back (-1): the pool may run that many more than ``max_threads`` meanwhile.
+        Used for the threads of abandoned module calls, which cannot be killed."""
+        with self._lock:
+            self._blocked += delta
+            if (delta > 0 and self._queue.qsize() and self._idle == 0
+                    and len(self._threads) < self.max_threads + self._blocked
+                    and not self._shutdown):
+                self._spawn()
+
     def _take_nowait(self) -> Task | None:
         try:
             task = self._queue.get_nowait()

@@ -32,11 +32,18 @@ def build_record(handle: Execution, result: ExecutionResult, ended_at: float
     nodes = {name: {"module": r.module, "status": r.status.value, "attempts": r.attempts,
                     "duration_ms": r.duration_ms}
              for name, r in result.modules.items()}
+    snapshot = None
+    if handle._snapshot is not None:
+        index = {n.name: n for n in plan.nodes}
+        snapshot = {"nodes": {
+            name: to_json(t, v) if (t := plan.data_types[index[name].output]) is not None
+            else v for name, v in handle._snapshot.items()}}
     return ExecutionRecord(
         execution_id=result.execution_id, pipeline=result.pipeline,
         structural_hash=result.structural_hash, status=result.status.value,
         inputs=inputs, outputs=outputs, errors=tuple(e.to_dict() for e in result.errors),
-        nodes=nodes, started_at=ended_at - result.duration_ms / 1000.0, ended_at=ended_at)
+        nodes=nodes, started_at=ended_at - result.duration_ms / 1000.0, ended_at=ended_at,
+        snapshot=snapshot)
 
 
 def save_execution(storage: ExecutionStorage, handle: Execution, result: ExecutionResult

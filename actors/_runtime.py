@@ -8,8 +8,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from actors._pool import ThreadPool
+from actors._resilience import (
+    CallLimiter,
+    CallPolicy,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    StopActor,
+)
 from actors._timer import TimerService
 from constellation.core.errors import QueueFullError
+from constellation.core.types import zero_value
+from spi._retry import policy_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -19,6 +28,10 @@ if TYPE_CHECKING:
 
     from actors._actor import PooledActor
     from actors._observer import Observer
+    from actors._plan import NodePlan
+    from constellation.core.modules import ModuleDefinition
+    from constellation.core.options import CallOptions
+    from spi._cache import CacheBackend
     from spi._storage import ExecutionStorage
 
 __all__ = ["Runtime"]
@@ -56,6 +69,14 @@ class Runtime:
         # Where finished executions are recorded (the engine sets it).
         self.storage: ExecutionStorage | None = None
         self.max_queue_size = max_queue_size
+        # Resilience: shared per module across executions (see actors._resilience).
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.limiters: dict[tuple[str, tuple[int, float] | None, int | None],
+                            CallLimiter] = {}
+        self.cache: CacheBackend | None = None  # the default cache backend
+        self.named_caches: dict[str, CacheBackend] = {}
+        self._io_pool: ThreadPool | None = None
+        self.abandoned = 0  # module calls given up on whose threads could not be stopped
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self.queued = 0
@@ -66,6 +87,108 @@ class Runtime:
     def default_dispatcher_threads() -> int:
         """Two per core, at least 2, at most 8: turns are short and mostly hold the GIL."""
         return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+    # --- resilience ------------------------------------------------------------------
+
+    @property
+    def workers_pool(self) -> ThreadPool:
+        """A thread pool for short blocking work (cache I/O): the worker pool, or a small
+        one of our own when module code runs on a user's executor."""
+        if isinstance(self.workers, ThreadPool):
+            return self.workers
+        with self._lock:
+            if self._io_pool is None:
+                self._io_pool = ThreadPool(2, "constellation-io")
+            return self._io_pool
+
+    def set_breaker(self, module: str, config: CircuitBreakerConfig | None) -> None:
+        """Give ``module`` a circuit breaker with ``config`` (a new one, closed), or
+        remove its breaker (``None``)."""
+        with self._lock:
+            old = self.breakers.pop(module, None)
+            breakers = dict(self.breakers)
+            if config is not None:
+                breaker = CircuitBreaker.spawn_running(module, config, self,
+                                                       _dispatcher=self.dispatcher)
+                breaker.end_turn()
+                breakers[module] = breaker
+            self.breakers = breakers  # replaced whole: readers need no lock
+        if old is not None:
+            old.post_and_run(StopActor())
+
+    def make_policy(self, mdef: ModuleDefinition, options: CallOptions) -> CallPolicy | None:
+        """The call policy of a node, or None when nothing needs applying.
+
+        Raises:
+            ConfigurationError: ``cache_backend`` names no registered backend.
+        """
+        if not (options.retry or options.timeout is not None or options.fallback is not None
+                or options.cache is not None or options.throttle is not None
+                or options.concurrency is not None
+                or options.on_error not in (None, "propagate")
+                or mdef.takes_ctx or mdef.isolation == "process"):
+            return None
+        return self.policy(mdef, options)
+
+    def default_policy(self, node: NodePlan) -> CallPolicy:
+        """The policy of a node without options whose module has a breaker."""
+        return self.policy(node.module, node.options)
+
+    def policy(self, mdef: ModuleDefinition, options: CallOptions) -> CallPolicy:
+        """Resolve ``options`` for ``mdef`` (see :meth:`make_policy`)."""
+        cache = None
+        if options.cache is not None:
+            cache = self.cache_backend(options.cache_backend)
+        limiter = None
+        if options.throttle is not None or options.concurrency is not None:
+            key = (mdef.name, options.throttle, options.concurrency)
+            with self._lock:
+                limiter = self.limiters.get(key)
+                if limiter is None:
+                    limiter = CallLimiter.spawn_running(
+                        mdef.name, options.throttle, options.concurrency, self,
+                        _dispatcher=self.dispatcher)
+                    limiter.end_turn()
+                    self.limiters[key] = limiter
+        return CallPolicy(
+            retry=policy_for(options.retry, options.delay, options.backoff),
+            timeout=options.timeout,
+            has_fallback=options.fallback is not None,
+            fallback=options.fallback,
+            on_error=options.on_error or "propagate",
+            zero=zero_value(mdef.output),
+            cache=cache,
+            cache_ttl=options.cache or 0.0,
+            limiter=limiter,
+            priority=options.priority,
+            isolation=mdef.isolation,
+            output=mdef.output,
+        )
+
+    def cache_backend(self, name: str | None) -> CacheBackend:
+        """The default cache (``None``) or the one registered under ``name``.
+
+        Raises:
+            ConfigurationError: no cache backend has that name.
+        """
+        from spi._cache import InMemoryCacheBackend
+        from spi._registry import create_backend
+
+        with self._lock:
+            if name is None:
+                if self.cache is None:
+                    self.cache = InMemoryCacheBackend()
+                return self.cache
+            backend = self.named_caches.get(name)
+        if backend is not None:
+            return backend
+        if name == "memory":
+            backend = self.cache_backend(None) if self.cache is None or isinstance(
+                self.cache, InMemoryCacheBackend) else InMemoryCacheBackend()
+        else:
+            backend = create_backend("cache", name)
+        with self._lock:
+            return self.named_caches.setdefault(name, backend)
 
     # --- admission ---------------------------------------------------------------------
 
@@ -110,7 +233,11 @@ class Runtime:
 
     def stop(self, join_timeout: float = 5.0) -> None:
         """Stop timer and pools (after the supervisor has stopped)."""
+        for actor in [*self.breakers.values(), *self.limiters.values()]:
+            actor.post(StopActor())
         self.timer.stop()
+        if self._io_pool is not None:
+            self._io_pool.shutdown(wait=False)
         self.dispatcher.shutdown(wait=False)
         if self.own_workers:
             self.workers.shutdown(wait=False, cancel_futures=True)

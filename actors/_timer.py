@@ -27,7 +27,7 @@ class TimerEntry:
 
     __slots__ = ("callback", "cancelled", "when")
 
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
         self.when = when
         self.callback = callback
         self.cancelled = False
@@ -55,8 +55,17 @@ class TimerService:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._cancelled_hint = 0
+        # A test clock (constellation.testing.ManualClock) tells the timer when it moves.
+        subscribe = getattr(clock, "subscribe", None)
+        if callable(subscribe):
+            subscribe(self.poke)
 
-    def call_at(self, when: float, callback: Callable[[], None]) -> TimerEntry:
+    def poke(self) -> None:
+        """Look at the clock again now (a manual clock was moved)."""
+        with self._cond:
+            self._cond.notify()
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> TimerEntry:
         """Run ``callback`` on the timer thread at clock time ``when``."""
         entry = TimerEntry(when, callback)
         with self._cond:
@@ -71,7 +80,7 @@ class TimerService:
                 self._cond.notify()
         return entry
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerEntry:
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerEntry:
         """Run ``callback`` after ``delay`` seconds."""
         return self.call_at(self.clock() + delay, callback)
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from actors._context import CallContext
     from actors._handle import Execution
+    from actors._resilience import CircuitBreakerConfig
+    from constellation._signals import install_signal_handlers
     from constellation.core.builder import PipelineBuilder, Ref
     from constellation.core.dag import DagSpec
     from constellation.core.errors import (
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
         MissingInputError,
         ModuleExecutionError,
         ModuleOutputTypeError,
+        ModuleTimeoutError,
         QueueFullError,
+        ResumeError,
         ShuttingDownError,
         UnknownInputError,
         UnknownModuleError,
@@ -52,6 +56,7 @@ _LAZY: dict[str, str] = {
     "Backends": "spi._backends",
     "CallContext": "actors._context",
     "CallOptions": "constellation.core.options",
+    "CircuitBreakerConfig": "actors._resilience",
     "CircuitOpenError": "constellation.core.errors",
     "CompilationError": "constellation.core.errors",
     "ConfigurationError": "constellation.core.errors",
@@ -71,6 +76,7 @@ _LAZY: dict[str, str] = {
     "ModuleDefinition": "constellation.core.modules",
     "ModuleExecutionError": "constellation.core.errors",
     "ModuleOutputTypeError": "constellation.core.errors",
+    "ModuleTimeoutError": "constellation.core.errors",
     "NodeRecord": "constellation.core.results",
     "NodeStatus": "constellation.core.results",
     "Pipeline": "constellation.engine",
@@ -78,10 +84,12 @@ _LAZY: dict[str, str] = {
     "Priority": "constellation.core.options",
     "QueueFullError": "constellation.core.errors",
     "Ref": "constellation.core.builder",
+    "ResumeError": "constellation.core.errors",
     "SchedulerConfig": "constellation.engine",
     "ShuttingDownError": "constellation.core.errors",
     "UnknownInputError": "constellation.core.errors",
     "UnknownModuleError": "constellation.core.errors",
+    "install_signal_handlers": "constellation._signals",
     "module": "constellation.core.modules",
 }
 
@@ -107,6 +115,7 @@ __all__ = [
     "Backends",
     "CallContext",
     "CallOptions",
+    "CircuitBreakerConfig",
     "CircuitOpenError",
     "CompilationError",
     "ConfigurationError",
@@ -126,6 +135,7 @@ __all__ = [
     "ModuleDefinition",
     "ModuleExecutionError",
     "ModuleOutputTypeError",
+    "ModuleTimeoutError",
     "NodeRecord",
     "NodeStatus",
     "Pipeline",
@@ -133,9 +143,11 @@ __all__ = [
     "Priority",
     "QueueFullError",
     "Ref",
+    "ResumeError",
     "SchedulerConfig",
     "ShuttingDownError",
     "UnknownInputError",
     "UnknownModuleError",
+    "install_signal_handlers",
     "module",
 ]

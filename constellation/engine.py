@@ -27,6 +27,7 @@ from cachetools import LRUCache
 from actors._handle import Execution
 from actors._messages import DeadlineReached, SubmitExecution
 from actors._plan import ExecutionPlan, ModuleTiming
+from actors._resilience import CallPolicy, CircuitBreakerConfig
 from actors._runtime import Runtime
 from actors._supervisor import CancelAll, Supervisor
 from constellation.core.builder import PipelineBuilder
@@ -42,10 +43,11 @@ from constellation.core.errors import (
     UnknownInputError,
 )
 from constellation.core.modules import ModuleDefinition
-from constellation.core.options import Priority, priority_value
+from constellation.core.options import CallOptions, Priority, priority_value
 from constellation.core.results import ExecutionStatus
 from constellation.core.types import coerce, render
 from spi._backends import Backends
+from spi._cache import CacheBackend
 from spi._listener import ExecutionListener, NoOpListener
 from spi._metrics import MetricsProvider, NoOpMetrics
 from spi._storage import (
@@ -173,7 +175,12 @@ class Constellation:
             the engine's own thread pool (for example a process pool, or
             ``dask.distributed.Client.get_executor()``). The engine does not shut it down.
         stdlib: register the built-in modules.
-        clock: monotonic clock for deadlines and aging (tests inject one).
+        clock: monotonic clock for deadlines, retries, throttles and breakers (tests
+            inject a :class:`constellation.testing.ManualClock`).
+        cache_backends: cache backends by name, for ``cache_backend: "<name>"`` (other
+            names are looked up in the backend registry and built with defaults).
+        circuit_breakers: module name → :class:`CircuitBreakerConfig`; see
+            :meth:`set_circuit_breaker`.
 
     Raises:
         ConfigurationError: an invalid setting, naming the field.
@@ -189,6 +196,8 @@ class Constellation:
         executor: Executor | None = None,
         stdlib: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        cache_backends: Mapping[str, CacheBackend] | None = None,
+        circuit_breakers: Mapping[str, CircuitBreakerConfig] | None = None,
     ) -> None:
         if scheduler is None:
             scheduler = SchedulerConfig()
@@ -198,12 +207,6 @@ class Constellation:
         if backends is not None and not isinstance(backends, Backends):
             raise ConfigurationError("backends must be a Backends(...) bundle",
                                      details={"field": "backends"})
-        if backends is not None and backends.cache is not None:
-            # Refuse rather than silently ignore: nothing would be cached. Applying
-            # `cache:` is the next piece of work.
-            raise ConfigurationError(
-                "cache backends are not used by this version yet; pass metrics, tracer, "
-                "listener and storage only", details={"field": "backends"})
         if (isinstance(default_timeout, bool) or not isinstance(default_timeout, int | float)
                 or not default_timeout > 0):
             raise ConfigurationError(f"default_timeout must be a positive number of seconds, "
@@ -219,6 +222,9 @@ class Constellation:
         self._timings: dict[str, ModuleTiming] = {}
         self._compiled: LRUCache[tuple[str, str], Pipeline] = LRUCache(maxsize=256)
         self._compile_lock = threading.Lock()
+        # Compiled pipelines by structural hash, and each name's latest hash (resume).
+        self._by_hash: LRUCache[str, Pipeline] = LRUCache(maxsize=1024)
+        self._latest: LRUCache[str, str] = LRUCache(maxsize=1024)
         self._compile_hits = 0
         self._compile_misses = 0
         if stdlib:
@@ -239,6 +245,13 @@ class Constellation:
         _check_backend(b.tracer, TracerProvider, "tracer")
         _check_backend(b.listener, ExecutionListener, "listener")
         _check_backend(b.storage, ExecutionStorage, "storage")
+        _check_backend(b.cache, CacheBackend, "cache")
+        self._runtime.cache = b.cache
+        for cname, cache in (cache_backends or {}).items():
+            _check_backend(cache, CacheBackend, f"cache_backends[{cname!r}]")
+            self._runtime.named_caches[cname] = cache
+        for mname, config in (circuit_breakers or {}).items():
+            self.set_circuit_breaker(mname, config)
         # Every execution is recorded; by default in memory (the last 1,000).
         # NoOpExecutionStorage turns recording off entirely.
         if type(b.storage) is NoOpExecutionStorage:
@@ -329,7 +342,42 @@ class Constellation:
                 "E100", f"cannot compile a {type(source).__name__}; give a DagSpec, a "
                         "PipelineBuilder or constellation-lang source")])
         spec = resolve(source, self._modules)
-        return Pipeline(spec, ExecutionPlan.build(spec, self._modules, self._timings), self)
+        pipeline = Pipeline(spec, ExecutionPlan.build(spec, self._modules, self._timings,
+                                                      self._policy_for), self)
+        with self._compile_lock:
+            self._by_hash[spec.structural_hash] = pipeline
+            self._latest[spec.name] = spec.structural_hash
+        return pipeline
+
+    def _policy_for(self, mdef: ModuleDefinition, options: CallOptions) -> CallPolicy | None:
+        try:
+            return self._runtime.make_policy(mdef, options)
+        except ConfigurationError as exc:
+            raise CompilationError([Diagnostic("E146", f"module {mdef.name}: {exc.message}")]
+                                   ) from exc
+
+    # --- circuit breakers ----------------------------------------------------------------
+
+    def set_circuit_breaker(self, module: str, config: CircuitBreakerConfig | None) -> None:
+        """Protect every call of ``module`` with a circuit breaker, shared by all executions.
+
+        After ``config.failure_threshold`` consecutive failed calls the breaker opens:
+        calls fail at once with ``CircuitOpenError`` without reaching the module. After
+        ``config.reset_timeout`` seconds one probe call is let through; its success
+        closes the breaker, its failure opens it again. Setting a breaker replaces the
+        module's previous one (closed again); ``None`` removes it.
+
+        Raises:
+            ConfigurationError: ``config`` is not a CircuitBreakerConfig.
+        """
+        if config is not None and not isinstance(config, CircuitBreakerConfig):
+            raise ConfigurationError("config must be a CircuitBreakerConfig or None",
+                                     details={"field": "circuit_breakers"})
+        self._runtime.set_breaker(module, config)
+
+    def circuit_breakers(self) -> dict[str, dict[str, Any]]:
+        """Each breaker's state: ``{"state": "closed"|"open"|"half_open", ...}``."""
+        return {name: b.snapshot() for name, b in self._runtime.breakers.items()}
 
     def _compile_source(self, source: str, name: str) -> Pipeline:
         from constellation.lang.compiler import compile_source
@@ -402,6 +450,14 @@ class Constellation:
             pipeline = self.compile(pipeline)
         plan = pipeline.plan
         checked = self._check_inputs(plan, inputs)
+        return self._submit_plan(plan, checked, timeout, priority)
+
+    def _submit_plan(self, plan: ExecutionPlan, checked: dict[str, Any],
+                     timeout: float | None, priority: Priority | int | str,
+                     execution_id: str | None = None,
+                     preset: Mapping[int, Any] | None = None) -> Execution:
+        if self._state is not LifecycleState.RUNNING:
+            raise ShuttingDownError(f"engine is {self._state.value}; not accepting executions")
         prio = priority_value(priority)
         limit = self.default_timeout
         for t in (timeout, plan.timeout):
@@ -411,10 +467,13 @@ class Constellation:
                                              f"got {t!r}", details={"field": "timeout"})
                 limit = min(limit, float(t))
         runtime = self._runtime
-        n = next(self._ids)
-        eid = f"{self._id_prefix}{n >> 48 & 0xFFFF:04x}-{n & 0xFFFFFFFFFFFF:012x}"
+        if execution_id is None:
+            n = next(self._ids)
+            eid = f"{self._id_prefix}{n >> 48 & 0xFFFF:04x}-{n & 0xFFFFFFFFFFFF:012x}"
+        else:
+            eid = execution_id
         deadline = runtime.clock() + limit
-        handle = Execution(eid, plan, checked, prio, deadline, runtime)
+        handle = Execution(eid, plan, checked, prio, deadline, runtime, preset)
         try:
             runtime.admit()
         except QueueFullError:
@@ -425,6 +484,35 @@ class Constellation:
             deadline, lambda: runtime.post_to_supervisor(DeadlineReached(eid)))
         runtime.post_to_supervisor(SubmitExecution(handle))
         return handle
+
+    def resume(self, execution_id: str, inputs: Mapping[str, Any], *,
+               pipeline: Pipeline | DagSpec | PipelineBuilder | str | None = None,
+               timeout: float | None = None,
+               priority: Priority | int | str = Priority.NORMAL) -> Execution:
+        """Continue a SUSPENDED execution with the inputs it was missing.
+
+        The execution keeps its id. Module calls that completed before it was suspended
+        are not run again: their stored outputs are used. The result is the same as that
+        of one run given every input at once.
+
+        Args:
+            execution_id: the suspended execution (as recorded in the storage).
+            inputs: more inputs (some or all of those missing).
+            pipeline: the pipeline it ran; by default the one this engine compiled with
+                the recorded structural hash.
+            timeout: as for :meth:`submit`.
+            priority: as for :meth:`submit`.
+
+        Raises:
+            ResumeError: no such execution, not suspended, an input it already has, or a
+                pipeline that changed (``details["reason"]``).
+            InputTypeError: a new input does not fit its type.
+            UnknownInputError: an input name the pipeline does not declare.
+        """
+        from constellation._resume import prepare_resume
+
+        plan, checked, preset = prepare_resume(self, execution_id, inputs, pipeline)
+        return self._submit_plan(plan, checked, timeout, priority, execution_id, preset)
 
     def run(
         self,
@@ -554,6 +642,10 @@ class Constellation:
         runtime.stop()
         self._state = LifecycleState.STOPPED
         return drained
+
+    def cancel_all(self) -> None:
+        """Cancel every queued and running execution now (they end CANCELLED)."""
+        self._runtime.post_to_supervisor(CancelAll())
 
     def __enter__(self) -> Constellation:
         return self

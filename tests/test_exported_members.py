@@ -12,7 +12,10 @@ import constellation
 import spi
 
 EXPECTED = {
-    "Backends", "CallContext", "CallOptions", "CircuitOpenError", "CompilationError",
+    "Backends", "CallContext", "CallOptions", "CircuitBreakerConfig", "CircuitOpenError",
+    "ModuleTimeoutError",
+    "ResumeError", "install_signal_handlers",
+    "CompilationError",
     "ConfigurationError", "Constellation", "ConstellationError", "DagSpec", "Diagnostic",
     "Execution", "ExecutionCancelledError", "ExecutionResult", "ExecutionStatus",
     "ExecutionTimeoutError", "InputError", "InputTypeError", "LifecycleState",

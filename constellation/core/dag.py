@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import CompilationError, Diagnostic, UnknownModuleError
-from constellation.core.options import CallOptions
+from constellation.core.options import CallOptions, call_output_type
 from constellation.core.transforms import infer_transform_type
 from constellation.core.types import CType, is_subtype, render
 
@@ -193,8 +193,10 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
                 except TypeError as exc:
                     problems.append(Diagnostic("E120", f"{node.name}: {exc}"))
         elif did in producers and ctype is None:
-            mdef = modules.get(producers[did].module)
-            ctype = mdef.output if mdef is not None else None
+            producer = producers[did]
+            mdef = modules.get(producer.module)
+            ctype = (call_output_type(mdef.output, mdef.options.merged(producer.options))
+                     if mdef is not None else None)
         resolved_data[did] = replace(node, ctype=ctype)
         return ctype
 

@@ -8,9 +8,11 @@ ConstellationError                      E000  root; .code, .message, .details
 ├── InputError                          E200  bad inputs given to run/submit
 │   ├── MissingInputError               E201  (recorded on SUSPENDED results)
 │   ├── InputTypeError                  E202  a value does not fit the declared type
-│   └── UnknownInputError               E203  a name the pipeline does not declare
+│   ├── UnknownInputError               E203  a name the pipeline does not declare
+│   └── ResumeError                     E204  an execution cannot be resumed so
 ├── ModuleExecutionError                E300  a module raised
-│   └── ModuleOutputTypeError           E302  a module returned a value of the wrong type
+│   ├── ModuleOutputTypeError           E302  a module returned a value of the wrong type
+│   └── ModuleTimeoutError              E303  a module call passed its per-attempt timeout
 ├── SchedulingError                     E400
 │   ├── QueueFullError                  E401  the scheduler queue is full; submit again later
 │   ├── ShuttingDownError               E402  the engine is draining or stopped
@@ -40,7 +42,9 @@ __all__ = [
     "MissingInputError",
     "ModuleExecutionError",
     "ModuleOutputTypeError",
+    "ModuleTimeoutError",
     "QueueFullError",
+    "ResumeError",
     "SchedulingError",
     "ShuttingDownError",
     "UnknownInputError",
@@ -163,6 +167,14 @@ class UnknownInputError(InputError):
     code = "E203"
 
 
+class ResumeError(InputError):
+    """``engine.resume`` refused: no such suspended execution, an input it already has,
+    or a pipeline that changed since it was suspended (``details["reason"]`` says which).
+    """
+
+    code = "E204"
+
+
 class ModuleExecutionError(ConstellationError):
     """A module raised while running; ``__cause__`` is the original exception."""
 
@@ -173,6 +185,12 @@ class ModuleOutputTypeError(ModuleExecutionError):
     """A module returned a value that does not match its declared return type."""
 
     code = "E302"
+
+
+class ModuleTimeoutError(ModuleExecutionError):
+    """One attempt of a module call ran longer than its ``timeout`` option."""
+
+    code = "E303"
 
 
 class SchedulingError(ConstellationError):

@@ -209,6 +209,11 @@ def _define(
     takes_ctx = False
     for pname, param in sig.parameters.items():
         if pname == _CTX_PARAM:
+            if isolation == "process":
+                raise ConfigurationError(
+                    f"module {mod_name}: a process-isolated module cannot take ctx (it is "
+                    "killed when cancelled or timed out, rather than asked to stop)",
+                    details={"field": "isolation"})
             takes_ctx = True
             continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):

@@ -7,8 +7,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from constellation.core.errors import ConfigurationError
+from constellation.core.types import BOOLEAN, STRING, COptional, CRecord, CType
 
-__all__ = ["BACKOFFS", "ON_ERROR", "CallOptions", "Priority", "priority_value"]
+__all__ = ["BACKOFFS", "ON_ERROR", "CallOptions", "Priority", "call_output_type", "priority_value",
+           "wrapped_type"]
 
 
 class Priority(enum.IntEnum):
@@ -119,3 +121,19 @@ class CallOptions:
         """The options that are set, as a dict (used for hashing and display)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if getattr(self, f.name) is not None}
+
+
+def wrapped_type(output: CType) -> CRecord:
+    """The type of a call made ``with on_error: wrap``: the result or the error.
+
+    ``{ok: Boolean, value: Optional<T>, error: Optional<String>, code: Optional<String>}``
+    -- ``value`` is set when the call succeeded, ``error`` (the message) and ``code`` (the
+    error code, e.g. ``E300``) when it failed. Read it with ``r.value ?? default``.
+    """
+    return CRecord.of(ok=BOOLEAN, value=COptional(output), error=COptional(STRING),
+                      code=COptional(STRING))
+
+
+def call_output_type(output: CType, options: CallOptions) -> CType:
+    """The type a call's result has under its (merged) options."""
+    return wrapped_type(output) if options.on_error == "wrap" else output

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
 from constellation.core.errors import CompilationError, Diagnostic
-from constellation.core.options import CallOptions
+from constellation.core.options import CallOptions, call_output_type
 from constellation.core.transforms import PURE_OPS, evaluate
 from constellation.core.types import (
     BOOLEAN,
@@ -326,10 +326,11 @@ class _Compiler:
         self.call_counts[base] = n
         node_name = base if n == 1 else f"{base}#{n}"
         out = f"{node_name}.out"
-        self.data[out] = DataNode(out, out, mdef.output)
+        out_type = call_output_type(mdef.output, mdef.options.merged(options))
+        self.data[out] = DataNode(out, out, out_type)
         self.calls.append(ModuleNode(f"mod:{node_name}", node_name, mdef.name, bound, out,
                                      options))
-        value = _Value(out, mdef.output)
+        value = _Value(out, out_type)
         self.cse[key] = value
         return value
 

@@ -264,7 +264,7 @@ def test_invalid_scheduler_config_names_the_field(kwargs: dict[str, Any], field:
     ({"scheduler": {"max_concurrency": 4}}, "scheduler"),
     ({"executor": "threads"}, "executor"),
     ({"modules": [lambda x: x]}, "modules"),
-    ({"backends": Backends(cache=object())}, "backends"),
+    ({"backends": Backends(cache=object())}, "backends.cache"),
     ({"backends": Backends(storage=object())}, "backends.storage"),
     ({"backends": Backends(listener=object())}, "backends.listener"),
     ({"backends": Backends(metrics=42)}, "backends.metrics"),
