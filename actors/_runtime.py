@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -76,6 +77,7 @@ class Runtime:
         self.cache: CacheBackend | None = None  # the default cache backend
         self.named_caches: dict[str, CacheBackend] = {}
         self._io_pool: ThreadPool | None = None
+        self._owned_caches: list[CacheBackend] = []
         self.abandoned = 0  # module calls given up on whose threads could not be stopped
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -188,7 +190,10 @@ class Runtime:
         else:
             backend = create_backend("cache", name)
         with self._lock:
-            return self.named_caches.setdefault(name, backend)
+            kept = self.named_caches.setdefault(name, backend)
+            if kept is backend and name != "memory":
+                self._owned_caches.append(backend)
+            return kept
 
     # --- admission ---------------------------------------------------------------------
 
@@ -235,6 +240,14 @@ class Runtime:
         """Stop timer and pools (after the supervisor has stopped)."""
         for actor in [*self.breakers.values(), *self.limiters.values()]:
             actor.post(StopActor())
+        for cache in self._owned_caches:  # built here from the registry: ours to close
+            close = getattr(cache, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # pragma: no cover - best effort at shutdown
+                    logging.getLogger("constellation.runtime").exception(
+                        "closing cache backend %s failed", type(cache).__name__)
         self.timer.stop()
         if self._io_pool is not None:
             self._io_pool.shutdown(wait=False)

@@ -17,6 +17,7 @@ from spi._listener import (
 )
 from spi._metrics import InMemoryMetrics, LoggingMetrics, MetricsProvider, NoOpMetrics
 from spi._otel import OpenTelemetryTracer
+from spi._outbox import OutboxListener
 from spi._postgres import PostgresExecutionStorage
 from spi._prometheus import PrometheusMetrics
 from spi._redis import RedisCacheBackend
@@ -74,6 +75,7 @@ __all__ = [
     "NoOpTracer",
     "NoRetry",
     "OpenTelemetryTracer",
+    "OutboxListener",
     "PostgresExecutionStorage",
     "PrometheusMetrics",
     "RedisCacheBackend",

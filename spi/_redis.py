@@ -6,6 +6,7 @@ a prefix; ``clear()`` removes only those keys, never the rest of the database.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -21,13 +22,18 @@ class RedisCacheBackend:
     """A cache backend on a Redis server.
 
     Args:
-        url: ``redis://host:port/db`` (ignored when ``client`` is given).
+        url: ``redis://host:port/db`` (ignored when ``client`` is given); by default the
+            ``CONSTELLATION_REDIS_URL`` environment variable, else
+            ``redis://127.0.0.1:6379/0`` -- so ``cache_backend: "redis"`` in a pipeline
+            works without code.
         client: an existing ``redis.Redis`` client.
         prefix: the key prefix of this cache.
     """
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, client: Any = None,
+    def __init__(self, url: str | None = None, *, client: Any = None,
                  prefix: str = "constellation:cache:") -> None:
+        if url is None:
+            url = os.environ.get("CONSTELLATION_REDIS_URL", "redis://127.0.0.1:6379/0")
         if client is None:
             try:
                 import redis

@@ -140,6 +140,7 @@ def _register_builtins() -> None:
     from spi._listener import LoggingListener, NoOpListener
     from spi._metrics import InMemoryMetrics, LoggingMetrics, NoOpMetrics
     from spi._otel import OpenTelemetryTracer
+    from spi._outbox import OutboxListener
     from spi._postgres import PostgresExecutionStorage
     from spi._prometheus import PrometheusMetrics
     from spi._redis import RedisCacheBackend
@@ -159,6 +160,8 @@ def _register_builtins() -> None:
          "OpenTelemetry spans (the 'otel' extra)"),
         ("listener", "noop", NoOpListener, "ignore events (default)"),
         ("listener", "logging", LoggingListener, "log each event"),
+        ("listener", "outbox", OutboxListener,
+         "durable at-least-once delivery to another listener (listener=..., path=...)"),
         ("storage", "memory", InMemoryExecutionStorage, "records in memory (default)"),
         ("storage", "noop", NoOpExecutionStorage, "record nothing"),
         ("storage", "sqlite", SqliteExecutionStorage, "records in a SQLite file (path=...)"),

@@ -80,8 +80,8 @@ class LinearBackoff:
 
 @dataclass(frozen=True, slots=True)
 class ExponentialBackoff:
-    """Up to ``max_retries`` retries; the n-th waits ``initial * multiplier^(n-1)``, capped
-    at ``max_delay``, with up to ``jitter`` (a fraction) added at random."""
+    """Up to ``max_retries`` retries; the n-th waits ``initial * multiplier^(n-1)`` plus up
+    to ``jitter`` (a fraction of it) at random, capped at ``max_delay``."""
 
     max_retries: int
     initial: float = 0.1
@@ -100,10 +100,10 @@ class ExponentialBackoff:
         """The exponential delay, while retries remain."""
         if attempt > self.max_retries:
             return None
-        delay = min(self.initial * self.multiplier ** (attempt - 1), self.max_delay)
+        delay = self.initial * self.multiplier ** (attempt - 1)
         if self.jitter:
             delay += delay * self.jitter * random.random()
-        return delay
+        return min(delay, self.max_delay)  # jitter never takes it past the cap
 
 
 def policy_for(retry: int | None, delay: float | None, backoff: str | None) -> RetryPolicy:

@@ -126,3 +126,144 @@ class StorageContract:
         storage.save(ExecutionRecord("s-1", "p", "h", "suspended", snapshot=snap))
         loaded = storage.load("s-1")
         assert loaded.snapshot == snap
+
+
+EXEC_EVENT = None  # filled lazily below (keeps this module's imports light)
+
+
+def _events() -> list[tuple[str, Any]]:
+    from spi import ExecutionEvent, ModuleEvent
+
+    ex = ExecutionEvent("e-1", "p", "h" * 64, "running", timestamp=1.0)
+    mod = ModuleEvent("e-1", "Trim", "text.Trim", 1, 2.5, None, 2.0)
+    failed = ModuleEvent("e-1", "Trim", "text.Trim", 2, 1.0, "boom", 3.0)
+    done = ExecutionEvent("e-1", "p", "h" * 64, "completed", 9.0, None, 4.0)
+    return [("on_execution_start", ex), ("on_module_start", mod),
+            ("on_module_complete", mod), ("on_module_failed", failed),
+            ("on_execution_complete", done)]
+
+
+class ListenerContract:
+    """Every ExecutionListener: implements the protocol and takes every event, from any
+    thread, without raising. ``delivered()`` returns what reached the final listener
+    (for wrappers), or None when the implementation has no observable output."""
+
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def delivered(self) -> list[tuple[str, Any]] | None:
+        return None
+
+    def test_implements_the_protocol(self) -> None:
+        from spi import ExecutionListener
+
+        assert isinstance(self.make(), ExecutionListener)
+
+    def test_takes_every_event(self) -> None:
+        listener = self.make()
+        for kind, event in _events():
+            getattr(listener, kind)(event)
+        seen = self.delivered()
+        if seen is not None:
+            assert seen == _events()
+
+    def test_events_from_several_threads(self) -> None:
+        listener = self.make()
+        errors: list[BaseException] = []
+
+        def tell() -> None:
+            try:
+                for kind, event in _events() * 20:
+                    getattr(listener, kind)(event)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=tell) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        seen = self.delivered()
+        if seen is not None:
+            assert len(seen) == 4 * 20 * 5
+
+
+class MetricsContract:
+    """Every MetricsProvider: the three instruments with and without tags."""
+
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def read(self, provider: Any, name: str, tags: dict[str, str] | None) -> float | None:
+        """The value the provider reports for a counter/gauge, or None if not readable."""
+        return None
+
+    def test_implements_the_protocol(self) -> None:
+        from spi import MetricsProvider
+
+        assert isinstance(self.make(), MetricsProvider)
+
+    def test_counter_histogram_gauge(self) -> None:
+        m = self.make()
+        m.counter("constellation.test.count", 1.0, {"module_name": "A"})
+        m.counter("constellation.test.count", 2.0, {"module_name": "A"})
+        m.counter("constellation.test.untagged")
+        m.histogram("constellation.test.duration_ms", 12.5, {"module_name": "A"})
+        m.gauge("constellation.test.level", 3.0, None)
+        m.gauge("constellation.test.level", 5.0, None)
+        count = self.read(m, "constellation.test.count", {"module_name": "A"})
+        if count is not None:
+            assert count == 3.0
+        level = self.read(m, "constellation.test.level", None)
+        if level is not None:
+            assert level == 5.0
+
+
+class TracerContract:
+    """Every TracerProvider: spans start, nest, take attributes and errors, and end."""
+
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def finished(self) -> list[Any] | None:
+        """Finished spans as ``(name, parent name or None, error?)``, or None."""
+        return None
+
+    def test_implements_the_protocol(self) -> None:
+        from spi import TracerProvider
+
+        assert isinstance(self.make(), TracerProvider)
+
+    def test_spans_nest_and_end(self) -> None:
+        tracer = self.make()
+        outer = tracer.start_span("execute(p)", {"pipeline": "p"}, None, 1_000)
+        inner = tracer.start_span("module(A)", {"attempt": 1}, outer, 2_000)
+        inner.set_attribute("module_name", "A")
+        inner.record_error("boom")
+        inner.end(3_000)
+        outer.end(4_000)
+        spans = self.finished()
+        if spans is not None:
+            assert sorted(spans) == [("execute(p)", None, False), ("module(A)", "execute(p)",
+                                                                    True)]
+
+
+class RetryContract:
+    """Every RetryPolicy: a delay >= 0 or None, never more than the cap, and a stop."""
+
+    def make(self, max_retries: int) -> Any:
+        raise NotImplementedError
+
+    def test_implements_the_protocol(self) -> None:
+        from spi import RetryPolicy
+
+        assert isinstance(self.make(3), RetryPolicy)
+
+    def test_stops_after_max_retries_with_bounded_delays(self) -> None:
+        policy = self.make(3)
+        delays = [policy.should_retry(RuntimeError("x"), n) for n in range(1, 6)]
+        allowed = [d for d in delays if d is not None]
+        assert all(0 <= d <= 30.0 for d in allowed)
+        assert delays[3:] == [None, None]
+        assert len(allowed) in (0, 3)
