@@ -51,10 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
-    names = ["none", "noop", "full"]
+    names = ["none", "noop", "full", "listener", "raising", "sleeping"]
     results: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     for r in range(args.rounds):
-        order = names[r % 3:] + names[:r % 3]  # rotate who goes first
+        order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
         for name in order:
             results[name].append(measure(name))
             gc.collect()

@@ -1,8 +1,11 @@
 """Instrumentation overhead (tox -e bench): W1 and W3 with no backends, with the no-op
-backends (must match: same code path), and with metrics + OpenTelemetry + a listener."""
+backends (must match: same code path), with metrics + OpenTelemetry + a listener, and
+with a listener that raises in every callback or sleeps 1 s per event (pipelines must
+not notice). See also bench/backends_overhead.py, which alternates the configurations."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -33,8 +36,33 @@ def _full() -> Backends:
                     listener=Listener())
 
 
+class QuietListener(NoOpListener):
+    """A well-behaved listener: the baseline for the raising and sleeping ones."""
+
+
+class RaisingListener(NoOpListener):
+    """Raises in every callback."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            raise RuntimeError("listener bug")
+        return object.__getattribute__(self, name)
+
+
+class SleepingListener(NoOpListener):
+    """Takes 1 s per event."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            return lambda event: time.sleep(1.0)
+        return object.__getattribute__(self, name)
+
+
 CONFIGS = {
     "none": lambda: None,
+    "listener": lambda: Backends(listener=QuietListener()),
+    "raising": lambda: Backends(listener=RaisingListener()),
+    "sleeping": lambda: Backends(listener=SleepingListener()),
     "noop": lambda: Backends(metrics=NoOpMetrics(), tracer=NoOpTracer(),
                              listener=NoOpListener()),
     "full": _full,

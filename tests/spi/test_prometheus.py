@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from constellation import Backends, Constellation, ExecutionStatus, PipelineBuilder, module
+import threading
+import time
+
+from constellation import (
+    Backends,
+    CircuitBreakerConfig,
+    Constellation,
+    ExecutionStatus,
+    PipelineBuilder,
+    QueueFullError,
+    SchedulerConfig,
+    module,
+)
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -26,25 +38,52 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
+gate = threading.Event()
+
+
+@module("Gate")
+def gate_module(text: str) -> str:
+    gate.wait(10)
+    return text
+
+
 def test_exposition_after_runs_has_every_metric_with_labels_and_counts() -> None:
     metrics = PrometheusMetrics()
     source = "in t: String\nu = Uppercase(Trim(t))\nout u\n"
-    with Constellation([fails], backends=Backends(metrics=metrics)) as engine:
+    with Constellation([fails, gate_module], backends=Backends(metrics=metrics),
+                       scheduler=SchedulerConfig(max_concurrency=1, max_queue_size=1),
+                       circuit_breakers={"Fails": CircuitBreakerConfig(1, 60.0)}) as engine:
         for i in range(4):
             assert engine.run(source, {"t": f"x{i}"}).ok
         b = PipelineBuilder("bad")
         b.output("o", b.call("Fails", text=b.input("t", str)))
         assert engine.run(b, {"t": "x"}).status is ExecutionStatus.FAILED
+        assert engine.run(b, {"t": "x"}).errors[0].code == "E403"  # breaker open
+        held = engine.submit("in t: String\ng = Gate(t)\nout g", {"t": "x"})
+        while engine.queued_count:  # until it runs (holding the only slot)
+            time.sleep(0.001)
+        queued = engine.submit("in t: String\ng = Gate(t)\nout g", {"t": "y"})
+        rejected = 0
+        while rejected < 2:
+            try:
+                engine.submit("in t: String\ng = Gate(t)\nout g", {"t": "z"})
+            except QueueFullError:
+                rejected += 1
+        gate.set()
+        assert held.result(10).ok and queued.result(10).ok
     s = samples(metrics.exposition().decode())
-    assert s[("constellation_execution_total", (("status", "completed"),))] == 4
-    assert s[("constellation_execution_total", (("status", "failed"),))] == 1
+    assert s[("constellation_scheduler_rejected_total", ())] == 2
+    assert s[("constellation_circuit_breaker_state", (("module_name", "Fails"),))] == 1.0
+    assert s[("constellation_circuit_breaker_rejected_total", (("module_name", "Fails"),))] == 1
+    assert s[("constellation_execution_total", (("status", "completed"),))] == 4 + 2
+    assert s[("constellation_execution_total", (("status", "failed"),))] == 2
     assert s[("constellation_module_started_total", (("module_name", "Trim"),))] == 4
     assert s[("constellation_module_completed_total", (("module_name", "Uppercase"),))] == 4
     assert s[("constellation_module_failed_total", (("module_name", "Fails"),))] == 1
     assert s[("constellation_module_duration_ms_count", (("module_name", "Trim"),))] == 4
-    assert s[("constellation_execution_duration_ms_count", (("dag_name", "pipeline"),))] == 4
-    assert s[("constellation_compilation_total", (("cache_hit", "false"),))] == 1
-    assert s[("constellation_compilation_total", (("cache_hit", "true"),))] == 3
+    assert s[("constellation_execution_duration_ms_count", (("dag_name", "pipeline"),))] == 6
+    assert s[("constellation_compilation_total", (("cache_hit", "false"),))] == 2
+    assert s[("constellation_compilation_total", (("cache_hit", "true"),))] == 3 + 3
     assert ("constellation_scheduler_queued", ()) in s
     assert ("constellation_scheduler_active", ()) in s
 
