@@ -3,10 +3,10 @@ own parser, has every metric with the right labels and counts."""
 
 from __future__ import annotations
 
-import pytest
-
 import threading
 import time
+
+import pytest
 
 from constellation import (
     Backends,
@@ -70,7 +70,8 @@ def test_exposition_after_runs_has_every_metric_with_labels_and_counts() -> None
             except QueueFullError:
                 rejected += 1
         gate.set()
-        assert held.result(10).ok and queued.result(10).ok
+        assert held.result(10).ok
+        assert queued.result(10).ok
     s = samples(metrics.exposition().decode())
     assert s[("constellation_scheduler_rejected_total", ())] == 2
     assert s[("constellation_circuit_breaker_state", (("module_name", "Fails"),))] == 1.0
