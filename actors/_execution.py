@@ -81,6 +81,13 @@ class ExecutionActor(PooledActor):
         self.errors: list[ConstellationError] = []
         self.done = False
         self.started = 0.0
+        # Lazy calls (plan.deferred): ready but not started until demanded; values
+        # demanded by a selective operation; selective operations already computed.
+        self.lazy_ready: set[int] = set()
+        self.demanded: set[int] = set()
+        self.stepped_done: set[int] = set()
+        self.lazy_values: list[tuple[int, Any]] = []
+        self.lazy_ready_nodes: list[int] = []
 
     def begin(self) -> None:
         """The first step, done by the creator (see ``PooledActor.spawn_running``)."""
@@ -126,6 +133,7 @@ class ExecutionActor(PooledActor):
         consumers = self.plan.consumers
         node_pending = self.node_pending
         transform_pending = self.transform_pending
+        lazy_transforms = self.plan.lazy_transforms
         stack = [(idx, value)]
         while stack:
             i, v = stack.pop()
@@ -135,11 +143,65 @@ class ExecutionActor(PooledActor):
                     node_pending[j] -= 1
                     if node_pending[j] == 0:
                         ready.append(j)
+                elif lazy_transforms and j in lazy_transforms:
+                    self._step(j)
                 else:
                     transform_pending[j] -= 1
                     if transform_pending[j] == 0:
                         t = self.plan.transforms[j]
                         stack.append((t.output, self._eval(j)))
+            if lazy_transforms:
+                if self.lazy_values:
+                    stack.extend(self.lazy_values)
+                    self.lazy_values.clear()
+                if self.lazy_ready_nodes:
+                    ready.extend(self.lazy_ready_nodes)
+                    self.lazy_ready_nodes.clear()
+
+    # --- lazy calls ------------------------------------------------------------------------
+
+    def _step(self, t: int) -> None:
+        """Advance selective operation ``t``: demand the input it needs next, or queue
+        its result (picked up by _propagate)."""
+        if t in self.stepped_done:
+            return
+        tp = self.plan.transforms[t]
+        values = self.values
+
+        def get(pos: int) -> tuple[bool, Any]:
+            v = values[tp.inputs[pos]]
+            return (False, None) if v is _MISSING else (True, v)
+
+        need, result = self.plan.lazy_transforms[t](get)
+        if need is None:
+            self.stepped_done.add(t)
+            self.lazy_values.append((tp.output, result))
+        else:
+            self._demand(tp.inputs[need])
+
+    def _demand(self, d: int) -> None:
+        """Value ``d`` is needed: start the deferred calls it depends on."""
+        plan = self.plan
+        values = self.values
+        stack = [d]
+        while stack:
+            d = stack.pop()
+            if values[d] is not _MISSING or d in self.demanded:
+                continue
+            self.demanded.add(d)
+            producer = plan.producers[d]
+            if producer is None:
+                continue  # an input: it arrives or the execution suspends
+            kind, j = producer
+            if kind == MODULE:
+                if j in self.lazy_ready:
+                    self.lazy_ready.discard(j)
+                    self.lazy_ready_nodes.append(j)
+                stack.extend(i for _, i in plan.nodes[j].args)
+            elif j in plan.lazy_transforms:
+                self._step(j)
+            else:
+                stack.extend(plan.transforms[j].inputs)
 
     def _compute(self, t: int, ready: list[int]) -> None:
         self._propagate(self.plan.transforms[t].output, self._eval(t), ready)
@@ -166,8 +228,13 @@ class ExecutionActor(PooledActor):
         handle = self.handle
         running = self.running
         preset = handle.preset
+        deferred = self.plan.deferred
         for j in ready:
             node = nodes[j]
+            if deferred and j in deferred and node.output not in self.demanded and (
+                    preset is None or j not in preset):
+                self.lazy_ready.add(j)  # a lazy call nobody has picked (yet)
+                continue
             if preset is not None and j in preset:
                 # Computed before the execution was suspended: not run again.
                 self.finished_nodes[j] = (NodeStatus.COMPLETED, 0, 0.0, None)
@@ -232,6 +299,9 @@ class ExecutionActor(PooledActor):
         handle = self.handle
         for j in self.running:
             self.finished_nodes[j] = (NodeStatus.CANCELLED, 0, 0.0, None)
+        for j in plan.deferred:
+            if j not in self.finished_nodes and plan.nodes[j].output not in self.demanded:
+                self.finished_nodes[j] = (NodeStatus.SKIPPED, 0, 0.0, None)
         records = NodeRecords(plan.nodes, self.finished_nodes)
         for actor in self.running.values():
             # Its call may still be running; what it reports later is dropped.

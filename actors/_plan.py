@@ -6,11 +6,16 @@ work at run time is list indexing, never dict lookups by id or type inference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import CompilationError, Diagnostic
-from constellation.core.transforms import compile_transform
+from constellation.core.transforms import (
+    SELECTIVE_OPS,
+    compile_transform,
+    first_selector,
+    select_step,
+)
 from constellation.core.types import EXACT_PY_TYPES
 
 if TYPE_CHECKING:
@@ -121,6 +126,12 @@ class ExecutionPlan:
     consumers: tuple[tuple[tuple[int, int], ...], ...]
     sources: tuple[int, ...]  # transforms with no inputs (literals), computed at start
     root_nodes: tuple[int, ...] = ()  # module nodes without arguments, started at start
+    # Lazy calls (`with lazy`) whose value only selective operations (when/??/branch)
+    # may need: started only when one picks them. And those operations, evaluated step
+    # by step: transform index -> stepper (see transforms.select_step).
+    deferred: frozenset[int] = frozenset()
+    lazy_transforms: Mapping[int, Any] = field(default_factory=dict)
+    producers: tuple[tuple[int, int] | None, ...] = ()
 
     @staticmethod
     def build(spec: DagSpec, modules: Mapping[str, ModuleDefinition],
@@ -166,6 +177,7 @@ class ExecutionPlan:
                                   policy_for(mdef, options) if policy_for else None))
         transforms: list[TransformPlan] = []
         sources: list[int] = []
+        selective: dict[int, Any] = {}  # transform index -> its Transform
         for d in spec.data:
             if d.transform is None:
                 continue
@@ -175,12 +187,22 @@ class ExecutionPlan:
             for i in distinct_t:
                 if i >= 0:
                     consumers[i].append((TRANSFORM, t))
+            if d.transform.op in SELECTIVE_OPS:
+                selective[t] = d.transform
             transforms.append(TransformPlan(index[d.id], ins, len(distinct_t),
                                             compile_transform(d.transform, modules)))
             if not ins:
                 sources.append(t)
         if problems:
             raise CompilationError(problems)
+        producers: list[tuple[int, int] | None] = [None] * len(spec.data)
+        for nd in nodes:
+            producers[nd.output] = (MODULE, nd.index)
+        for i, tp in enumerate(transforms):
+            producers[tp.output] = (TRANSFORM, i)
+        deferred, lazy_transforms = _lazy_analysis(
+            nodes, transforms, selective, producers,
+            [index[did] for _, did in spec.outputs])
         plan = ExecutionPlan(
             name=spec.name,
             structural_hash=spec.structural_hash,
@@ -195,6 +217,9 @@ class ExecutionPlan:
             consumers=tuple(tuple(c) for c in consumers),
             sources=tuple(sources),
             root_nodes=tuple(n.index for n in nodes if n.deps == 0),
+            deferred=deferred,
+            lazy_transforms=lazy_transforms,
+            producers=tuple(producers),
         )
         plan._check_acyclic()
         return plan
@@ -222,3 +247,40 @@ class ExecutionPlan:
             raise CompilationError([Diagnostic("E125", f"pipeline '{self.name}' has a cycle")])
 
 
+
+
+def _lazy_analysis(nodes: Sequence[NodePlan], transforms: Sequence[TransformPlan],
+                   selective: Mapping[int, Any], producers: Sequence[tuple[int, int] | None],
+                   outputs: Sequence[int]) -> tuple[frozenset[int], dict[int, Any]]:
+    """Which lazy calls may never be needed, and which selective operations must then be
+    evaluated step by step.
+
+    A value is needed for sure when an output, an eager call, or a non-selective
+    operation that is itself needed reads it, or when a selective operation that is
+    needed reads it as its first selector. A lazy call whose output is not needed for
+    sure is deferred: the runtime starts it only when a selective operation picks it.
+    """
+    if not any(n.options.lazy for n in nodes):
+        return frozenset(), {}
+    needed: set[int] = set()
+    stack = list(outputs)
+    stack.extend(n.output for n in nodes if not n.options.lazy)
+    while stack:
+        d = stack.pop()
+        if d in needed or d < 0:
+            continue
+        needed.add(d)
+        p = producers[d]
+        if p is None:
+            continue
+        kind, j = p
+        if kind == MODULE:
+            stack.extend(i for _, i in nodes[j].args)
+        elif j in selective:
+            stack.append(transforms[j].inputs[first_selector(selective[j])])
+        else:
+            stack.extend(transforms[j].inputs)
+    deferred = frozenset(n.index for n in nodes if n.options.lazy and n.output not in needed)
+    lazy_transforms = {t: select_step(tr) for t, tr in selective.items()
+                       if any(i not in needed for i in transforms[t].inputs)}
+    return deferred, lazy_transforms

@@ -39,6 +39,7 @@ class NodeStatus(enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"  # was running or ready when the execution ended early
+    SKIPPED = "skipped"  # a lazy call no selective operation picked
 
 
 @dataclass(frozen=True, slots=True)

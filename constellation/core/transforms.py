@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from constellation.core.dag import Transform
     from constellation.core.modules import ModuleDefinition
 
-__all__ = ["PURE_OPS", "compile_transform", "evaluate", "infer_transform_type"]
+__all__ = ["PURE_OPS", "SELECTIVE_OPS", "compile_transform", "evaluate", "first_selector",
+           "infer_transform_type", "select_step"]
 
 
 def _field_type(t: CType, name: str) -> CType:
@@ -119,6 +120,62 @@ _EVALUATORS: dict[str, Callable[[dict[str, Any], Sequence[Any]], Any]] = {
 
 # Operations whose result depends only on their inputs: safe to fold at compile time.
 PURE_OPS = frozenset(_EVALUATORS)
+
+# Operations that pick one of their inputs: with lazy calls among those inputs the
+# runtime evaluates them step by step (see select_step) and computes only what is picked.
+SELECTIVE_OPS = frozenset({"if", "coalesce", "guard", "branch"})
+
+
+def first_selector(transform: Transform) -> int:
+    """The input position a selective operation always reads first."""
+    return 1 if transform.op == "guard" else 0
+
+
+def select_step(transform: Transform) -> Callable[[Callable[[int], tuple[bool, Any]]],
+                                                  tuple[int | None, Any]]:
+    """A stepwise evaluator of a selective operation.
+
+    The returned function takes ``get(position) -> (available, value)`` and returns
+    ``(position, None)`` when it needs that input next, or ``(None, result)``.
+    """
+    op = transform.op
+    if op not in SELECTIVE_OPS:
+        raise ValueError(f"{op} is not a selective operation")
+    cases = transform.param_map.get("cases", 0)
+
+    def step(get: Callable[[int], tuple[bool, Any]]) -> tuple[int | None, Any]:
+        if op == "if":
+            ok, cond = get(0)
+            if not ok:
+                return 0, None
+            pick = 1 if cond else 2
+        elif op == "coalesce":
+            ok, first = get(0)
+            if not ok:
+                return 0, None
+            if first is not None:
+                return None, first
+            pick = 1
+        elif op == "guard":
+            ok, cond = get(1)
+            if not ok:
+                return 1, None
+            if not cond:
+                return None, None
+            pick = 0
+        else:  # branch: conditions 0..n-1, results n..2n-1, otherwise 2n
+            pick = 2 * cases
+            for i in range(cases):
+                ok, cond = get(i)
+                if not ok:
+                    return i, None
+                if cond:
+                    pick = cases + i
+                    break
+        ok, value = get(pick)
+        return (None, value) if ok else (pick, None)
+
+    return step
 
 
 def infer_transform_type(transform: Transform, arg_types: Sequence[CType]) -> CType:
