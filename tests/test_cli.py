@@ -102,3 +102,14 @@ def test_version_and_usage_errors() -> None:
     assert main(["version"]) == 0
     assert main([]) == 2
     assert run_cli("bogus").returncode == 2
+
+
+def test_call_options_apply_on_the_command_line(tmp_path: Path) -> None:
+    src = tmp_path / "opt.cst"
+    src.write_text("in a: Int\nin b: Int\nq = divide(a, b) with retry: 1, fallback: -1\n"
+                   "out q\n")
+    failed_then_fallback = run_cli("run", str(src), "--input", "a=4", "--input", "b=0")
+    assert failed_then_fallback.returncode == 0, failed_then_fallback.stderr
+    assert json.loads(failed_then_fallback.stdout)["outputs"] == {"q": -1}
+    ok = run_cli("run", str(src), "--input", "a=4", "--input", "b=2")
+    assert json.loads(ok.stdout)["outputs"] == {"q": 2}
