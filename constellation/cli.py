@@ -47,6 +47,29 @@ def _parser() -> argparse.ArgumentParser:
     mods = sub.add_parser("modules", help="list modules and functions with their signatures")
     mods.add_argument("--json", action="store_true", help="print JSON instead of text")
     sub.add_parser("version", help="print the version")
+    serve = sub.add_parser(
+        "serve", help="run the HTTP daemon (the 'http' extra); every option can also be "
+                      "set as CONSTELLATION_<OPTION> in the environment")
+    serve.add_argument("--host", help="interface (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default 8080)")
+    serve.add_argument("--pipelines-dir", metavar="DIR", help="compile DIR/*.cst at start")
+    serve.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE",
+                       help="import MODULE and register its @module functions (repeatable)")
+    serve.add_argument("--storage", metavar="FILE|memory",
+                       help="SQLite file for execution records (default "
+                            "constellation-executions.sqlite)")
+    serve.add_argument("--max-concurrency", type=int)
+    serve.add_argument("--max-queue-size", type=int)
+    serve.add_argument("--worker-threads", type=int)
+    serve.add_argument("--default-timeout", type=float, metavar="SECONDS")
+    serve.add_argument("--api-keys-file", metavar="FILE",
+                       help="API keys and roles (also CONSTELLATION_API_KEYS=key:role,...)")
+    serve.add_argument("--cors-origin", dest="cors_origins", action="append",
+                       metavar="ORIGIN")
+    serve.add_argument("--rate-limit-per-minute", type=float, metavar="N")
+    serve.add_argument("--rate-limit-burst", type=int, metavar="N")
+    serve.add_argument("--max-body-bytes", type=int, metavar="N")
+    serve.add_argument("--drain-timeout", type=float, metavar="SECONDS")
     return parser
 
 
@@ -69,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.file)
         if args.command == "run":
             return _run(args.file, args.input, args.inputs, args.timeout)
+        if args.command == "serve":
+            return _serve(args)
     except _UsageError as exc:
         print(f"constellation: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -168,6 +193,26 @@ def _run(path: Path, pairs: list[str], inputs_file: Path | None, timeout: float 
             body["missing_inputs"] = dict(result.missing_inputs)
     print(json.dumps(body, indent=2, default=str))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from constellation.core.errors import ConfigurationError
+    from constellation.http import INSTALL_HINT
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise _UsageError(INSTALL_HINT) from None
+    from constellation.http.server import serve
+    from constellation.http.settings import ServerSettings
+
+    overrides = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        settings = ServerSettings.from_env(overrides)
+        return serve(settings)
+    except ConfigurationError as exc:
+        raise _UsageError(exc.message) from None
 
 
 def _modules(*, as_json: bool) -> int:

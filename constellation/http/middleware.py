@@ -1,0 +1,147 @@
+"""The daemon's protections, as one ASGI middleware: request body size limit (413), API
+keys and roles (401/403), per-client rate limit (429 with ``Retry-After``). Health and
+metrics endpoints are exempt from authentication and rate limiting."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse
+
+from constellation.http.auth import Role, digest
+from constellation.http.limits import RateLimiter
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from constellation.http.auth import AuthProvider
+    from constellation.http.settings import ServerSettings
+
+__all__ = ["ProtectionMiddleware", "api_error", "required_role"]
+
+EXEMPT = ("/health", "/health/live", "/health/ready", "/health/detail", "/metrics")
+PUBLIC = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+def api_error(status: int, code: str, message: str, details: dict[str, Any],
+              headers: dict[str, str] | None = None) -> JSONResponse:
+    """The error body every endpoint uses."""
+    return JSONResponse({"error": {"code": code, "message": message, "details": details}},
+                        status_code=status, headers=headers)
+
+
+def required_role(method: str, path: str) -> Role:
+    """The least role that may call ``method path``."""
+    if method == "DELETE":
+        return Role.ADMIN
+    if method == "POST":
+        return Role.EXECUTE
+    return Role.READONLY
+
+
+class ProtectionMiddleware:
+    """See the module docstring.
+
+    Args:
+        app: the wrapped application.
+        auth: API keys (None: no authentication).
+        settings: limits.
+    """
+
+    def __init__(self, app: ASGIApp, auth: AuthProvider | None,
+                 settings: ServerSettings) -> None:
+        self.app = app
+        self.auth = auth
+        self.max_body = settings.max_body_bytes
+        self.limiter = (RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+                        if settings.rate_limit_per_minute > 0 else None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await self._reply(scope, receive, send, api_error(
+                413, "E606", f"request body over {self.max_body} bytes",
+                {"max_body_bytes": self.max_body}))
+            return
+        if path not in EXEMPT and method != "OPTIONS":
+            refusal = self._check(path, method, headers, scope)
+            if refusal is not None:
+                await self._reply(scope, receive, send, refusal)
+                return
+        if length is None and method in ("POST", "PUT", "PATCH", "DELETE"):
+            # No Content-Length (a chunked body): read it here, bounded, then replay it.
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    await self._reply(scope, receive, send, api_error(
+                        413, "E606", f"request body over {self.max_body} bytes",
+                        {"max_body_bytes": self.max_body}))
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _check(self, path: str, method: str, headers: dict[str, str], scope: Scope
+               ) -> JSONResponse | None:
+        key = headers.get("x-api-key")
+        auth_header = headers.get("authorization", "")
+        if key is None and auth_header.lower().startswith("bearer "):
+            key = auth_header[7:].strip()
+        role: Role | None = None
+        if self.auth is not None and key:
+            role = self.auth.authenticate(key)
+        client = f"key:{digest(key)}" if role is not None and key else \
+            f"ip:{(scope.get('client') or ('unknown', 0))[0]}"
+        if self.limiter is not None:
+            wait = self.limiter.acquire(client)
+            if wait > 0:
+                retry = RateLimiter.retry_after(wait)
+                return api_error(429, "E605", f"rate limit exceeded; retry in {retry} s",
+                                 {"retry_after": int(retry)}, {"Retry-After": retry})
+        if self.auth is None or path in PUBLIC:
+            return None
+        if not key:
+            return api_error(401, "E603", "an API key is required (Authorization: Bearer "
+                                          "<key> or X-API-Key)", {},
+                             {"WWW-Authenticate": "Bearer"})
+        if role is None:
+            return api_error(401, "E603", "unknown API key", {},
+                             {"WWW-Authenticate": "Bearer"})
+        needed = required_role(method, path)
+        if role < needed:
+            return api_error(403, "E604", f"role {role.name.lower()} may not {method} "
+                                          f"{path} (needs {needed.name.lower()})",
+                             {"role": role.name.lower(), "required": needed.name.lower()})
+        return None
+
+    @staticmethod
+    async def _reply(scope: Scope, receive: Receive, send: Send, response: JSONResponse
+                     ) -> None:
+        await response(scope, receive, send)
+

@@ -1,0 +1,309 @@
+"""The endpoints of the HTTP API (see docs/http-api.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from constellation.core.options import Priority
+from constellation.core.results import ExecutionStatus
+from constellation.core.types import from_json, render, to_json
+from constellation.engine import LifecycleState
+from constellation.http.middleware import api_error
+from constellation.http.models import (
+    CompileRequest,
+    CompileResponse,
+    ErrorBody,
+    ExecuteRequest,
+    ExecutionList,
+    ExecutionRecordBody,
+    ExecutionResponse,
+    ModuleList,
+    PipelineDetail,
+    PipelineList,
+    ResumeRequest,
+    RunRequest,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from actors._handle import Execution
+    from constellation.core.results import ExecutionResult
+    from constellation.engine import Pipeline
+    from constellation.http.app import ServerState
+    from spi import ExecutionRecord
+
+__all__ = ["register_routes"]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": why} for status, why in (
+        (400, "bad request: invalid JSON, wrong input types, a compile error"),
+        (401, "missing or unknown API key (when keys are configured)"),
+        (403, "the key's role may not do this"),
+        (413, "request body too large"),
+        (429, "rate limit exceeded (Retry-After) or scheduler queue full"),
+        (503, "the server is draining or stopped"),
+    )}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "no such pipeline or execution"}}
+
+
+def _types(mapping: dict[str, Any]) -> dict[str, str]:
+    return {n: render(t) if t is not None else "Any" for n, t in mapping.items()}
+
+
+def _inputs(pipeline: Pipeline, raw: dict[str, Any]) -> dict[str, Any]:
+    types = pipeline.inputs
+    return {n: from_json(types[n], v, f"input '{n}'") if n in types else v
+            for n, v in raw.items()}
+
+
+def _result_body(pipeline: Pipeline, result: ExecutionResult) -> dict[str, Any]:
+    out_types = pipeline.outputs
+    return {
+        "execution_id": result.execution_id, "pipeline": result.pipeline,
+        "structural_hash": result.structural_hash, "status": result.status.value,
+        "outputs": {n: to_json(t, v) if (t := out_types.get(n)) is not None else v
+                    for n, v in result.outputs.items()},
+        "errors": [_jsonable(e.to_dict()) for e in result.errors],
+        "missing_inputs": dict(result.missing_inputs), "duration_ms": result.duration_ms,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def _pending_body(pipeline: Pipeline, execution: Execution) -> dict[str, Any]:
+    return {"execution_id": execution.execution_id, "pipeline": pipeline.name,
+            "structural_hash": pipeline.structural_hash,
+            "status": execution.status.value, "outputs": {}, "errors": [],
+            "missing_inputs": {}, "duration_ms": 0.0}
+
+
+def _record_body(record: ExecutionRecord) -> dict[str, Any]:
+    return {"execution_id": record.execution_id, "pipeline": record.pipeline,
+            "structural_hash": record.structural_hash, "status": record.status,
+            "inputs": dict(record.inputs), "outputs": dict(record.outputs),
+            "errors": _jsonable(list(record.errors)), "nodes": _jsonable(dict(record.nodes)),
+            "started_at": record.started_at, "ended_at": record.ended_at,
+            "resumable": record.status == "suspended" and record.snapshot is not None}
+
+
+def _summary(pipeline: Pipeline, compiled_at: float) -> dict[str, Any]:
+    return {"name": pipeline.name, "structural_hash": pipeline.structural_hash,
+            "syntactic_hash": pipeline.syntactic_hash, "compiled_at": compiled_at,
+            "modules": len(pipeline.plan.nodes), "inputs": _types(pipeline.inputs),
+            "outputs": _types(pipeline.outputs)}
+
+
+def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
+    """Add every endpoint to ``app``."""
+    engine = state.engine
+
+    def start(pipeline: Pipeline, raw_inputs: dict[str, Any], timeout: float | None,
+              priority: int | str | None, run_async: bool) -> Response:
+        execution = engine.submit(pipeline, _inputs(pipeline, raw_inputs), timeout=timeout,
+                                  priority=Priority.NORMAL if priority is None else priority)
+        if run_async:
+            with state.lock:
+                state.live[execution.execution_id] = execution
+            execution.add_done_callback(lambda r: _forget(state, r.execution_id))
+            return JSONResponse(_pending_body(pipeline, execution), status_code=202)
+        return JSONResponse(_result_body(pipeline, execution.result()))
+
+    @app.post("/compile", response_model=CompileResponse, responses=ERRORS, tags=["pipelines"])
+    def compile_pipeline(body: CompileRequest) -> dict[str, Any]:
+        """Compile source; store it under its name and its structural hash."""
+        pipeline = engine.compile(body.source, name=body.name or "pipeline")
+        state.add(pipeline, body.source)
+        return {"name": pipeline.name, "structural_hash": pipeline.structural_hash,
+                "syntactic_hash": pipeline.syntactic_hash, "inputs": _types(pipeline.inputs),
+                "outputs": _types(pipeline.outputs),
+                "warnings": [{"code": w.code, "message": w.message, "line": w.line,
+                              "column": w.column, "severity": w.severity}
+                             for w in pipeline.warnings]}
+
+    @app.post("/run", response_model=ExecutionResponse, tags=["executions"],
+              responses={**ERRORS, 202: {"model": ExecutionResponse,
+                                         "description": "accepted (async=true)"}})
+    def run(body: RunRequest, run_async: bool = query(False, alias="async")) -> Response:
+        """Compile and run source; ``?async=true`` returns the execution id at once."""
+        pipeline = engine.compile(body.source, name=body.name or "pipeline")
+        return start(pipeline, body.inputs, body.timeout, body.priority, run_async)
+
+    @app.post("/execute", response_model=ExecutionResponse, tags=["executions"],
+              responses={**ERRORS, **NOT_FOUND, 202: {"model": ExecutionResponse,
+                                                      "description": "accepted (async)"}})
+    def execute(body: ExecuteRequest, run_async: bool = query(False, alias="async")
+                ) -> Response:
+        """Run a stored pipeline, by name or by ``sha256:<hash>``."""
+        found = state.find(body.ref)
+        if found is None:
+            return api_error(404, "E601", f"no pipeline {body.ref!r}", {"ref": body.ref})
+        return start(found[0], body.inputs, body.timeout, body.priority, run_async)
+
+    @app.get("/pipelines", response_model=PipelineList, responses=ERRORS, tags=["pipelines"])
+    def pipelines() -> dict[str, Any]:
+        """Stored pipelines."""
+        with state.lock:
+            items = list(state.pipelines.values())
+        return {"pipelines": [_summary(p, at) for p, at, _ in items]}
+
+    @app.get("/pipelines/{ref}", response_model=PipelineDetail,
+             responses={**ERRORS, **NOT_FOUND}, tags=["pipelines"])
+    def pipeline_detail(ref: str) -> Response | dict[str, Any]:
+        """One pipeline: input and output schema, module calls, source."""
+        found = state.find(ref)
+        if found is None:
+            return api_error(404, "E601", f"no pipeline {ref!r}", {"ref": ref})
+        pipeline, at, source = found
+        return {**_summary(pipeline, at), "source": source,
+                "module_calls": [{"node": n.name, "module": n.module.name}
+                                 for n in pipeline.plan.nodes]}
+
+    @app.delete("/pipelines/{ref}", status_code=204, responses={**ERRORS, **NOT_FOUND},
+                tags=["pipelines"])
+    def delete_pipeline(ref: str) -> Response:
+        """Forget a stored pipeline (admin)."""
+        if not state.remove(ref):
+            return api_error(404, "E601", f"no pipeline {ref!r}", {"ref": ref})
+        return Response(status_code=204)
+
+    @app.get("/executions", response_model=ExecutionList, responses=ERRORS,
+             tags=["executions"])
+    def executions(pipeline: str | None = None,
+                   status: ExecutionStatus | None = None,
+                   limit: int = query(50, ge=1, le=1000),
+                   offset: int = query(0, ge=0, le=10_000_000)) -> dict[str, Any]:
+        """Recorded executions, newest first, filtered and paged."""
+        records = engine.executions(pipeline=pipeline, status=status, limit=limit,
+                                    offset=offset)
+        return {"executions": [_record_body(r) for r in records], "limit": limit,
+                "offset": offset}
+
+    @app.get("/executions/{execution_id}", response_model=ExecutionRecordBody,
+             responses={**ERRORS, **NOT_FOUND}, tags=["executions"])
+    def execution(execution_id: str) -> Response | dict[str, Any]:
+        """One recorded (or still running) execution."""
+        record = engine.execution(execution_id)
+        if record is not None:
+            return _record_body(record)
+        with state.lock:
+            live = state.live.get(execution_id)
+        if live is not None:  # queued or running: not recorded yet
+            return {"execution_id": execution_id, "pipeline": live.pipeline,
+                    "structural_hash": live.plan.structural_hash,
+                    "status": live.status.value, "inputs": {}, "outputs": {},
+                    "errors": [], "nodes": {}, "started_at": 0.0, "ended_at": 0.0,
+                    "resumable": False}
+        return api_error(404, "E602", f"no execution {execution_id!r}",
+                         {"execution_id": execution_id})
+
+    @app.post("/executions/{execution_id}/cancel", status_code=202,
+              responses={**ERRORS, **NOT_FOUND}, tags=["executions"])
+    def cancel(execution_id: str) -> Response:
+        """Cancel a running execution (started with ``async=true``)."""
+        with state.lock:
+            live = state.live.get(execution_id)
+        if live is None:
+            if engine.execution(execution_id) is not None:
+                return JSONResponse({"execution_id": execution_id, "cancelled": False},
+                                    status_code=202)
+            return api_error(404, "E602", f"no running execution {execution_id!r}",
+                             {"execution_id": execution_id})
+        return JSONResponse({"execution_id": execution_id, "cancelled": live.cancel()},
+                            status_code=202)
+
+    @app.post("/executions/{execution_id}/resume", response_model=ExecutionResponse,
+              responses={**ERRORS, **NOT_FOUND,
+                         409: {"model": ErrorBody, "description": "not resumable"}},
+              tags=["executions"])
+    def resume(execution_id: str, body: ResumeRequest) -> Response:
+        """Give a suspended execution its missing inputs and wait for the result."""
+        record = engine.execution(execution_id)
+        if record is None:
+            return api_error(404, "E602", f"no execution {execution_id!r}",
+                             {"execution_id": execution_id})
+        found = state.find(f"sha256:{record.structural_hash}")
+        pipeline = found[0] if found else None
+        if pipeline is None:
+            return api_error(409, "E204", "the pipeline of this execution is not stored "
+                                          "on this server any more",
+                             {"execution_id": execution_id, "reason": "unknown_pipeline"})
+        result = engine.resume(execution_id, _inputs(pipeline, body.inputs),
+                               pipeline=pipeline).result()
+        return JSONResponse(_result_body(pipeline, result))
+
+    @app.get("/modules", response_model=ModuleList, responses=ERRORS, tags=["modules"])
+    def modules() -> dict[str, Any]:
+        """Registered modules and their signatures."""
+        return {"modules": [{"name": m.name, "version": m.version,
+                             "description": m.description or "",
+                             "inputs": _types(dict(m.inputs)), "output": render(m.output)}
+                            for m in engine.modules.values()]}
+
+    def health_body() -> tuple[int, dict[str, Any]]:
+        ok = engine.state is LifecycleState.RUNNING
+        return (200 if ok else 503), {"status": "ok" if ok else engine.state.value}
+
+    @app.get("/health", tags=["health"], responses={503: {"description": "not running"}})
+    def health() -> Response:
+        """``{"status": "ok"}``; 503 while draining or stopped."""
+        code, body = health_body()
+        return JSONResponse(body, status_code=code)
+
+    @app.get("/health/live", tags=["health"])
+    def live() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["health"], responses={503: {"description": "draining"}})
+    def ready() -> Response:
+        """Ready for work: 503 while draining or stopped."""
+        code, body = health_body()
+        return JSONResponse(body, status_code=code)
+
+    @app.get("/health/detail", tags=["health"])
+    def detail() -> dict[str, Any]:
+        """Scheduler, queue, breakers and storage."""
+        sched = engine.scheduler
+        try:
+            engine.executions(limit=1)
+            storage: dict[str, Any] = {"ok": True}
+        except Exception as exc:  # a health page reports, never fails
+            storage = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        storage["backend"] = type(engine._storage).__name__
+        return {"status": engine.state.value, "uptime_s": round(_now() - state.started, 3),
+                "scheduler": {"inflight": engine.inflight_count,
+                              "queued": engine.queued_count,
+                              "rejected": engine.rejected_count,
+                              "max_concurrency": sched.max_concurrency,
+                              "max_queue_size": sched.max_queue_size},
+                "circuit_breakers": engine.circuit_breakers(), "storage": storage,
+                "pipelines": len(state.pipelines)}
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics() -> Response:
+        """Prometheus text exposition."""
+        if state.metrics is None:
+            return PlainTextResponse("", media_type="text/plain; version=0.0.4")
+        return Response(state.metrics.exposition(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _forget(state: ServerState, execution_id: str) -> None:
+    with state.lock:
+        state.live.pop(execution_id, None)
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
