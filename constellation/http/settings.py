@@ -4,7 +4,7 @@ or from ``CONSTELLATION_*`` environment variables (the command line wins)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from constellation.core.errors import ConfigurationError
@@ -55,7 +55,6 @@ class ServerSettings:
     rate_limit_burst: int = 20
     max_body_bytes: int = 1_048_576
     drain_timeout: float = 30.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_env(cls, overrides: dict[str, Any] | None = None,
@@ -69,8 +68,6 @@ class ServerSettings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             var = f"CONSTELLATION_{f.name.upper()}"
             if var in env and env[var] != "":
                 values[f.name] = _parse(var, env[var], f.default)

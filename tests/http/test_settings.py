@@ -1,0 +1,33 @@
+"""ServerSettings from CONSTELLATION_* variables and the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from constellation import ConfigurationError
+from constellation.http.settings import ServerSettings
+
+
+def test_environment_then_overrides() -> None:
+    env = {"CONSTELLATION_PORT": "9001", "CONSTELLATION_PLUGINS": "a.b, c",
+           "CONSTELLATION_RATE_LIMIT_PER_MINUTE": "120", "CONSTELLATION_HOST": "0.0.0.0",
+           "CONSTELLATION_CORS_ORIGINS": "https://x.example"}
+    s = ServerSettings.from_env({"port": 9002, "storage": None}, environ=env)
+    assert s.port == 9002  # the command line wins
+    assert s.host == "0.0.0.0"
+    assert s.plugins == ("a.b", "c")
+    assert s.rate_limit_per_minute == 120.0
+    assert s.cors_origins == ("https://x.example",)
+    assert s.storage == "constellation-executions.sqlite"
+
+
+@pytest.mark.parametrize(("env", "field"), [
+    ({"CONSTELLATION_PORT": "eighty"}, "CONSTELLATION_PORT"),
+    ({"CONSTELLATION_PORT": "70000"}, "port"),
+    ({"CONSTELLATION_MAX_CONCURRENCY": "0"}, "max_concurrency"),
+    ({"CONSTELLATION_DRAIN_TIMEOUT": "-1"}, "drain_timeout"),
+])
+def test_bad_values_name_the_setting(env: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        ServerSettings.from_env(environ=env)
+    assert info.value.details["field"] == field
