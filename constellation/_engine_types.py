@@ -1,0 +1,110 @@
+"""The engine's value types: SchedulerConfig, LifecycleState and Pipeline (re-exported
+by ``constellation.engine`` and the ``constellation`` package)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from constellation.core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from actors._plan import ExecutionPlan
+    from constellation.core.dag import DagSpec
+    from constellation.core.errors import Diagnostic
+    from constellation.core.types import CType
+    from constellation.engine import Constellation
+
+__all__ = ["LifecycleState", "Pipeline", "SchedulerConfig"]
+
+
+def _positive_int(value: Any, field: str) -> None:
+    if type(value) is not int or value < 1:
+        raise ConfigurationError(f"{field} must be an integer >= 1, got {value!r}",
+                                 details={"field": field, "value": repr(value)})
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """How many executions run at once and how many may wait.
+
+    Attributes:
+        max_concurrency: executions running at the same time.
+        max_queue_size: executions waiting to start; past it ``submit`` raises
+            ``QueueFullError`` at once. ``None`` means unbounded.
+        starvation_timeout: seconds after which a waiting BACKGROUND execution ranks with
+            a newly arrived CRITICAL one (linear aging in between).
+        worker_threads: most threads of the default worker pool running module code
+            (started on demand). Size it for blocking modules: 64 modules sleeping at
+            once need 64 threads.
+        dispatcher_threads: threads running actor turns; ``None`` picks 2 per core
+            (2 to 8).
+
+    Raises:
+        ConfigurationError: a value is out of range; ``details["field"]`` names it.
+    """
+
+    max_concurrency: int = 16
+    max_queue_size: int | None = 1000
+    starvation_timeout: float = 30.0
+    worker_threads: int = 32
+    dispatcher_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int(self.max_concurrency, "max_concurrency")
+        if self.max_queue_size is not None:
+            _positive_int(self.max_queue_size, "max_queue_size")
+        st = self.starvation_timeout
+        if isinstance(st, bool) or not isinstance(st, int | float) or not st > 0:
+            raise ConfigurationError(f"starvation_timeout must be a positive number of "
+                                     f"seconds, got {st!r}",
+                                     details={"field": "starvation_timeout"})
+        _positive_int(self.worker_threads, "worker_threads")
+        if self.dispatcher_threads is not None:
+            _positive_int(self.dispatcher_threads, "dispatcher_threads")
+
+
+class LifecycleState(enum.Enum):
+    """An engine's lifecycle: RUNNING → DRAINING (shutdown called) → STOPPED."""
+
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class Pipeline:
+    """A compiled pipeline, bound to the engine that compiled it; run it many times.
+
+    Attributes:
+        name: the pipeline's name.
+        spec: the resolved DagSpec.
+        structural_hash: SHA-256 of the structure.
+        syntactic_hash: SHA-256 of the source text ("" when not compiled from source).
+        warnings: the compiler's warnings (for compiled sources).
+    """
+
+    __slots__ = ("_engine", "name", "plan", "spec", "structural_hash", "syntactic_hash",
+                 "warnings")
+
+    def __init__(self, spec: DagSpec, plan: ExecutionPlan, engine: Constellation) -> None:
+        self.spec = spec
+        self.plan = plan
+        self.name = spec.name
+        self.structural_hash = plan.structural_hash
+        self.syntactic_hash = ""  # SHA-256 of the source text, for compiled sources
+        self.warnings: tuple[Diagnostic, ...] = ()
+        self._engine = engine
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.name} sha256:{self.structural_hash[:12]}>"
+
+    @property
+    def inputs(self) -> dict[str, CType]:
+        """Declared inputs and their types."""
+        return dict(self.plan.input_types)
+
+    @property
+    def outputs(self) -> dict[str, CType | None]:
+        """Declared outputs and their types."""
+        return self.spec.output_types
