@@ -81,13 +81,8 @@ class ExecutionActor(PooledActor):
         self.errors: list[ConstellationError] = []
         self.done = False
         self.started = 0.0
-        # Lazy calls (plan.deferred): ready but not started until demanded; values
-        # demanded by a selective operation; selective operations already computed.
-        self.lazy_ready: set[int] = set()
-        self.demanded: set[int] = set()
-        self.stepped_done: set[int] = set()
-        self.lazy_values: list[tuple[int, Any]] = []
-        self.lazy_ready_nodes: list[int] = []
+        # Only for plans with lazy calls (most executions never allocate it).
+        self.lazy = _LazyState() if plan.deferred or plan.lazy_transforms else None
 
     def begin(self) -> None:
         """The first step, done by the creator (see ``PooledActor.spawn_running``)."""
@@ -150,20 +145,23 @@ class ExecutionActor(PooledActor):
                     if transform_pending[j] == 0:
                         t = self.plan.transforms[j]
                         stack.append((t.output, self._eval(j)))
-            if lazy_transforms:
-                if self.lazy_values:
-                    stack.extend(self.lazy_values)
-                    self.lazy_values.clear()
-                if self.lazy_ready_nodes:
-                    ready.extend(self.lazy_ready_nodes)
-                    self.lazy_ready_nodes.clear()
+            lazy = self.lazy
+            if lazy is not None:
+                if lazy.values:
+                    stack.extend(lazy.values)
+                    lazy.values.clear()
+                if lazy.ready_nodes:
+                    ready.extend(lazy.ready_nodes)
+                    lazy.ready_nodes.clear()
 
     # --- lazy calls ------------------------------------------------------------------------
 
     def _step(self, t: int) -> None:
         """Advance selective operation ``t``: demand the input it needs next, or queue
         its result (picked up by _propagate)."""
-        if t in self.stepped_done:
+        lazy = self.lazy
+        assert lazy is not None
+        if t in lazy.stepped:
             return
         tp = self.plan.transforms[t]
         values = self.values
@@ -174,8 +172,8 @@ class ExecutionActor(PooledActor):
 
         need, result = self.plan.lazy_transforms[t](get)
         if need is None:
-            self.stepped_done.add(t)
-            self.lazy_values.append((tp.output, result))
+            lazy.stepped.add(t)
+            lazy.values.append((tp.output, result))
         else:
             self._demand(tp.inputs[need])
 
@@ -183,20 +181,22 @@ class ExecutionActor(PooledActor):
         """Value ``d`` is needed: start the deferred calls it depends on."""
         plan = self.plan
         values = self.values
+        lazy = self.lazy
+        assert lazy is not None
         stack = [d]
         while stack:
             d = stack.pop()
-            if values[d] is not _MISSING or d in self.demanded:
+            if values[d] is not _MISSING or d in lazy.demanded:
                 continue
-            self.demanded.add(d)
+            lazy.demanded.add(d)
             producer = plan.producers[d]
             if producer is None:
                 continue  # an input: it arrives or the execution suspends
             kind, j = producer
             if kind == MODULE:
-                if j in self.lazy_ready:
-                    self.lazy_ready.discard(j)
-                    self.lazy_ready_nodes.append(j)
+                if j in lazy.ready:
+                    lazy.ready.discard(j)
+                    lazy.ready_nodes.append(j)
                 stack.extend(i for _, i in plan.nodes[j].args)
             elif j in plan.lazy_transforms:
                 self._step(j)
@@ -228,12 +228,13 @@ class ExecutionActor(PooledActor):
         handle = self.handle
         running = self.running
         preset = handle.preset
-        deferred = self.plan.deferred
+        lazy = self.lazy
+        lazy_deferred = self.plan.deferred
         for j in ready:
             node = nodes[j]
-            if deferred and j in deferred and node.output not in self.demanded and (
-                    preset is None or j not in preset):
-                self.lazy_ready.add(j)  # a lazy call nobody has picked (yet)
+            if lazy is not None and j in lazy_deferred and node.output not in lazy.demanded \
+                    and (preset is None or j not in preset):
+                lazy.ready.add(j)  # a lazy call nobody has picked (yet)
                 continue
             if preset is not None and j in preset:
                 # Computed before the execution was suspended: not run again.
@@ -299,9 +300,11 @@ class ExecutionActor(PooledActor):
         handle = self.handle
         for j in self.running:
             self.finished_nodes[j] = (NodeStatus.CANCELLED, 0, 0.0, None)
-        for j in plan.deferred:
-            if j not in self.finished_nodes and plan.nodes[j].output not in self.demanded:
-                self.finished_nodes[j] = (NodeStatus.SKIPPED, 0, 0.0, None)
+        lazy = self.lazy
+        if lazy is not None:
+            for j in plan.deferred:
+                if j not in self.finished_nodes and plan.nodes[j].output not in lazy.demanded:
+                    self.finished_nodes[j] = (NodeStatus.SKIPPED, 0, 0.0, None)
         records = NodeRecords(plan.nodes, self.finished_nodes)
         for actor in self.running.values():
             # Its call may still be running; what it reports later is dropped.
@@ -383,6 +386,22 @@ class NodeRecords(Mapping[str, NodeRecord]):
 
     def __repr__(self) -> str:
         return repr(dict(self))
+
+
+class _LazyState:
+    """An execution's lazy calls: ``ready`` -- deferred calls whose inputs are there but
+    that nobody picked yet; ``demanded`` -- values a selective operation needs;
+    ``stepped`` -- selective operations already computed; ``values`` and
+    ``ready_nodes`` -- results and calls to start, picked up by ``_propagate``."""
+
+    __slots__ = ("demanded", "ready", "ready_nodes", "stepped", "values")
+
+    def __init__(self) -> None:
+        self.ready: set[int] = set()
+        self.demanded: set[int] = set()
+        self.stepped: set[int] = set()
+        self.values: list[tuple[int, Any]] = []
+        self.ready_nodes: list[int] = []
 
 
 class _TransformFailedError(Exception):

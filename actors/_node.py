@@ -102,6 +102,16 @@ class NodeActor(PooledActor):
         runtime: the engine's runtime.
     """
 
+    # Policy path only (see begin()): class-level defaults, so that the fast path pays
+    # nothing for them; the policy path sets them on the instance.
+    policy: CallPolicy | None = None
+    breaker: CircuitBreaker | None = None
+    current: Attempt | None = None
+    granted = False
+    cache_key: str | None = None
+    timer: TimerEntry | None = None
+    first_started = 0.0
+
     def __init__(self, parent: ExecutionActor, node: NodePlan, args: dict[str, Any],
                  handle: Execution, runtime: Runtime) -> None:
         # Created already running, without PooledActor.__init__ and spawn_running's
@@ -121,15 +131,6 @@ class NodeActor(PooledActor):
         # Fast path: who came first, the call's end (2) or abandon() (1)? Both append
         # once; list.append is atomic, so race[0] decides without a lock.
         self.race: list[int] = []
-        # Policy path only (see begin()).
-        self.policy: CallPolicy | None = None
-        self.breaker: CircuitBreaker | None = None
-        self.current: Attempt | None = None
-        self.granted = False
-        self.probe = False
-        self.cache_key: str | None = None
-        self.timer: TimerEntry | None = None
-        self.first_started = 0.0
 
     def begin(self) -> None:
         """The first step, done by the creator (see ``PooledActor.spawn_running``)."""
@@ -182,19 +183,11 @@ class NodeActor(PooledActor):
         local.slot = SLOT_HELD
         node = self.node
         started = time.perf_counter()
+        failure: Exception | None = None
         try:
             value: Any = node.module.func(**self.kwargs)
         except Exception as exc:
-            local.slot = None
-            race.append(2)
-            if race[0] == 1:
-                self._compensated_end()
-                return
-            elapsed = time.perf_counter() - started
-            node.timing.record(elapsed)
-            _tell(self, CallFinished(None, _module_error(node, exc), elapsed * 1000.0))
-            return
-        # (The happy path below posts directly; _tell only adds a log line on a drop.)
+            failure = exc
         local.slot = None
         race.append(2)
         if race[0] == 1:
@@ -202,6 +195,10 @@ class NodeActor(PooledActor):
             return
         elapsed = time.perf_counter() - started
         node.timing.record(elapsed)
+        if failure is not None:
+            _tell(self, CallFinished(None, _module_error(node, failure), elapsed * 1000.0))
+            return
+        # (The happy path below posts directly; _tell only adds a log line on a drop.)
         exact = node.exact_output
         if type(value) is exact and (exact is not int or INT64_MIN <= value <= INT64_MAX):  # type: ignore[operator]
             if not self.post_and_run(CallFinished(value, None, elapsed * 1000.0)):
@@ -236,7 +233,6 @@ class NodeActor(PooledActor):
         elif kind is BreakerAnswer:
             if message.attempt == self.attempts:
                 if message.allowed:
-                    self.probe = message.probe
                     self._start_attempt()
                 else:
                     name = self.node.module.name
@@ -324,7 +320,7 @@ class NodeActor(PooledActor):
         if pool is not None:
             _pool._local.slot = SLOT_HELD
             pool.release_backlog()  # nothing queued on this thread waits behind the call
-        if attempt.state:  # abandoned before it started
+        if attempt.abandoned:  # abandoned before it started
             if pool is not None:
                 _pool._local.slot = None
                 pool.compensate(-1)
@@ -370,7 +366,6 @@ class NodeActor(PooledActor):
         self.current = None
         if self.breaker is not None:
             self.breaker.post_and_run(BreakerReport(self, ok))
-            self.probe = False
         observer = self.runtime.observer
         if observer is not None:
             observer.module_finished(self.handle, self.node.name, self.node.module.name,
@@ -395,7 +390,7 @@ class NodeActor(PooledActor):
         policy = self.policy
         assert policy is not None
         if attempt.abandon():
-            self._abandoned_thread(attempt)
+            self._abandoned_thread()
         mdef = self.node.module
         error = ModuleTimeoutError(
             f"module {mdef.name} (node '{self.node.name}') did not finish attempt {n} "
@@ -405,12 +400,12 @@ class NodeActor(PooledActor):
         self._end_attempt(False, (policy.timeout or 0.0) * 1000.0, error.message)
         self._failed(error, retry=True)
 
-    def _abandoned_thread(self, attempt: Attempt) -> None:
+    def _abandoned_thread(self) -> None:
         # The call cannot be stopped (a thread cannot be killed): its thread is left to
         # finish on its own; the pool may start another in its place meanwhile.
         policy = self.policy
-        if policy is None or policy.isolation == "process":
-            return
+        if policy is not None and policy.isolation == "process":
+            return  # its process was killed
         runtime = self.runtime
         if type(runtime.workers) is ThreadPool:
             runtime.workers.compensate(1)
@@ -487,12 +482,11 @@ class NodeActor(PooledActor):
             race = self.race
             race.append(1)
             if race[0] == 1 and type(self.runtime.workers) is ThreadPool:
-                self.runtime.workers.compensate(1)
-                self.runtime.abandoned += 1
+                self._abandoned_thread()
             return
         attempt = self.current
         if attempt is not None and attempt.abandon():
-            self._abandoned_thread(attempt)
+            self._abandoned_thread()
         if self.timer is not None:
             self.runtime.timer.cancel(self.timer)
         if policy.limiter is not None:

@@ -226,11 +226,9 @@ class ExecutionPlan:
 
     def _check_acyclic(self) -> None:
         # Kahn's algorithm over the same counters the runtime uses.
-        producer: dict[int, tuple[int, int]] = {n.output: (MODULE, n.index) for n in self.nodes}
-        producer.update({t.output: (TRANSFORM, i) for i, t in enumerate(self.transforms)})
         pending_n = [n.deps for n in self.nodes]
         pending_t = [t.deps for t in self.transforms]
-        ready = [i for i in range(len(self.data_names)) if i not in producer]
+        ready = [i for i, p in enumerate(self.producers) if p is None]
         ready += [self.transforms[t].output for t in self.sources]
         ready += [self.nodes[j].output for j in self.root_nodes]
         seen = 0

@@ -209,21 +209,12 @@ class ThreadPool(Executor):
         if getattr(_local, "pool", None) is not self:
             yield
             return
-        backlog: deque[Task] = _local.backlog
-        with self._lock:
-            self._blocked += 1
+        self.compensate(1)
         try:
-            while backlog:
-                self._enqueue(backlog.popleft())
-            if self._queue.qsize():
-                with self._lock:
-                    if self._idle == 0 and len(self._threads) < (
-                            self.max_threads + self._blocked) and not self._shutdown:
-                        self._spawn()
+            self.release_backlog()
             yield
         finally:
-            with self._lock:
-                self._blocked -= 1
+            self.compensate(-1)
 
     def release_backlog(self) -> None:
         """Move the calling thread's queued local work to the shared queue (before it

@@ -89,11 +89,10 @@ class BreakerAsk(NamedTuple):
 
 
 class BreakerAnswer(NamedTuple):
-    """Breaker → node: the answer; ``probe`` when it is the half-open probe."""
+    """Breaker → node: the answer."""
 
     attempt: int
     allowed: bool
-    probe: bool
 
 
 class BreakerReport(NamedTuple):
@@ -164,8 +163,7 @@ class CircuitBreaker(PooledActor):
             if not allowed:
                 self.rejected += 1
                 self._metric("counter", "constellation.circuit_breaker.rejected", 1.0)
-            answered = message.node.post_and_run(BreakerAnswer(message.attempt, allowed,
-                                                               probe))
+            answered = message.node.post_and_run(BreakerAnswer(message.attempt, allowed))
             if probe and not answered:
                 self.probe_owner = None
         elif kind is BreakerReport:

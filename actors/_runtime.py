@@ -184,14 +184,13 @@ class Runtime:
             backend = self.named_caches.get(name)
         if backend is not None:
             return backend
-        if name == "memory":
-            backend = self.cache_backend(None) if self.cache is None or isinstance(
-                self.cache, InMemoryCacheBackend) else InMemoryCacheBackend()
-        else:
-            backend = create_backend("cache", name)
+        if name == "memory" and (self.cache is None
+                                 or isinstance(self.cache, InMemoryCacheBackend)):
+            return self.cache_backend(None)  # the default cache is the in-memory one
+        backend = create_backend("cache", name)
         with self._lock:
             kept = self.named_caches.setdefault(name, backend)
-            if kept is backend and name != "memory":
+            if kept is backend:
                 self._owned_caches.append(backend)
             return kept
 

@@ -6,13 +6,12 @@ stable codes (and E6xx for HTTP-level problems); never a stack trace.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from constellation.core.errors import CompilationError, ConstellationError
 from constellation.http.middleware import ProtectionMiddleware, api_error
 from constellation.http.models import ErrorBody
-from constellation.http.routes import register_routes
+from constellation.http.routes import jsonable, register_routes
 
 if TYPE_CHECKING:
     from fastapi.responses import JSONResponse, Response
@@ -57,14 +56,18 @@ class ServerState:
             self.pipelines[pipeline.structural_hash] = (pipeline, time.time(), source)
             self.names[pipeline.name] = pipeline.structural_hash
 
+    def _hash_of(self, ref: str) -> str | None:
+        # A name or "sha256:<hash>"; the caller holds the lock.
+        return ref[len("sha256:"):] if ref.startswith("sha256:") else self.names.get(ref)
+
     def find(self, ref: str) -> tuple[Pipeline, float, str | None] | None:
         with self.lock:
-            h = ref[len("sha256:"):] if ref.startswith("sha256:") else self.names.get(ref)
+            h = self._hash_of(ref)
             return self.pipelines.get(h) if h else None
 
     def remove(self, ref: str) -> bool:
         with self.lock:
-            h = ref[len("sha256:"):] if ref.startswith("sha256:") else self.names.get(ref)
+            h = self._hash_of(ref)
             if h is None or h not in self.pipelines:
                 return False
             del self.pipelines[h]
@@ -85,11 +88,7 @@ def error_response(error: ConstellationError) -> JSONResponse:
         details = {"errors": [{"code": d.code, "message": d.message, "line": d.line,
                                "column": d.column, "severity": d.severity}
                               for d in error.errors]}
-    return api_error(status_for(error), error.code, error.message, _jsonable(details))
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    return api_error(status_for(error), error.code, error.message, jsonable(details))
 
 
 def create_app(engine: Constellation, settings: ServerSettings, *,
@@ -133,7 +132,7 @@ def create_app(engine: Constellation, settings: ServerSettings, *,
         logger.exception("unexpected error serving a request")
         return api_error(500, "E500", "internal error (logged on the server)", {})
 
-    register_routes(app, state, Query)
+    register_routes(app, state)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "DELETE"],

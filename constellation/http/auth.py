@@ -86,6 +86,10 @@ class StaticKeys:
                 found = role
         return found
 
+    def add(self, other: StaticKeys) -> None:
+        """Also accept ``other``'s keys (say, file keys on top of environment keys)."""
+        self._digests.extend(other._digests)
+
     def __len__(self) -> int:
         return len(self._digests)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Response
+from fastapi import Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from constellation.core.options import Priority
@@ -68,15 +70,23 @@ def _result_body(pipeline: Pipeline, result: ExecutionResult) -> dict[str, Any]:
         "structural_hash": result.structural_hash, "status": result.status.value,
         "outputs": {n: to_json(t, v) if (t := out_types.get(n)) is not None else v
                     for n, v in result.outputs.items()},
-        "errors": [_jsonable(e.to_dict()) for e in result.errors],
+        "errors": [jsonable(e.to_dict()) for e in result.errors],
         "missing_inputs": dict(result.missing_inputs), "duration_ms": result.duration_ms,
     }
 
 
-def _jsonable(value: Any) -> Any:
-    import json
-
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data (anything else rendered with ``str``)."""
     return json.loads(json.dumps(value, default=str))
+
+
+def _no_pipeline(ref: str) -> Response:
+    return api_error(404, "E601", f"no pipeline {ref!r}", {"ref": ref})
+
+
+def _no_execution(execution_id: str, what: str = "execution") -> Response:
+    return api_error(404, "E602", f"no {what} {execution_id!r}",
+                     {"execution_id": execution_id})
 
 
 def _pending_body(pipeline: Pipeline, execution: Execution) -> dict[str, Any]:
@@ -90,7 +100,7 @@ def _record_body(record: ExecutionRecord) -> dict[str, Any]:
     return {"execution_id": record.execution_id, "pipeline": record.pipeline,
             "structural_hash": record.structural_hash, "status": record.status,
             "inputs": dict(record.inputs), "outputs": dict(record.outputs),
-            "errors": _jsonable(list(record.errors)), "nodes": _jsonable(dict(record.nodes)),
+            "errors": jsonable(list(record.errors)), "nodes": jsonable(dict(record.nodes)),
             "started_at": record.started_at, "ended_at": record.ended_at,
             "resumable": record.status == "suspended" and record.snapshot is not None}
 
@@ -102,7 +112,7 @@ def _summary(pipeline: Pipeline, compiled_at: float) -> dict[str, Any]:
             "outputs": _types(pipeline.outputs)}
 
 
-def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
+def register_routes(app: FastAPI, state: ServerState) -> None:
     """Add every endpoint to ``app``."""
     engine = state.engine
 
@@ -132,7 +142,7 @@ def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
     @app.post("/run", response_model=ExecutionResponse, tags=["executions"],
               responses={**ERRORS, 202: {"model": ExecutionResponse,
                                          "description": "accepted (async=true)"}})
-    def run(body: RunRequest, run_async: bool = query(False, alias="async")) -> Response:
+    def run(body: RunRequest, run_async: bool = Query(False, alias="async")) -> Response:
         """Compile and run source; ``?async=true`` returns the execution id at once."""
         pipeline = engine.compile(body.source, name=body.name or "pipeline")
         return start(pipeline, body.inputs, body.timeout, body.priority, run_async)
@@ -140,12 +150,12 @@ def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
     @app.post("/execute", response_model=ExecutionResponse, tags=["executions"],
               responses={**ERRORS, **NOT_FOUND, 202: {"model": ExecutionResponse,
                                                       "description": "accepted (async)"}})
-    def execute(body: ExecuteRequest, run_async: bool = query(False, alias="async")
+    def execute(body: ExecuteRequest, run_async: bool = Query(False, alias="async")
                 ) -> Response:
         """Run a stored pipeline, by name or by ``sha256:<hash>``."""
         found = state.find(body.ref)
         if found is None:
-            return api_error(404, "E601", f"no pipeline {body.ref!r}", {"ref": body.ref})
+            return _no_pipeline(body.ref)
         return start(found[0], body.inputs, body.timeout, body.priority, run_async)
 
     @app.get("/pipelines", response_model=PipelineList, responses=ERRORS, tags=["pipelines"])
@@ -161,7 +171,7 @@ def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
         """One pipeline: input and output schema, module calls, source."""
         found = state.find(ref)
         if found is None:
-            return api_error(404, "E601", f"no pipeline {ref!r}", {"ref": ref})
+            return _no_pipeline(ref)
         pipeline, at, source = found
         return {**_summary(pipeline, at), "source": source,
                 "module_calls": [{"node": n.name, "module": n.module.name}
@@ -172,15 +182,15 @@ def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
     def delete_pipeline(ref: str) -> Response:
         """Forget a stored pipeline (admin)."""
         if not state.remove(ref):
-            return api_error(404, "E601", f"no pipeline {ref!r}", {"ref": ref})
+            return _no_pipeline(ref)
         return Response(status_code=204)
 
     @app.get("/executions", response_model=ExecutionList, responses=ERRORS,
              tags=["executions"])
     def executions(pipeline: str | None = None,
                    status: ExecutionStatus | None = None,
-                   limit: int = query(50, ge=1, le=1000),
-                   offset: int = query(0, ge=0, le=10_000_000)) -> dict[str, Any]:
+                   limit: int = Query(50, ge=1, le=1000),
+                   offset: int = Query(0, ge=0, le=10_000_000)) -> dict[str, Any]:
         """Recorded executions, newest first, filtered and paged."""
         records = engine.executions(pipeline=pipeline, status=status, limit=limit,
                                     offset=offset)
@@ -202,8 +212,7 @@ def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
                     "status": live.status.value, "inputs": {}, "outputs": {},
                     "errors": [], "nodes": {}, "started_at": 0.0, "ended_at": 0.0,
                     "resumable": False}
-        return api_error(404, "E602", f"no execution {execution_id!r}",
-                         {"execution_id": execution_id})
+        return _no_execution(execution_id)
 
     @app.post("/executions/{execution_id}/cancel", status_code=202,
               responses={**ERRORS, **NOT_FOUND}, tags=["executions"])
@@ -215,8 +224,7 @@ def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
             if engine.execution(execution_id) is not None:
                 return JSONResponse({"execution_id": execution_id, "cancelled": False},
                                     status_code=202)
-            return api_error(404, "E602", f"no running execution {execution_id!r}",
-                             {"execution_id": execution_id})
+            return _no_execution(execution_id, "running execution")
         return JSONResponse({"execution_id": execution_id, "cancelled": live.cancel()},
                             status_code=202)
 
@@ -228,8 +236,7 @@ def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
         """Give a suspended execution its missing inputs and wait for the result."""
         record = engine.execution(execution_id)
         if record is None:
-            return api_error(404, "E602", f"no execution {execution_id!r}",
-                             {"execution_id": execution_id})
+            return _no_execution(execution_id)
         found = state.find(f"sha256:{record.structural_hash}")
         pipeline = found[0] if found else None
         if pipeline is None:
@@ -279,7 +286,7 @@ def register_routes(app: FastAPI, state: ServerState, query: Any) -> None:
         except Exception as exc:  # a health page reports, never fails
             storage = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         storage["backend"] = type(engine._storage).__name__
-        return {"status": engine.state.value, "uptime_s": round(_now() - state.started, 3),
+        return {"status": engine.state.value, "uptime_s": round(time.time() - state.started, 3),
                 "scheduler": {"inflight": engine.inflight_count,
                               "queued": engine.queued_count,
                               "rejected": engine.rejected_count,
@@ -301,9 +308,4 @@ def _forget(state: ServerState, execution_id: str) -> None:
     with state.lock:
         state.live.pop(execution_id, None)
 
-
-def _now() -> float:
-    import time
-
-    return time.time()
 

@@ -52,8 +52,7 @@ def load_plugins(names: tuple[str, ...]) -> list[ModuleDefinition]:
 def _auth(settings: ServerSettings) -> StaticKeys | None:
     keys = EnvKeys()
     if settings.api_keys_file:
-        file_keys = FileKeys(settings.api_keys_file)
-        keys._digests.extend(file_keys._digests)
+        keys.add(FileKeys(settings.api_keys_file))
     return keys if len(keys) else None
 
 

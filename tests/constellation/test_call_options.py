@@ -7,7 +7,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -20,9 +20,7 @@ from constellation import (
 )
 from constellation.testing import ManualClock
 from spi import InMemoryCacheBackend
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from tests.waiting import wait_for
 
 
 def flaky(failures: int) -> tuple[Any, list[float]]:
@@ -37,14 +35,6 @@ def flaky(failures: int) -> tuple[Any, list[float]]:
         return x * 2
 
     return flaky_module, calls
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.002)
 
 
 def test_retry_two_succeeds_on_the_third_attempt(engine_factory: Any) -> None:

@@ -22,18 +22,10 @@ from constellation import (
 )
 from constellation.testing import ManualClock
 from tests.constellation.isolated_modules import IsolatedSquare, WritePidAndSleep
+from tests.waiting import wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.002)
 
 
 # --- cancellation ----------------------------------------------------------------------
@@ -86,14 +78,7 @@ def test_cancel_kills_a_process_isolated_module(engine_factory: Any, tmp_path: P
     execution.cancel()
     assert execution.result(timeout=5).status is ExecutionStatus.CANCELLED
 
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    wait_for(gone, timeout=5)
+    wait_for(lambda: not _alive(pid), timeout=5)
 
 
 def test_process_isolated_module_returns_and_raises(engine_factory: Any) -> None:

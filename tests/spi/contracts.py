@@ -128,9 +128,6 @@ class StorageContract:
         assert loaded.snapshot == snap
 
 
-EXEC_EVENT = None  # filled lazily below (keeps this module's imports light)
-
-
 def _events() -> list[tuple[str, Any]]:
     from spi import ExecutionEvent, ModuleEvent
 
