@@ -1,28 +1,25 @@
 """The runtime: pykka actors on a shared thread pool, the supervisor and the node actors.
 
-Public here: :class:`PooledActor` (a drop-in ``pykka.Actor`` whose actors share a few
-threads), :class:`ThreadPool`, :func:`default_dispatcher`, :class:`SchedulerQueue`,
-:class:`TimerService`, and the per-execution handle types re-exported by ``constellation``.
+Installed as ``constellation.actors`` (the repository keeps it in the root folder
+``actors/``). Public here: :class:`PooledActor` (a drop-in ``pykka.Actor`` whose actors
+share a few threads), :class:`ThreadPool`, :func:`current_pool`, :func:`default_dispatcher`,
+:class:`SchedulerQueue`, :class:`TimerService`, and the per-execution types re-exported by
+``constellation`` (:class:`Execution`, :class:`CallContext`). The supervisor, the node
+actors and the per-engine wiring are internal.
 """
 
-from actors._actor import PooledActor, default_dispatcher
-from actors._context import CallContext
-from actors._handle import Execution
-from actors._plan import ExecutionPlan
-from actors._pool import ThreadPool, current_pool
-from actors._runtime import Runtime
-from actors._scheduler import SchedulerQueue
-from actors._supervisor import Supervisor
-from actors._timer import TimerService
+from constellation.actors._actor import PooledActor, default_dispatcher
+from constellation.actors._context import CallContext
+from constellation.actors._handle import Execution
+from constellation.actors._pool import ThreadPool, current_pool
+from constellation.actors._scheduler import SchedulerQueue
+from constellation.actors._timer import TimerService
 
 __all__ = [
     "CallContext",
     "Execution",
-    "ExecutionPlan",
     "PooledActor",
-    "Runtime",
     "SchedulerQueue",
-    "Supervisor",
     "ThreadPool",
     "TimerService",
     "current_pool",

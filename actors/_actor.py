@@ -23,12 +23,12 @@ from pykka import ActorDeadError, ActorRef, ActorRegistry, messages
 from pykka._envelope import Envelope
 from pykka._threading import ThreadingFuture
 
-from actors._pool import ThreadPool
-from actors._pool import _local as _pool_local
+from constellation.actors._pool import ThreadPool
+from constellation.actors._pool import _local as _pool_local
 
 __all__ = ["PooledActor", "default_dispatcher"]
 
-logger = logging.getLogger("pykka")
+logger = logging.getLogger("constellation.actors")
 
 _urns = itertools.count(1)
 _default_lock = threading.Lock()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actors._handle import Execution
+    from constellation.actors._handle import Execution
 
 __all__ = ["Attempt", "CallContext"]
 

@@ -18,16 +18,16 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from actors._actor import PooledActor
-from actors._messages import (
+from constellation.actors._actor import PooledActor
+from constellation.actors._messages import (
     CancelExecution,
     DeadlineReached,
     ExecutionFinished,
     NodeFinished,
 )
-from actors._node import NodeActor
-from actors._plan import MODULE
-from actors._records import save_execution
+from constellation.actors._node import NodeActor
+from constellation.actors._plan import MODULE
+from constellation.actors._records import save_execution
 from constellation.core.errors import (
     ConstellationError,
     ExecutionCancelledError,
@@ -38,9 +38,9 @@ from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRec
 from constellation.core.types import render
 
 if TYPE_CHECKING:
-    from actors._handle import Execution
-    from actors._plan import NodePlan
-    from actors._runtime import Runtime
+    from constellation.actors._handle import Execution
+    from constellation.actors._plan import NodePlan
+    from constellation.actors._runtime import Runtime
 
 __all__ = ["ExecutionActor", "NodeActor"]
 

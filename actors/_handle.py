@@ -7,8 +7,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from actors._messages import CancelExecution
-from actors._pool import current_pool
+from constellation.actors._messages import CancelExecution
+from constellation.actors._pool import current_pool
 from constellation.core.results import ExecutionResult, ExecutionStatus
 
 if TYPE_CHECKING:
@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
     from pykka import ActorRef
 
-    from actors._plan import ExecutionPlan
-    from actors._runtime import Runtime
-    from actors._timer import TimerEntry
+    from constellation.actors._plan import ExecutionPlan
+    from constellation.actors._runtime import Runtime
+    from constellation.actors._timer import TimerEntry
 
 __all__ = ["Execution"]
 

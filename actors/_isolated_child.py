@@ -1,4 +1,4 @@
-"""The child side of process isolation (see ``actors._isolation``): read a pickled
+"""The child side of process isolation (see ``constellation.actors._isolation``): read a pickled
 ``(module definition, arguments)`` from stdin, call it, write ``(ok, value or error)``
 pickled to stdout. Output the module prints goes to stderr."""
 

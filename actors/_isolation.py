@@ -1,8 +1,8 @@
 """Process isolation: ``@module(..., isolation="process")`` calls run in a child process
 of their own, which is killed (SIGKILL) when the call is cancelled or times out.
 
-The child is a fresh interpreter (``python -m actors._isolated_child``), never a fork of
-the engine's multi-threaded process, and it does not re-run the embedding program's
+The child is a fresh interpreter (``python -m constellation.actors._isolated_child``),
+never a fork of the engine's multi-threaded process, and it does not re-run the embedding program's
 ``__main__``. The module definition and arguments travel pickled on the child's stdin,
 the definition by reference (module and qualified name): an isolated module must be
 importable, i.e. defined at the top level of a module other than ``__main__``. Its
@@ -18,7 +18,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from actors._context import Attempt
+    from constellation.actors._context import Attempt
     from constellation.core.modules import ModuleDefinition
 
 __all__ = ["IsolatedCallError", "run_isolated"]
@@ -50,7 +50,7 @@ def run_isolated(mdef: ModuleDefinition, kwargs: dict[str, Any], attempt: Attemp
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "actors._isolated_child"], stdin=subprocess.PIPE,
+        [sys.executable, "-m", "constellation.actors._isolated_child"], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     attempt.process = process
     if attempt.abandoned:  # abandoned while starting: abandon() may have missed it

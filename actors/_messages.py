@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from actors._handle import Execution
+    from constellation.actors._handle import Execution
     from constellation.core.errors import ConstellationError
 
 __all__ = [

@@ -22,13 +22,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from actors import _pool
-from actors._actor import PooledActor, _Inbox, _StopFlag
-from actors._context import Attempt, CallContext
-from actors._isolation import run_isolated
-from actors._messages import CallFinished, NodeFinished
-from actors._pool import SLOT_HELD, ThreadPool
-from actors._resilience import (
+from constellation.actors import _pool
+from constellation.actors._actor import PooledActor, _Inbox, _StopFlag
+from constellation.actors._context import Attempt, CallContext
+from constellation.actors._isolation import run_isolated
+from constellation.actors._messages import CallFinished, NodeFinished
+from constellation.actors._pool import SLOT_HELD, ThreadPool
+from constellation.actors._resilience import (
     BreakerAnswer,
     BreakerAsk,
     BreakerReport,
@@ -45,17 +45,17 @@ from constellation.core.errors import (
     ModuleTimeoutError,
 )
 from constellation.core.types import INT64_MAX, INT64_MIN, from_json, to_json
-from spi._cache import MISSING
+from constellation.spi._cache import MISSING
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from actors._execution import ExecutionActor
-    from actors._handle import Execution
-    from actors._plan import NodePlan
-    from actors._resilience import CallPolicy, CircuitBreaker
-    from actors._runtime import Runtime
-    from actors._timer import TimerEntry
+    from constellation.actors._execution import ExecutionActor
+    from constellation.actors._handle import Execution
+    from constellation.actors._plan import NodePlan
+    from constellation.actors._resilience import CallPolicy, CircuitBreaker
+    from constellation.actors._runtime import Runtime
+    from constellation.actors._timer import TimerEntry
     from constellation.core.types import CType
 
 __all__ = ["NodeActor"]

@@ -18,17 +18,17 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from actors._actor import PooledActor
-from actors._pool import ThreadPool
-from spi._listener import ExecutionEvent, ModuleEvent
-from spi._metrics import NoOpMetrics
+from constellation.actors._actor import PooledActor
+from constellation.actors._pool import ThreadPool
+from constellation.spi._listener import ExecutionEvent, ModuleEvent
+from constellation.spi._metrics import NoOpMetrics
 
 if TYPE_CHECKING:
-    from actors._handle import Execution
+    from constellation.actors._handle import Execution
     from constellation.core.results import ExecutionResult
-    from spi._listener import ExecutionListener
-    from spi._metrics import MetricsProvider
-    from spi._tracing import Span, TracerProvider
+    from constellation.spi._listener import ExecutionListener
+    from constellation.spi._metrics import MetricsProvider
+    from constellation.spi._tracing import Span, TracerProvider
 
 __all__ = ["Observer"]
 

@@ -21,7 +21,7 @@ from constellation.core.types import EXACT_PY_TYPES
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from actors._resilience import CallPolicy
+    from constellation.actors._resilience import CallPolicy
     from constellation.core.dag import DagSpec
     from constellation.core.modules import ModuleDefinition
     from constellation.core.options import CallOptions

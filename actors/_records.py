@@ -7,12 +7,12 @@ import time
 from typing import TYPE_CHECKING
 
 from constellation.core.types import to_json
-from spi._storage import ExecutionRecord
+from constellation.spi._storage import ExecutionRecord
 
 if TYPE_CHECKING:
-    from actors._handle import Execution
+    from constellation.actors._handle import Execution
     from constellation.core.results import ExecutionResult
-    from spi._storage import ExecutionStorage
+    from constellation.spi._storage import ExecutionStorage
 
 __all__ = ["save_execution"]
 

@@ -21,15 +21,15 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from actors._actor import PooledActor
+from constellation.actors._actor import PooledActor
 from constellation.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from actors._runtime import Runtime
-    from actors._timer import TimerEntry
+    from constellation.actors._runtime import Runtime
+    from constellation.actors._timer import TimerEntry
     from constellation.core.types import CType
-    from spi._cache import CacheBackend
-    from spi._retry import RetryPolicy
+    from constellation.spi._cache import CacheBackend
+    from constellation.spi._retry import RetryPolicy
 
 __all__ = [
     "BreakerState",

@@ -8,18 +8,18 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from actors._pool import ThreadPool
-from actors._resilience import (
+from constellation.actors._pool import ThreadPool
+from constellation.actors._resilience import (
     CallLimiter,
     CallPolicy,
     CircuitBreaker,
     CircuitBreakerConfig,
     StopActor,
 )
-from actors._timer import TimerService
+from constellation.actors._timer import TimerService
 from constellation.core.errors import QueueFullError
 from constellation.core.types import zero_value
-from spi._retry import policy_for
+from constellation.spi._retry import policy_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,13 +27,13 @@ if TYPE_CHECKING:
 
     from pykka import ActorRef
 
-    from actors._actor import PooledActor
-    from actors._observer import Observer
-    from actors._plan import NodePlan
+    from constellation.actors._actor import PooledActor
+    from constellation.actors._observer import Observer
+    from constellation.actors._plan import NodePlan
     from constellation.core.modules import ModuleDefinition
     from constellation.core.options import CallOptions
-    from spi._cache import CacheBackend
-    from spi._storage import ExecutionStorage
+    from constellation.spi._cache import CacheBackend
+    from constellation.spi._storage import ExecutionStorage
 
 __all__ = ["Runtime"]
 
@@ -70,7 +70,7 @@ class Runtime:
         # Where finished executions are recorded (the engine sets it).
         self.storage: ExecutionStorage | None = None
         self.max_queue_size = max_queue_size
-        # Resilience: shared per module across executions (see actors._resilience).
+        # Resilience: shared per module across executions (see constellation.actors._resilience).
         self.breakers: dict[str, CircuitBreaker] = {}
         self.limiters: dict[tuple[str, tuple[int, float] | None, int | None],
                             CallLimiter] = {}
@@ -173,8 +173,8 @@ class Runtime:
         Raises:
             ConfigurationError: no cache backend has that name.
         """
-        from spi._cache import InMemoryCacheBackend
-        from spi._registry import create_backend
+        from constellation.spi._cache import InMemoryCacheBackend
+        from constellation.spi._registry import create_backend
 
         with self._lock:
             if name is None:

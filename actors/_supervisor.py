@@ -10,16 +10,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from actors._actor import PooledActor
-from actors._execution import ExecutionActor
-from actors._messages import (
+from constellation.actors._actor import PooledActor
+from constellation.actors._execution import ExecutionActor
+from constellation.actors._messages import (
     CancelExecution,
     DeadlineReached,
     ExecutionFinished,
     SubmitExecution,
 )
-from actors._records import save_execution
-from actors._scheduler import SchedulerQueue
+from constellation.actors._records import save_execution
+from constellation.actors._scheduler import SchedulerQueue
 from constellation.core.errors import (
     ConstellationError,
     ExecutionCancelledError,
@@ -29,8 +29,8 @@ from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRec
 from constellation.core.types import render
 
 if TYPE_CHECKING:
-    from actors._handle import Execution
-    from actors._runtime import Runtime
+    from constellation.actors._handle import Execution
+    from constellation.actors._runtime import Runtime
 
 __all__ = ["CancelAll", "Supervisor"]
 
@@ -47,7 +47,7 @@ class Supervisor(PooledActor):
     Args:
         runtime: the engine's runtime.
         max_concurrency: executions running at the same time.
-        starvation_timeout: see :class:`~actors._scheduler.SchedulerQueue`.
+        starvation_timeout: see :class:`~constellation.actors._scheduler.SchedulerQueue`.
     """
 
     def __init__(self, runtime: Runtime, max_concurrency: int, starvation_timeout: float

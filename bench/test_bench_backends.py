@@ -12,7 +12,7 @@ import pytest
 
 from bench.workloads import MODULES, chain, diamond
 from constellation import Backends, Constellation, SchedulerConfig
-from spi import InMemoryMetrics, NoOpListener, NoOpMetrics, NoOpTracer
+from constellation.spi import InMemoryMetrics, NoOpListener, NoOpMetrics, NoOpTracer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -23,7 +23,7 @@ def _full() -> Backends:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from spi import OpenTelemetryTracer
+    from constellation.spi import OpenTelemetryTracer
 
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))

@@ -16,10 +16,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from actors._context import CallContext
-    from actors._handle import Execution
-    from actors._resilience import CircuitBreakerConfig
     from constellation._signals import install_signal_handlers
+    from constellation.actors._context import CallContext
+    from constellation.actors._handle import Execution
+    from constellation.actors._resilience import CircuitBreakerConfig
     from constellation.core.builder import PipelineBuilder, Ref
     from constellation.core.dag import DagSpec
     from constellation.core.errors import (
@@ -46,17 +46,17 @@ if TYPE_CHECKING:
     from constellation.core.options import CallOptions, Priority
     from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRecord, NodeStatus
     from constellation.engine import Constellation, LifecycleState, Pipeline, SchedulerConfig
-    from spi._backends import Backends
+    from constellation.spi._backends import Backends
 
 
 # Names are imported on first use (PEP 562): importing ``constellation.core.types`` or
-# ``actors`` must not drag in the engine, and the engine imports ``actors``, which
+# ``constellation.actors`` must not drag in the engine, and the engine imports the runtime, which
 # imports ``constellation.core`` - an eager facade would be an import cycle.
 _LAZY: dict[str, str] = {
-    "Backends": "spi._backends",
-    "CallContext": "actors._context",
+    "Backends": "constellation.spi._backends",
+    "CallContext": "constellation.actors._context",
     "CallOptions": "constellation.core.options",
-    "CircuitBreakerConfig": "actors._resilience",
+    "CircuitBreakerConfig": "constellation.actors._resilience",
     "CircuitOpenError": "constellation.core.errors",
     "CompilationError": "constellation.core.errors",
     "ConfigurationError": "constellation.core.errors",
@@ -64,7 +64,7 @@ _LAZY: dict[str, str] = {
     "ConstellationError": "constellation.core.errors",
     "DagSpec": "constellation.core.dag",
     "Diagnostic": "constellation.core.errors",
-    "Execution": "actors._handle",
+    "Execution": "constellation.actors._handle",
     "ExecutionCancelledError": "constellation.core.errors",
     "ExecutionResult": "constellation.core.results",
     "ExecutionStatus": "constellation.core.results",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from constellation.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from actors._plan import ExecutionPlan
+    from constellation.actors._plan import ExecutionPlan
     from constellation.core.dag import DagSpec
     from constellation.core.errors import Diagnostic
     from constellation.core.types import CType

@@ -10,7 +10,7 @@ from constellation.core.types import from_json
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from actors._plan import ExecutionPlan
+    from constellation.actors._plan import ExecutionPlan
     from constellation.engine import Constellation, Pipeline
 
 __all__ = ["prepare_resume"]

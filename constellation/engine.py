@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 
-from actors._handle import Execution
-from actors._messages import DeadlineReached, SubmitExecution
-from actors._plan import ExecutionPlan, ModuleTiming
-from actors._resilience import CallPolicy, CircuitBreakerConfig
-from actors._runtime import Runtime
-from actors._supervisor import CancelAll, Supervisor
 from constellation._engine_types import LifecycleState, Pipeline, SchedulerConfig
+from constellation.actors._handle import Execution
+from constellation.actors._messages import DeadlineReached, SubmitExecution
+from constellation.actors._plan import ExecutionPlan, ModuleTiming
+from constellation.actors._resilience import CallPolicy, CircuitBreakerConfig
+from constellation.actors._runtime import Runtime
+from constellation.actors._supervisor import CancelAll, Supervisor
 from constellation.core.builder import PipelineBuilder
 from constellation.core.dag import DagSpec, resolve
 from constellation.core.errors import (
@@ -45,17 +45,17 @@ from constellation.core.modules import ModuleDefinition
 from constellation.core.options import CallOptions, Priority, priority_value
 from constellation.core.results import ExecutionStatus
 from constellation.core.types import coerce, render
-from spi._backends import Backends
-from spi._cache import CacheBackend
-from spi._listener import ExecutionListener, NoOpListener
-from spi._metrics import MetricsProvider, NoOpMetrics
-from spi._storage import (
+from constellation.spi._backends import Backends
+from constellation.spi._cache import CacheBackend
+from constellation.spi._listener import ExecutionListener, NoOpListener
+from constellation.spi._metrics import MetricsProvider, NoOpMetrics
+from constellation.spi._storage import (
     ExecutionRecord,
     ExecutionStorage,
     InMemoryExecutionStorage,
     NoOpExecutionStorage,
 )
-from spi._tracing import NoOpTracer, TracerProvider
+from constellation.spi._tracing import NoOpTracer, TracerProvider
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -173,7 +173,7 @@ class Constellation:
         tracer = None if type(b.tracer) is NoOpTracer else b.tracer
         listener = None if type(b.listener) is NoOpListener else b.listener
         if metrics is not None or tracer is not None or listener is not None:
-            from actors._observer import Observer
+            from constellation.actors._observer import Observer
 
             rt = self._runtime
             self._runtime.observer = Observer(

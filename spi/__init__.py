@@ -1,13 +1,14 @@
 """Backend SPIs: the extension points an embedder plugs its infrastructure into.
 
+Installed as ``constellation.spi`` (the repository keeps it in the root folder ``spi/``).
 Each SPI is a small protocol with a no-op (or in-memory) default in the same module;
 :class:`Backends` bundles them; the registry finds backends by name, including plugins
 from the entry-point groups ``constellation.backends.<kind>``.
 """
 
-from spi._backends import Backends
-from spi._cache import MISSING, CacheBackend, CacheStats, InMemoryCacheBackend
-from spi._listener import (
+from constellation.spi._backends import Backends
+from constellation.spi._cache import MISSING, CacheBackend, CacheStats, InMemoryCacheBackend
+from constellation.spi._listener import (
     CompositeListener,
     ExecutionEvent,
     ExecutionListener,
@@ -15,13 +16,13 @@ from spi._listener import (
     ModuleEvent,
     NoOpListener,
 )
-from spi._metrics import InMemoryMetrics, LoggingMetrics, MetricsProvider, NoOpMetrics
-from spi._otel import OpenTelemetryTracer
-from spi._outbox import OutboxListener
-from spi._postgres import PostgresExecutionStorage
-from spi._prometheus import PrometheusMetrics
-from spi._redis import RedisCacheBackend
-from spi._registry import (
+from constellation.spi._metrics import InMemoryMetrics, LoggingMetrics, MetricsProvider, NoOpMetrics
+from constellation.spi._otel import OpenTelemetryTracer
+from constellation.spi._outbox import OutboxListener
+from constellation.spi._postgres import PostgresExecutionStorage
+from constellation.spi._prometheus import PrometheusMetrics
+from constellation.spi._redis import RedisCacheBackend
+from constellation.spi._registry import (
     KINDS,
     BackendInfo,
     create_backend,
@@ -29,7 +30,7 @@ from spi._registry import (
     register_backend,
     unregister_backend,
 )
-from spi._retry import (
+from constellation.spi._retry import (
     ExponentialBackoff,
     FixedDelay,
     LinearBackoff,
@@ -37,18 +38,16 @@ from spi._retry import (
     RetryPolicy,
     policy_for,
 )
-from spi._sqlite import SqliteExecutionStorage
-from spi._storage import (
+from constellation.spi._sqlite import SqliteExecutionStorage
+from constellation.spi._storage import (
     ExecutionRecord,
     ExecutionStorage,
     InMemoryExecutionStorage,
     NoOpExecutionStorage,
 )
-from spi._tracing import NoOpSpan, NoOpTracer, Span, TracerProvider
+from constellation.spi._tracing import NoOpSpan, NoOpTracer, Span, TracerProvider
 
 __all__ = [
-    "KINDS",
-    "MISSING",
     "BackendInfo",
     "Backends",
     "CacheBackend",
@@ -63,9 +62,11 @@ __all__ = [
     "InMemoryCacheBackend",
     "InMemoryExecutionStorage",
     "InMemoryMetrics",
+    "KINDS",
     "LinearBackoff",
     "LoggingListener",
     "LoggingMetrics",
+    "MISSING",
     "MetricsProvider",
     "ModuleEvent",
     "NoOpExecutionStorage",

@@ -21,12 +21,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import ConfigurationError
-from spi._listener import ExecutionEvent, ModuleEvent
+from constellation.spi._listener import ExecutionEvent, ModuleEvent
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from spi._listener import ExecutionListener
+    from constellation.spi._listener import ExecutionListener
 
 __all__ = ["OutboxListener"]
 
@@ -72,7 +72,7 @@ class OutboxListener:
     def __init__(self, listener: ExecutionListener, path: str | Path, *,
                  retry_initial: float = 0.5, retry_max: float = 30.0,
                  poll_interval: float = 1.0, start: bool = True) -> None:
-        from spi._listener import ExecutionListener as Protocol
+        from constellation.spi._listener import ExecutionListener as Protocol
 
         if not isinstance(listener, Protocol):
             raise ConfigurationError(f"OutboxListener needs an ExecutionListener, got "

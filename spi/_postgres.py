@@ -11,10 +11,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import ConfigurationError
-from spi._sqlite import _decode, _encode
+from constellation.spi._sqlite import _decode, _encode
 
 if TYPE_CHECKING:
-    from spi._storage import ExecutionRecord
+    from constellation.spi._storage import ExecutionRecord
 
 __all__ = ["PostgresExecutionStorage"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import msgpack
 
 from constellation.core.errors import ConfigurationError
-from spi._cache import MISSING, CacheStats
+from constellation.spi._cache import MISSING, CacheStats
 
 __all__ = ["RedisCacheBackend"]
 

@@ -136,18 +136,18 @@ def _discover(kind: str) -> None:
 
 
 def _register_builtins() -> None:
-    from spi._cache import InMemoryCacheBackend
-    from spi._listener import LoggingListener, NoOpListener
-    from spi._metrics import InMemoryMetrics, LoggingMetrics, NoOpMetrics
-    from spi._otel import OpenTelemetryTracer
-    from spi._outbox import OutboxListener
-    from spi._postgres import PostgresExecutionStorage
-    from spi._prometheus import PrometheusMetrics
-    from spi._redis import RedisCacheBackend
-    from spi._retry import ExponentialBackoff, FixedDelay, LinearBackoff, NoRetry
-    from spi._sqlite import SqliteExecutionStorage
-    from spi._storage import InMemoryExecutionStorage, NoOpExecutionStorage
-    from spi._tracing import NoOpTracer
+    from constellation.spi._cache import InMemoryCacheBackend
+    from constellation.spi._listener import LoggingListener, NoOpListener
+    from constellation.spi._metrics import InMemoryMetrics, LoggingMetrics, NoOpMetrics
+    from constellation.spi._otel import OpenTelemetryTracer
+    from constellation.spi._outbox import OutboxListener
+    from constellation.spi._postgres import PostgresExecutionStorage
+    from constellation.spi._prometheus import PrometheusMetrics
+    from constellation.spi._redis import RedisCacheBackend
+    from constellation.spi._retry import ExponentialBackoff, FixedDelay, LinearBackoff, NoRetry
+    from constellation.spi._sqlite import SqliteExecutionStorage
+    from constellation.spi._storage import InMemoryExecutionStorage, NoOpExecutionStorage
+    from constellation.spi._tracing import NoOpTracer
 
     builtins: list[tuple[str, str, Callable[..., Any], str]] = [
         ("metrics", "noop", NoOpMetrics, "discard every measurement (default)"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from spi._storage import ExecutionRecord
+from constellation.spi._storage import ExecutionRecord
 
 __all__ = ["SqliteExecutionStorage"]
 

@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_code_in_the_source_is_documented() -> None:
     used: set[str] = set()
+    # constellation/actors and constellation/spi are links to these root folders.
     for package in ("constellation", "actors", "spi"):
         for path in (ROOT / package).rglob("*.py"):
             used |= set(re.findall(r'"([EW]\d{3})"', path.read_text()))

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-import actors
 import constellation
-import spi
+import constellation.actors
+import constellation.spi
 
 EXPECTED = {
     "Backends", "CallContext", "CallOptions", "CircuitBreakerConfig", "CircuitOpenError",
@@ -31,8 +31,36 @@ def test_constellation_all_is_exactly_the_public_names() -> None:
     assert constellation.__all__ == sorted(constellation.__all__)
 
 
+SPI_EXPECTED = [
+    "KINDS", "MISSING", "BackendInfo", "Backends", "CacheBackend", "CacheStats",
+    "CompositeListener", "ExecutionEvent", "ExecutionListener", "ExecutionRecord",
+    "ExecutionStorage", "ExponentialBackoff", "FixedDelay", "InMemoryCacheBackend",
+    "InMemoryExecutionStorage", "InMemoryMetrics", "LinearBackoff", "LoggingListener",
+    "LoggingMetrics", "MetricsProvider", "ModuleEvent", "NoOpExecutionStorage", "NoOpListener",
+    "NoOpMetrics", "NoOpSpan", "NoOpTracer", "NoRetry", "OpenTelemetryTracer", "OutboxListener",
+    "PostgresExecutionStorage", "PrometheusMetrics", "RedisCacheBackend", "RetryPolicy", "Span",
+    "SqliteExecutionStorage", "TracerProvider", "create_backend", "list_backends", "policy_for",
+    "register_backend", "unregister_backend",
+]
+
+ACTORS_EXPECTED = [
+    "CallContext", "Execution", "PooledActor", "SchedulerQueue", "ThreadPool", "TimerService",
+    "current_pool", "default_dispatcher",
+]
+
+
+def test_spi_all_is_exactly_the_public_names_sorted() -> None:
+    assert constellation.spi.__all__ == sorted(SPI_EXPECTED)
+
+
+def test_actors_all_is_exactly_the_public_names_sorted_without_internals() -> None:
+    assert constellation.actors.__all__ == sorted(ACTORS_EXPECTED)
+    assert "Runtime" not in constellation.actors.__all__
+    assert "Supervisor" not in constellation.actors.__all__
+
+
 def test_every_public_name_resolves() -> None:
-    for package in (constellation, actors, spi):
+    for package in (constellation, constellation.actors, constellation.spi):
         for name in package.__all__:
             assert getattr(package, name) is not None, f"{package.__name__}.{name}"
 
@@ -43,7 +71,8 @@ def test_unknown_attribute_raises_attribute_error() -> None:
 
 
 def test_importing_the_packages_in_any_order_works() -> None:
-    for first in ("actors", "spi", "constellation.core.types", "constellation"):
+    for first in ("constellation.actors", "constellation.spi", "constellation.core.types",
+                  "constellation"):
         code = f"import {first}; import constellation; constellation.Constellation"
         subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

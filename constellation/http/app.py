@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from constellation.engine import Constellation, Pipeline
     from constellation.http.auth import AuthProvider
     from constellation.http.settings import ServerSettings
-    from spi import PrometheusMetrics
+    from constellation.spi import PrometheusMetrics
 
 __all__ = ["ServerState", "create_app"]
 

@@ -32,11 +32,11 @@ from constellation.http.models import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from actors._handle import Execution
+    from constellation.actors._handle import Execution
     from constellation.core.results import ExecutionResult
     from constellation.engine import Pipeline
     from constellation.http.app import ServerState
-    from spi import ExecutionRecord
+    from constellation.spi import ExecutionRecord
 
 __all__ = ["register_routes"]
 

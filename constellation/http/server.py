@@ -62,11 +62,11 @@ def build(settings: ServerSettings) -> tuple[FastAPI, Constellation]:
     Raises:
         ConfigurationError: a bad setting, plugin or pipeline file (with its location).
     """
-    from spi import Backends, InMemoryExecutionStorage, SqliteExecutionStorage
+    from constellation.spi import Backends, InMemoryExecutionStorage, SqliteExecutionStorage
 
     metrics: Any = None
     try:
-        from spi import PrometheusMetrics
+        from constellation.spi import PrometheusMetrics
 
         metrics = PrometheusMetrics()
     except ConfigurationError:

@@ -9,7 +9,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors import PooledActor, ThreadPool
+from constellation.actors import PooledActor, ThreadPool
 
 WAIT = 5.0
 

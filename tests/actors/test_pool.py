@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from actors import ThreadPool, current_pool
+from constellation.actors import ThreadPool, current_pool
 
 
 def test_submit_returns_results_and_exceptions() -> None:

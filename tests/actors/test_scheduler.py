@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors import SchedulerQueue
+from constellation.actors import SchedulerQueue
 
 
 class FakeClock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from actors import TimerService
+from constellation.actors import TimerService
 
 
 def test_callbacks_fire_in_deadline_order() -> None:

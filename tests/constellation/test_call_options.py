@@ -18,8 +18,8 @@ from constellation import (
     PipelineBuilder,
     module,
 )
+from constellation.spi import InMemoryCacheBackend
 from constellation.testing import ManualClock
-from spi import InMemoryCacheBackend
 from tests.waiting import wait_for
 
 

@@ -221,7 +221,7 @@ def test_breaker_counts_each_retry_and_fallback_covers_an_open_breaker(engine_fa
 
 
 def test_breaker_state_gauge(engine_factory: Any) -> None:
-    from spi import Backends, InMemoryMetrics
+    from constellation.spi import Backends, InMemoryMetrics
 
     metrics = InMemoryMetrics()
 

@@ -17,7 +17,7 @@ from constellation import (
     SchedulerConfig,
     module,
 )
-from spi import InMemoryMetrics, ModuleEvent, NoOpListener
+from constellation.spi import InMemoryMetrics, ModuleEvent, NoOpListener
 
 SOURCE = "in t: String\nu = Uppercase(Trim(t))\nout u\n"
 
@@ -28,7 +28,7 @@ def boom(text: str) -> str:
 
 
 def test_no_backends_means_no_observer_and_no_listener_thread() -> None:
-    from spi import NoOpMetrics, NoOpTracer
+    from constellation.spi import NoOpMetrics, NoOpTracer
 
     with Constellation() as engine:
         assert engine._runtime.observer is None
@@ -151,7 +151,7 @@ def test_opentelemetry_spans_parent_module_calls_under_their_execution() -> None
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import StatusCode
 
-    from spi import OpenTelemetryTracer
+    from constellation.spi import OpenTelemetryTracer
 
     exporter = InMemorySpanExporter()
     provider = sdk_trace.TracerProvider()

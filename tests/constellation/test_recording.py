@@ -11,7 +11,7 @@ from constellation import (
     PipelineBuilder,
     module,
 )
-from spi import InMemoryExecutionStorage, SqliteExecutionStorage
+from constellation.spi import InMemoryExecutionStorage, SqliteExecutionStorage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -125,7 +125,7 @@ def test_executions_cancelled_while_queued_are_recorded() -> None:
 
 
 def test_noop_storage_turns_recording_off() -> None:
-    from spi import NoOpExecutionStorage
+    from constellation.spi import NoOpExecutionStorage
 
     with Constellation(backends=Backends(storage=NoOpExecutionStorage())) as engine:
         assert engine._runtime.storage is None

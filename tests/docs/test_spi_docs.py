@@ -25,7 +25,7 @@ def test_spi_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         for block in runnable:
             exec(compile(block, str(DOC), "exec"), namespace)
     finally:
-        from spi import unregister_backend
+        from constellation.spi import unregister_backend
 
         unregister_backend("cache", "tiny")
         storage = namespace.get("storage")

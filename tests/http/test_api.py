@@ -121,7 +121,7 @@ def test_suspend_and_resume_over_http(server: Server) -> None:
 def test_modules_health_and_metrics(make_server: Callable[..., Server]) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from spi import Backends, PrometheusMetrics
+    from constellation.spi import Backends, PrometheusMetrics
 
     metrics = PrometheusMetrics()
     server = make_server(metrics=metrics, backends=Backends(metrics=metrics))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from spi import MISSING, ExecutionRecord
+from constellation.spi import MISSING, ExecutionRecord
 
 
 class CacheContract:
@@ -129,7 +129,7 @@ class StorageContract:
 
 
 def _events() -> list[tuple[str, Any]]:
-    from spi import ExecutionEvent, ModuleEvent
+    from constellation.spi import ExecutionEvent, ModuleEvent
 
     ex = ExecutionEvent("e-1", "p", "h" * 64, "running", timestamp=1.0)
     mod = ModuleEvent("e-1", "Trim", "text.Trim", 1, 2.5, None, 2.0)
@@ -152,7 +152,7 @@ class ListenerContract:
         return None
 
     def test_implements_the_protocol(self) -> None:
-        from spi import ExecutionListener
+        from constellation.spi import ExecutionListener
 
         assert isinstance(self.make(), ExecutionListener)
 
@@ -197,7 +197,7 @@ class MetricsContract:
         return None
 
     def test_implements_the_protocol(self) -> None:
-        from spi import MetricsProvider
+        from constellation.spi import MetricsProvider
 
         assert isinstance(self.make(), MetricsProvider)
 
@@ -228,7 +228,7 @@ class TracerContract:
         return None
 
     def test_implements_the_protocol(self) -> None:
-        from spi import TracerProvider
+        from constellation.spi import TracerProvider
 
         assert isinstance(self.make(), TracerProvider)
 
@@ -253,7 +253,7 @@ class RetryContract:
         raise NotImplementedError
 
     def test_implements_the_protocol(self) -> None:
-        from spi import RetryPolicy
+        from constellation.spi import RetryPolicy
 
         assert isinstance(self.make(3), RetryPolicy)
 

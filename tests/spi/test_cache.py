@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spi import MISSING, InMemoryCacheBackend
+from constellation.spi import MISSING, InMemoryCacheBackend
 from tests.spi.contracts import CacheContract
 
 

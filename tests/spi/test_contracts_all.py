@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from spi import (
+from constellation.spi import (
     CompositeListener,
     ExponentialBackoff,
     FixedDelay,

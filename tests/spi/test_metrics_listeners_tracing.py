@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from spi import (
+from constellation.spi import (
     CompositeListener,
     ExecutionEvent,
     ExecutionListener,
@@ -80,7 +80,7 @@ def test_composite_listener_tells_everyone_even_after_a_failure(
 
 
 def test_noop_tracer_spans_nest_and_accept_attributes() -> None:
-    from spi._tracing import span
+    from constellation.spi._tracing import span
 
     tracer = NoOpTracer()
     with span(tracer, "execute(p)", {"pipeline": "p"}) as outer:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from constellation import Backends, module
-from spi import OutboxListener
+from constellation.spi import OutboxListener
 from tests.spi.test_contracts_all import Recorder
 from tests.waiting import wait_for
 
@@ -66,7 +66,7 @@ def test_a_failing_listener_gets_every_event_again_until_it_takes_it(tmp_path: P
 CHILD = textwrap.dedent("""
     import sys, time
     from constellation import Backends, Constellation, module
-    from spi import NoOpListener, OutboxListener
+    from constellation.spi import NoOpListener, OutboxListener
 
     class Unreachable(NoOpListener):
         def __getattribute__(self, name):

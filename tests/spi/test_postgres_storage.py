@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from spi._postgres import PostgresExecutionStorage
+from constellation.spi._postgres import PostgresExecutionStorage
 from tests.spi.contracts import StorageContract
 from tests.spi.services import postgres_dsn
 

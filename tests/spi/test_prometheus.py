@@ -22,7 +22,7 @@ from constellation import (
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from spi import PrometheusMetrics  # noqa: E402
+from constellation.spi import PrometheusMetrics  # noqa: E402
 
 
 @module("Fails")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from spi._redis import RedisCacheBackend
+from constellation.spi._redis import RedisCacheBackend
 from tests.spi.contracts import CacheContract
 from tests.spi.services import redis_client
 

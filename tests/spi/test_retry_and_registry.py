@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from constellation import ConfigurationError
-from spi import (
+from constellation.spi import (
     ExponentialBackoff,
     FixedDelay,
     InMemoryCacheBackend,
@@ -95,11 +97,11 @@ def test_register_replace_and_unregister() -> None:
 def test_backends_are_discovered_from_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.metadata
 
-    from spi import _registry
+    from constellation.spi import _registry
 
     group = "constellation.backends.cache"
     fake = importlib.metadata.EntryPoint(
-        name="from-plugin", value="spi._cache:InMemoryCacheBackend", group=group)
+        name="from-plugin", value="constellation.spi._cache:InMemoryCacheBackend", group=group)
     broken = importlib.metadata.EntryPoint(
         name="broken", value="no_such_module_xyz:Thing", group=group)
 
@@ -118,8 +120,10 @@ def test_backends_are_discovered_from_entry_points(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize(("module", "make", "hint"), [
-    ("redis", lambda: __import__("spi").RedisCacheBackend(), "constellation-engine[redis]"),
-    ("psycopg", lambda: __import__("spi").PostgresExecutionStorage("host=x"),
+    ("redis", lambda: importlib.import_module("constellation.spi").RedisCacheBackend(),
+     "constellation-engine[redis]"),
+    ("psycopg",
+     lambda: importlib.import_module("constellation.spi").PostgresExecutionStorage("host=x"),
      "constellation-engine[postgres]"),
 ])
 def test_a_missing_extra_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch, module: str,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from spi._sqlite import SqliteExecutionStorage
+from constellation.spi._sqlite import SqliteExecutionStorage
 from tests.spi.contracts import StorageContract, record
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spi import InMemoryExecutionStorage
+from constellation.spi import InMemoryExecutionStorage
 from tests.spi.contracts import StorageContract, record
 
 
