@@ -132,19 +132,24 @@ class _Inbox:
         pool.schedule(actor._turn)  # the first turn runs on_start, then any messages
 
     def post(self, message: Any) -> bool:
-        """Queue a runtime-internal message (no Envelope, no reply); False if closed."""
+        """Queue a runtime-internal message (no Envelope, no reply); False if closed.
+
+        A message to a closed inbox is a dead letter: dropped and counted on the pool
+        (``ThreadPool.dead_letters``), never an exception in the sender."""
         if self._closed:
+            _dead_letter(self._pool)
             return False
         self._messages.append(message)
         if self.closed():  # closed while we appended: the closer may have missed it
             self.drain_rejected()
             return False
         if self.take_turn():
-            self._pool.schedule(self._actor._turn)  # type: ignore[union-attr]
+            return _schedule(self._pool, self._actor, queued=False)  # type: ignore[arg-type]
         return True
 
     def put(self, envelope: Envelope[Any], /) -> None:
         if self._closed:
+            _dead_letter(self._pool)
             _reject(envelope, self._actor)
             return
         self._messages.append(envelope)
@@ -154,16 +159,18 @@ class _Inbox:
         if self.take_turn():
             assert self._pool is not None
             assert self._actor is not None
-            self._pool.schedule(self._actor._turn)
+            _schedule(self._pool, self._actor, queued=False)
 
     def drain_rejected(self) -> None:
-        """Answer every waiting message as undeliverable (the actor has stopped)."""
+        """Answer every waiting message as undeliverable (the actor has stopped): a
+        dead letter each, and ``ask`` callers get ``ActorDeadError``."""
         messages = self._messages
         while True:
             try:
                 envelope = messages.popleft()
             except IndexError:
                 return
+            _dead_letter(self._pool)
             _reject(envelope, self._actor)
 
     def get(self) -> Envelope[Any]:
@@ -171,6 +178,25 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._messages
+
+
+def _schedule(pool: ThreadPool, actor: PooledActor, *, queued: bool) -> bool:
+    # A pool that is shut down runs nothing more: the message is a dead letter (the
+    # engine is stopping), never an exception in the sender.
+    try:
+        if queued:
+            pool.schedule_queued(actor._turn)
+        else:
+            pool.schedule(actor._turn)
+    except RuntimeError:
+        pool.dead_letter()
+        return False
+    return True
+
+
+def _dead_letter(pool: ThreadPool | None) -> None:
+    if pool is not None:
+        pool.dead_letter()
 
 
 def _reject(envelope: Any, actor: PooledActor | None) -> None:
@@ -277,7 +303,7 @@ class PooledActor(pykka.Actor):
             return
         inbox._token.append(True)
         if inbox._messages and inbox.take_turn():
-            self._actor_pool.schedule_queued(self._turn)
+            _schedule(self._actor_pool, self, queued=True)
 
     def post(self, message: Any) -> bool:
         """Send a runtime-internal message: no Envelope, no reply, no liveness check.
@@ -299,41 +325,51 @@ class PooledActor(pykka.Actor):
             ``False`` if the actor has stopped (the message is dropped).
         """
         inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
-        if inbox._closed:
+        if inbox._closed or self.actor_stopped._flag:
+            _dead_letter(inbox._pool)
             return False
         if inbox._messages or not inbox.take_turn():
             return inbox.post(message)  # busy, or others are waiting first: queue it
         if getattr(_pool_local, "pool", None) not in self._actor_pool._runs_on:
             inbox._messages.append(message)
-            self._actor_pool.schedule_queued(self._turn)
-            return True
+            return _schedule(self._actor_pool, self, queued=True)
         self._receive_posted(message)
         self.end_turn()
         return True
 
     def _receive_posted(self, message: Any) -> None:
-        # A runtime-internal message: straight to on_receive, with pykka's handling of
-        # an unhandled exception in a message nobody waits for.
+        # A runtime-internal message: straight to on_receive; anything escaping it is
+        # this actor's failure, reported through turn_failed (supervision).
         try:
             self.on_receive(message)
-        except Exception:
-            self._failed_unanswered()
-        except BaseException:
-            self._stop_everything()
+        except BaseException as exc:
+            self._turn_failed_safely(exc)
 
-    def _failed_unanswered(self) -> None:
-        # pykka: an exception in a message nobody waits for stops the actor (on_failure).
-        self._handle_failure(*sys.exc_info())
+    def turn_failed(self, exc: BaseException) -> None:
+        """An exception escaped one of this actor's turns (a message nobody waits for).
+
+        The default is pykka's: log it, call ``on_failure`` and stop this actor. Unlike
+        pykka's threading actors, a ``BaseException`` (``SystemExit``,
+        ``KeyboardInterrupt`` raised by code in a turn ...) is treated the same way: it
+        stops this actor only, never every actor in the process. The runtime's actors
+        override this to report the failure to their parent (supervision).
+        """
+        self._handle_failure(type(exc), exc, exc.__traceback__)
         try:
-            self.on_failure(*sys.exc_info())
+            self.on_failure(type(exc), exc, exc.__traceback__)
         except Exception:
             self._handle_failure(*sys.exc_info())
-
-    def _stop_everything(self) -> None:
-        # pykka: a BaseException (KeyboardInterrupt, SystemExit ...) stops all actors.
-        logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
         self._stop()
-        ActorRegistry.stop_all()
+
+    def _turn_failed_safely(self, exc: BaseException) -> None:
+        try:
+            self.turn_failed(exc)
+        except BaseException:
+            logger.exception("handling a failure of %s failed; stopping it", self)
+            try:
+                self._stop()
+            except BaseException:
+                self.actor_stopped.set()
 
     def _attach(self, pool: ThreadPool | None) -> None:
         self._actor_pool = pool or self.dispatcher or default_dispatcher()
@@ -368,19 +404,22 @@ class PooledActor(pykka.Actor):
 
     def _turn(self) -> None:
         inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
-        if not self._actor_started:
-            self._actor_started = True
-            self._actor_loop_setup()
-        msgs = inbox._messages
-        stopped = self.actor_stopped
-        for _ in range(self.turn_batch):
-            if stopped._flag or not msgs:
-                break
-            item = msgs.popleft()
-            if type(item) is Envelope:
-                self._handle_envelope(item)
-            else:
-                self._receive_posted(item)
+        try:
+            if not self._actor_started:
+                self._actor_started = True
+                self._actor_loop_setup()
+            msgs = inbox._messages
+            stopped = self.actor_stopped
+            for _ in range(self.turn_batch):
+                if stopped._flag or not msgs:
+                    break
+                item = msgs.popleft()
+                if type(item) is Envelope:
+                    self._handle_envelope(item)
+                else:
+                    self._receive_posted(item)
+        except BaseException as exc:
+            self._turn_failed_safely(exc)
         # Stopped: close. More waiting: back of the queue, so other actors get a turn.
         self.end_turn()
 
@@ -390,15 +429,13 @@ class PooledActor(pykka.Actor):
             response = self._handle_receive(envelope.message)
             if envelope.reply_to is not None:
                 envelope.reply_to.set(response)
-        except Exception:
+        except BaseException as exc:
             if envelope.reply_to is not None:
                 logger.info(f"Exception returned from {self} to caller:",
                             exc_info=sys.exc_info())
                 envelope.reply_to.set_exception()
             else:
-                self._failed_unanswered()
-        except BaseException:
-            self._stop_everything()
+                self._turn_failed_safely(exc)
 
     def _close_inbox(self, inbox: _Inbox) -> None:
         # Senders re-check _closed after appending, so between them and this drain

@@ -7,6 +7,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from constellation.actors._actor import _StopFlag
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -23,23 +25,32 @@ class Attempt:
     """One attempt of one module call, as the runtime tracks it.
 
     It ends exactly once: :meth:`finish` (the call returned) or :meth:`abandon` (the
-    execution was cancelled or timed out, or the attempt passed its timeout). Cleanup
-    callbacks registered through the context run at that moment, once.
+    execution ended, or the attempt passed its timeout). Cleanup callbacks registered
+    through the context run at that moment, once. Shared by the node actor and the
+    thread or executor running the call: its state changes under its own lock.
+
+    Cheap to build (every module call has one): the cancel event makes its lock only if
+    somebody waits on it, and the cleanup list exists only once a cleanup is added.
     """
 
-    __slots__ = ("_cleanups", "_lock", "event", "number", "process", "state")
+    __slots__ = ("_cleanups", "_lock", "event", "future", "number", "process", "started",
+                 "state")
 
     def __init__(self, number: int) -> None:
         self.number = number
         self.state = RUNNING
-        self.event = threading.Event()
+        self.started = False  # set by the thread that calls the module
+        self.event: threading.Event = _StopFlag()
         self.process: Any = None  # a subprocess.Popen for isolated calls
-        self._cleanups: list[Callable[[], None]] = []
+        self.future: Any = None  # the executor's future, cancelled on abandon
+        self._cleanups: list[Callable[[], None]] | None = None
         self._lock = threading.Lock()
 
     def add_cleanup(self, fn: Callable[[], None]) -> None:
         with self._lock:
             if self.state == RUNNING:
+                if self._cleanups is None:
+                    self._cleanups = []
                 self._cleanups.append(fn)
                 return
         _run_cleanup(fn)  # already over: run at once
@@ -50,27 +61,35 @@ class Attempt:
             if self.state != RUNNING:
                 return False
             self.state = DONE
-            cleanups, self._cleanups = self._cleanups, []
-        for fn in cleanups:
+            cleanups, self._cleanups = self._cleanups, None
+        for fn in cleanups or ():
             _run_cleanup(fn)
         return True
 
     def abandon(self) -> bool:
-        """Stop waiting for the call: signal it, kill its process, run its cleanups.
+        """Stop waiting for the call: signal it, cancel its future (a call still queued
+        in the executor then never starts), kill its process, run its cleanups.
 
         Returns:
-            False if the call had already returned.
+            False if the call had already returned or been abandoned.
         """
         with self._lock:
             if self.state != RUNNING:
                 return False
             self.state = ABANDONED
-            cleanups, self._cleanups = self._cleanups, []
+            cleanups, self._cleanups = self._cleanups, None
             process = self.process
+            future = self.future
         self.event.set()
+        if future is not None:
+            try:
+                future.cancel()
+            except Exception:  # an executor's future that cannot cancel: it runs on
+                logger.debug("cancelling the future of an abandoned call failed",
+                             exc_info=True)
         if process is not None:
             kill_process(process)
-        for fn in cleanups:
+        for fn in cleanups or ():
             _run_cleanup(fn)
         return True
 
@@ -91,7 +110,7 @@ def kill_process(process: Any) -> None:
 def _run_cleanup(fn: Callable[[], None]) -> None:
     try:
         fn()
-    except Exception:
+    except BaseException:
         logger.exception("cleanup callback %r failed", fn)
 
 

@@ -19,7 +19,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor
+from constellation.actors._handle import bare_result
+from constellation.actors._internal import internal_error
 from constellation.actors._messages import (
+    Abandon,
     CancelExecution,
     DeadlineReached,
     ExecutionFinished,
@@ -88,7 +91,7 @@ class ExecutionActor(PooledActor):
         """The first step, done by the creator (see ``PooledActor.spawn_running``)."""
         handle = self.handle
         self.started = time.perf_counter()
-        handle._status = ExecutionStatus.RUNNING
+        handle._mark_running()
         observer = self.runtime.observer
         if observer is not None:
             observer.execution_started(handle)
@@ -119,6 +122,35 @@ class ExecutionActor(PooledActor):
         else:
             return super().on_receive(message)
         return None
+
+    def turn_failed(self, exc: BaseException) -> None:
+        """Supervision: a turn of this execution raised (a bug, or a backend called in
+        it). The execution ends FAILED with an InternalError naming the cause; the
+        supervisor is told as for any end, so the engine goes on."""
+        handle = self.handle
+        error = internal_error(f"execution {handle.execution_id} (pipeline "
+                               f"{self.plan.name}) failed in the runtime", exc)
+        if not self.done:
+            try:
+                self._finish(ExecutionStatus.FAILED, error)
+                return
+            except BaseException:
+                logger.exception("ending execution %s after an internal error failed",
+                                 handle.execution_id)
+        self.done = True
+        try:
+            self._abandon_nodes()
+        finally:
+            handle._complete(bare_result(handle, ExecutionStatus.FAILED, error))
+            self._stop()
+            self.runtime.post_to_supervisor(ExecutionFinished(handle))
+
+    def _abandon_nodes(self) -> None:
+        # Their calls may still run; each node abandons its call in its own turn, and
+        # what it reports later is a dead letter.
+        for actor in self.running.values():
+            actor.post(Abandon())
+        self.running.clear()
 
     # --- dataflow ----------------------------------------------------------------------
 
@@ -306,11 +338,7 @@ class ExecutionActor(PooledActor):
                 if j not in self.finished_nodes and plan.nodes[j].output not in lazy.demanded:
                     self.finished_nodes[j] = (NodeStatus.SKIPPED, 0, 0.0, None)
         records = NodeRecords(plan.nodes, self.finished_nodes)
-        for actor in self.running.values():
-            # Its call may still be running; what it reports later is dropped.
-            actor.actor_stopped.set()
-            actor.abandon()
-        self.running.clear()
+        self._abandon_nodes()
         values = self.values
         outputs = {name: values[i] for name, i in plan.outputs if values[i] is not _MISSING}
         now = time.perf_counter()

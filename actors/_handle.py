@@ -9,20 +9,26 @@ from typing import TYPE_CHECKING, Any
 
 from constellation.actors._messages import CancelExecution
 from constellation.actors._pool import current_pool
-from constellation.core.results import ExecutionResult, ExecutionStatus
+from constellation.core.errors import ExecutionCancelledError, ExecutionTimeoutError
+from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRecord, NodeStatus
+from constellation.core.types import render
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from pykka import ActorRef
-
     from constellation.actors._plan import ExecutionPlan
     from constellation.actors._runtime import Runtime
     from constellation.actors._timer import TimerEntry
+    from constellation.core.errors import ConstellationError
 
-__all__ = ["Execution"]
+__all__ = ["DEADLINE_GRACE", "Execution", "bare_result"]
 
 logger = logging.getLogger("constellation.runtime")
+
+DEADLINE_GRACE = 1.0
+"""Seconds past an execution's deadline after which a waiter stops waiting for the
+runtime and ends the execution itself (TIMED_OUT): ``result()`` is bounded even if a
+runtime thread died."""
 
 
 class Execution:
@@ -35,7 +41,7 @@ class Execution:
         priority: the integer priority it was submitted with.
     """
 
-    __slots__ = ("_actor", "_callbacks", "_deadline_timer", "_event", "_result", "_runtime",
+    __slots__ = ("_callbacks", "_deadline_timer", "_event", "_result", "_runtime",
                  "_snapshot", "_status", "deadline", "enqueued_at", "execution_id", "inputs",
                  "plan", "preset", "priority", "submitted_at")
 
@@ -60,7 +66,6 @@ class Execution:
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[ExecutionResult], None]] | None = None
         self._status = ExecutionStatus.QUEUED
-        self._actor: ActorRef[Any] | None = None
         self._deadline_timer: TimerEntry | None = None
         # Resumed executions: node index → the output it already computed (not re-run).
         self.preset = preset
@@ -87,8 +92,11 @@ class Execution:
     def result(self, timeout: float | None = None) -> ExecutionResult:
         """Wait for the result.
 
-        Every execution ends by its deadline (the engine's ``default_timeout`` at the
-        latest), so waiting without a timeout cannot hang forever.
+        The wait is bounded: every execution ends by its deadline (the engine's
+        ``default_timeout`` at the latest), and the waiter itself enforces it -- should
+        the runtime not end the execution within :data:`DEADLINE_GRACE` seconds of its
+        deadline, the execution ends TIMED_OUT here. So waiting without a timeout
+        cannot hang, whatever happened to the engine's threads.
 
         Args:
             timeout: seconds to wait; ``None`` waits until it ends.
@@ -108,24 +116,58 @@ class Execution:
             if pool is not None:
                 # A module waiting for another execution: let the pool compensate.
                 with pool.blocking():
-                    event.wait(timeout)
+                    self._wait(event, timeout)
             else:
-                event.wait(timeout)
+                self._wait(event, timeout)
         result = self._result
         if result is None:
             raise TimeoutError(f"execution {self.execution_id} still running after "
                                f"{timeout} s")
         return result
 
+    def _wait(self, event: threading.Event, timeout: float | None) -> None:
+        clock = self._runtime.clock
+        until = None if timeout is None else time.monotonic() + timeout
+        while not event.is_set():
+            left = None if until is None else until - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            over = None if self.deadline is None else self.deadline + DEADLINE_GRACE - clock()
+            if over is not None and over <= 0:
+                self._end_overdue()
+                return
+            # Slices of at most a second: the engine's clock may be a test's manual one.
+            step = min(x for x in (left, over, 1.0) if x is not None)
+            event.wait(step)
+
+    def _end_overdue(self) -> None:
+        # The runtime should have ended this execution DEADLINE_GRACE seconds ago.
+        logger.error("execution %s was not ended by the runtime within %.1f s of its "
+                     "deadline; ending it as TIMED_OUT from the waiting thread",
+                     self.execution_id, DEADLINE_GRACE)
+        self._complete(bare_result(self, ExecutionStatus.TIMED_OUT, ExecutionTimeoutError(
+            f"execution {self.execution_id} passed its deadline and the runtime did not "
+            f"end it; ended by the waiter", details={"execution_id": self.execution_id,
+                                                     "ended_by": "waiter"})))
+        self._runtime.post_to_supervisor(CancelExecution(self.execution_id))
+
     def cancel(self) -> bool:
         """Ask the engine to stop the execution; it ends CANCELLED with the outputs so far.
+
+        Safe from any thread, any number of times, at any moment: a cancel that races
+        the execution's end has no effect.
 
         Returns:
             ``False`` if it had already ended, else ``True`` (the result follows soon).
         """
         if self._result is not None:
             return False
-        self._runtime.post_to_supervisor(CancelExecution(self.execution_id))
+        if not self._runtime.post_to_supervisor(CancelExecution(self.execution_id)):
+            # Nobody left to stop it (the engine has stopped or failed): end it here.
+            self._complete(bare_result(self, ExecutionStatus.CANCELLED,
+                                       ExecutionCancelledError(
+                                           f"execution {self.execution_id} was cancelled",
+                                           details={"execution_id": self.execution_id})))
         return True
 
     def add_done_callback(self, fn: Callable[[ExecutionResult], None]) -> None:
@@ -140,22 +182,54 @@ class Execution:
 
     # --- runtime side -------------------------------------------------------------------
 
-    def _complete(self, result: ExecutionResult) -> None:
-        # Called once, from the actor that ends the execution.
-        if self._result is not None:
-            return
-        if self._deadline_timer is not None:
-            self._runtime.timer.cancel(self._deadline_timer)
-        self._status = result.status
+    def _mark_running(self) -> None:
         with self._lock:
+            if self._result is None:
+                self._status = ExecutionStatus.RUNNING
+
+    def _complete(self, result: ExecutionResult) -> bool:
+        """Make ``result`` the execution's result, if nobody did first.
+
+        The one way an execution ends: called by its owner (the execution actor while it
+        runs, the supervisor while it is queued) and, as a last resort, by a waiter past
+        the deadline or by the engine when its supervisor failed. The first call wins;
+        the others return False and change nothing.
+        """
+        with self._lock:
+            if self._result is not None:
+                return False
             self._result = result
+            self._status = result.status
             event = self._event
             callbacks = self._callbacks
+        if self._deadline_timer is not None:
+            self._runtime.timer.cancel(self._deadline_timer)
         self._runtime.execution_done()
         if event is not None:
             event.set()
         for fn in callbacks or ():
             try:
                 fn(result)
-            except Exception:
+            except BaseException:
                 logger.exception("done callback of execution %s failed", self.execution_id)
+        return True
+
+
+def bare_result(h: Execution, status: ExecutionStatus, error: ConstellationError
+                ) -> ExecutionResult:
+    """The result of an execution ended from outside its actor (queued, overdue, or its
+    engine failed): no outputs, every node as far as is known without the actor."""
+    plan = h.plan
+    return ExecutionResult(
+        execution_id=h.execution_id,
+        pipeline=plan.name,
+        structural_hash=plan.structural_hash,
+        status=status,
+        outputs={},
+        errors=(error,),
+        modules={n.name: NodeRecord(n.name, n.module.name, NodeStatus.PENDING)
+                 for n in plan.nodes},
+        missing_inputs={n: render(plan.input_types[n]) for n in plan.inputs
+                        if n not in h.inputs},
+        queued_ms=(time.perf_counter() - h.submitted_at) * 1000.0,
+    )

@@ -76,9 +76,23 @@ class ThreadPool(Executor):
         self._lock = threading.Lock()
         self._shutdown = False
         self._runs_on: tuple[ThreadPool, ...] = (self,)
+        self.dead_letters = 0
+        """Messages posted to actors of this pool after they stopped (dropped)."""
+        self.on_dead_letter: Callable[[], None] | None = None
         if eager:
             for _ in range(max_threads):
                 self._spawn()
+
+    def dead_letter(self) -> None:
+        """Count a message dropped because its actor had stopped (see ``_Inbox.post``)."""
+        with self._lock:
+            self.dead_letters += 1
+        hook = self.on_dead_letter
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # a metrics hook must not fail the sender
+                logger.exception("dead-letter hook failed")
 
     # --- scheduling --------------------------------------------------------------------
 

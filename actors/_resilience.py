@@ -19,9 +19,21 @@ import heapq
 import itertools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor
+from constellation.actors._internal import internal_error
+from constellation.actors._messages import (
+    BreakerAnswer,
+    BreakerAsk,
+    BreakerReport,
+    GateAcquire,
+    GateGranted,
+    GateRelease,
+    Refill,
+    ServiceFailed,
+    StopActor,
+)
 from constellation.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -37,7 +49,6 @@ __all__ = [
     "CallPolicy",
     "CircuitBreaker",
     "CircuitBreakerConfig",
-    "StopActor",
 ]
 
 
@@ -78,55 +89,6 @@ class BreakerState(enum.Enum):
         return {"closed": 0.0, "open": 1.0, "half_open": 2.0}[self.value]
 
 
-# --- messages --------------------------------------------------------------------------
-
-
-class BreakerAsk(NamedTuple):
-    """Node → breaker: may attempt ``attempt`` call the module?"""
-
-    node: PooledActor
-    attempt: int
-
-
-class BreakerAnswer(NamedTuple):
-    """Breaker → node: the answer."""
-
-    attempt: int
-    allowed: bool
-
-
-class BreakerReport(NamedTuple):
-    """Node → breaker: how the allowed call went (``ok`` None: abandoned, no outcome)."""
-
-    node: PooledActor
-    ok: bool | None
-
-
-class GateAcquire(NamedTuple):
-    """Node → limiter: a slot and a token, please."""
-
-    node: PooledActor
-    priority: int
-
-
-class GateGranted(NamedTuple):
-    """Limiter → node: go."""
-
-
-class GateRelease(NamedTuple):
-    """Node → limiter: done with the slot, or no longer waiting for one."""
-
-    node: PooledActor
-
-
-class _Refill(NamedTuple):
-    pass
-
-
-class StopActor(NamedTuple):
-    """Runtime → breaker or limiter: stop (the engine is stopping, or it was replaced)."""
-
-
 # --- circuit breaker --------------------------------------------------------------------
 
 
@@ -149,6 +111,12 @@ class CircuitBreaker(PooledActor):
         self.opened_at = 0.0
         self.probe_owner: PooledActor | None = None
         self.rejected = 0
+        self.current_request: Any = None  # the message being handled (see turn_failed)
+
+    def turn_failed(self, exc: BaseException) -> None:
+        """A failure handling one message: the node that asked is failed with an
+        InternalError (see ``_Shared``); the breaker keeps its state and goes on."""
+        _service_failed(self, exc)
 
     def snapshot(self) -> dict[str, Any]:
         """State for health pages (read without a turn: may be a moment old)."""
@@ -157,6 +125,7 @@ class CircuitBreaker(PooledActor):
                 "reset_timeout": self.config.reset_timeout, "rejected": self.rejected}
 
     def on_receive(self, message: Any) -> Any:
+        self.current_request = message
         kind = type(message)
         if kind is BreakerAsk:
             allowed, probe = self._admit(message.node)
@@ -245,8 +214,14 @@ class CallLimiter(PooledActor):
         self.waiting: list[tuple[int, int, PooledActor]] = []
         self._seq = itertools.count()
         self._refill_timer: TimerEntry | None = None
+        self.current_request: Any = None  # the message being handled (see turn_failed)
+
+    def turn_failed(self, exc: BaseException) -> None:
+        """See :meth:`CircuitBreaker.turn_failed`."""
+        _service_failed(self, exc)
 
     def on_receive(self, message: Any) -> Any:
+        self.current_request = message
         kind = type(message)
         if kind is GateAcquire:
             if not message.node.actor_stopped.is_set():
@@ -261,7 +236,7 @@ class CallLimiter(PooledActor):
                 self.waiting = [w for w in self.waiting if w[2] is not node]
                 heapq.heapify(self.waiting)
             self._grant()
-        elif kind is _Refill:
+        elif kind is Refill:
             self._refill_timer = None
             self._grant()
         elif kind is StopActor:
@@ -283,7 +258,7 @@ class CallLimiter(PooledActor):
                     if self._refill_timer is None:
                         wait = (1.0 - self.tokens) / self.rate
                         self._refill_timer = self.runtime.timer.call_later(
-                            wait, lambda: self.post_and_run(_Refill()))
+                            wait, lambda: self.post_and_run(Refill()))
                     return
                 self.tokens -= 1.0
             _, _, node = heapq.heappop(self.waiting)
@@ -296,6 +271,21 @@ class CallLimiter(PooledActor):
     def queued(self) -> int:
         """Calls waiting (read without a turn)."""
         return len(self.waiting)
+
+
+def _service_failed(actor: CircuitBreaker | CallLimiter, exc: BaseException) -> None:
+    # Supervision for the shared actors: one bad message must neither stop the actor
+    # (every later call of the module would wait forever) nor leave the asking node
+    # waiting for an answer. The node is failed; the actor is not stopped.
+    error = internal_error(f"the {type(actor).__name__} of module {actor.module} failed",
+                           exc)
+    node = getattr(actor.current_request, "node", None)
+    if isinstance(node, PooledActor):
+        node.post(ServiceFailed(error))
+    observer = actor.runtime.observer
+    if observer is not None:
+        observer.metric("counter", "constellation.runtime.actor_failures", 1.0,
+                        {"actor": type(actor).__name__})
 
 
 # --- call policy ------------------------------------------------------------------------

@@ -8,14 +8,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from constellation.actors._messages import StopActor
 from constellation.actors._pool import ThreadPool
 from constellation.actors._resilience import (
     CallLimiter,
     CallPolicy,
     CircuitBreaker,
     CircuitBreakerConfig,
-    StopActor,
 )
+from constellation.actors._runners import runner_for
 from constellation.actors._timer import TimerService
 from constellation.core.errors import QueueFullError
 from constellation.core.types import zero_value
@@ -28,14 +29,18 @@ if TYPE_CHECKING:
     from pykka import ActorRef
 
     from constellation.actors._actor import PooledActor
+    from constellation.actors._handle import Execution
     from constellation.actors._observer import Observer
     from constellation.actors._plan import NodePlan
+    from constellation.core.errors import EngineFailedError
     from constellation.core.modules import ModuleDefinition
     from constellation.core.options import CallOptions
     from constellation.spi._cache import CacheBackend
     from constellation.spi._storage import ExecutionStorage
 
 __all__ = ["Runtime"]
+
+logger = logging.getLogger("constellation.runtime")
 
 
 class Runtime:
@@ -61,6 +66,8 @@ class Runtime:
         # module runs the next ready turn itself); module calls never run on dispatchers.
         if isinstance(self.workers, ThreadPool):
             self.dispatcher.also_runs_on(self.workers)
+        self.runner = runner_for(self.workers)  # how module calls reach the executor
+        self.dispatcher.on_dead_letter = self._dead_letter
         self.timer = TimerService(f"{name}-timer", clock=clock)
         self.supervisor: ActorRef[Any] | None = None
         self.supervisor_actor: PooledActor | None = None
@@ -78,12 +85,33 @@ class Runtime:
         self.named_caches: dict[str, CacheBackend] = {}
         self._io_pool: ThreadPool | None = None
         self._owned_caches: list[CacheBackend] = []
-        self.abandoned = 0  # module calls given up on whose threads could not be stopped
         self._lock = threading.Lock()
+        # Written by several threads: only under _lock.
+        self.abandoned = 0  # module calls given up on whose threads could not be stopped
         self._idle = threading.Condition(self._lock)
         self.queued = 0
         self.inflight = 0
         self.rejected = 0
+        # Set when the supervisor failed (see supervisor_failed): the engine is FAILED.
+        self.failed: EngineFailedError | None = None
+
+    @property
+    def dead_letters(self) -> int:
+        """Messages dropped because their actor had stopped (see ``_messages``)."""
+        return self.dispatcher.dead_letters
+
+    def _dead_letter(self) -> None:
+        observer = self.observer
+        if observer is not None:
+            observer.metric("counter", "constellation.runtime.dead_letters", 1.0, None)
+
+    def count_abandoned(self, module: str) -> None:
+        """A module call was given up on while its thread still ran it."""
+        with self._lock:
+            self.abandoned += 1
+        if self.observer is not None:
+            self.observer.metric("counter", "constellation.module.abandoned", 1.0,
+                                 {"module_name": module})
 
     @staticmethod
     def default_dispatcher_threads() -> int:
@@ -228,12 +256,35 @@ class Runtime:
         with self._idle:
             return self._idle.wait_for(lambda: self.inflight == 0, timeout)
 
-    def post_to_supervisor(self, message: Any) -> None:
-        """Deliver to the supervisor (dropped once it has stopped), running its turn on
-        this thread if it is idle and this is an engine thread (see
-        ``PooledActor.post_and_run``); from any other thread the turn is queued."""
-        if self.supervisor_actor is not None:
-            self.supervisor_actor.post_and_run(message)
+    def post_to_supervisor(self, message: Any) -> bool:
+        """Deliver to the supervisor, running its turn on this thread if it is idle and
+        this is an engine thread (see ``PooledActor.post_and_run``); from any other
+        thread the turn is queued.
+
+        Returns:
+            False if the supervisor has stopped (the message is a dead letter).
+        """
+        if self.supervisor_actor is None:
+            return False
+        return self.supervisor_actor.post_and_run(message)
+
+    def supervisor_failed(self, exc: BaseException, handles: list[Execution]) -> None:
+        """The supervisor's turn raised: the engine is FAILED. Every execution it held
+        ends FAILED now, and so does any that reaches it later."""
+        from constellation.actors._handle import bare_result
+        from constellation.actors._internal import describe, internal_error
+        from constellation.core.errors import EngineFailedError
+        from constellation.core.results import ExecutionStatus
+
+        logger.error("the supervisor failed (%s: %s); the engine accepts no more work",
+                     type(exc).__name__, describe(exc), exc_info=exc)
+        cause = internal_error("the engine's supervisor failed", exc)
+        failed = EngineFailedError(
+            f"the engine failed: {cause.message}; shut it down and create a new one",
+            details={"cause": cause.to_dict()})
+        self.failed = failed
+        for h in handles:
+            h._complete(bare_result(h, ExecutionStatus.FAILED, failed))
 
     def stop(self, join_timeout: float = 5.0) -> None:
         """Stop timer and pools (after the supervisor has stopped)."""

@@ -7,12 +7,14 @@ finished executions, cancellations and deadlines.
 
 from __future__ import annotations
 
-import time
+import logging
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor
 from constellation.actors._execution import ExecutionActor
+from constellation.actors._handle import bare_result
 from constellation.actors._messages import (
+    CancelAll,
     CancelExecution,
     DeadlineReached,
     ExecutionFinished,
@@ -25,24 +27,26 @@ from constellation.core.errors import (
     ExecutionCancelledError,
     ExecutionTimeoutError,
 )
-from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRecord, NodeStatus
-from constellation.core.types import render
+from constellation.core.results import ExecutionStatus
 
 if TYPE_CHECKING:
     from constellation.actors._handle import Execution
     from constellation.actors._runtime import Runtime
 
-__all__ = ["CancelAll", "Supervisor"]
+__all__ = ["Supervisor"]
 
-
-class CancelAll:
-    """Engine → supervisor (shutdown): cancel everything queued or running."""
-
-    __slots__ = ()
+logger = logging.getLogger("constellation.runtime")
 
 
 class Supervisor(PooledActor):
     """Schedules executions: priority order with aging, at most ``max_concurrency`` at once.
+
+    It supervises the execution actors it starts: their first step runs in its turn,
+    and whatever that raises is the execution's failure (the execution ends FAILED),
+    never the supervisor's. Messages to an execution that has ended are dead letters.
+    If a turn of the supervisor itself raises, the engine fails fast: every queued and
+    running execution ends FAILED with :class:`EngineFailedError` at once (see
+    :meth:`turn_failed`) -- nothing is left waiting.
 
     Args:
         runtime: the engine's runtime.
@@ -58,7 +62,7 @@ class Supervisor(PooledActor):
         self.queue: SchedulerQueue[Execution] = SchedulerQueue(starvation_timeout,
                                                                 runtime.clock)
         self.queued: dict[str, Execution] = {}
-        self.running: dict[str, Execution] = {}
+        self.running: dict[str, ExecutionActor] = {}
 
     def on_receive(self, message: Any) -> Any:
         kind = type(message)
@@ -79,6 +83,14 @@ class Supervisor(PooledActor):
             return super().on_receive(message)
         return None
 
+    def turn_failed(self, exc: BaseException) -> None:
+        """The supervisor's own turn raised: fail the engine, end every execution."""
+        handles = [*self.queued.values(), *(a.handle for a in self.running.values())]
+        self.queued.clear()
+        self.running.clear()
+        self._stop()
+        self.runtime.supervisor_failed(exc, handles)
+
     def _pump(self) -> None:
         runtime = self.runtime
         while len(self.running) < self.max_concurrency:
@@ -87,18 +99,21 @@ class Supervisor(PooledActor):
                 return
             del self.queued[h.execution_id]
             runtime.dequeued()
-            self.running[h.execution_id] = h
+            if h._result is not None:
+                continue  # ended while it waited (its waiter gave up at the deadline)
             actor = ExecutionActor.spawn_running(h, runtime, _dispatcher=runtime.dispatcher)
-            h._actor = actor.actor_ref
-            actor.begin()
+            self.running[h.execution_id] = actor
+            try:
+                actor.begin()
+            except BaseException as exc:
+                actor._turn_failed_safely(exc)
             actor.end_turn()
 
     def _stop_one(self, message: CancelExecution | DeadlineReached) -> None:
         eid = message.execution_id
         running = self.running.get(eid)
         if running is not None:
-            if running._actor is not None:
-                running._actor.tell(message)
+            running.post(message)  # a dead letter if it has just ended
             return
         h = self.queued.pop(eid, None)
         if h is None or not self.queue.remove(eid):
@@ -112,27 +127,9 @@ class Supervisor(PooledActor):
             status = ExecutionStatus.TIMED_OUT
             error = ExecutionTimeoutError(f"execution {eid} passed its deadline while queued",
                                           details={"execution_id": eid})
-        result = _unstarted_result(h, status, error)
+        result = bare_result(h, status, error)
         if self.runtime.observer is not None:
             self.runtime.observer.execution_finished(h, result)
         if self.runtime.storage is not None:
             save_execution(self.runtime.storage, h, result)
         h._complete(result)
-
-
-def _unstarted_result(h: Execution, status: ExecutionStatus, error: ConstellationError
-                      ) -> ExecutionResult:
-    plan = h.plan
-    return ExecutionResult(
-        execution_id=h.execution_id,
-        pipeline=plan.name,
-        structural_hash=plan.structural_hash,
-        status=status,
-        outputs={},
-        errors=(error,),
-        modules={n.name: NodeRecord(n.name, n.module.name, NodeStatus.PENDING)
-                 for n in plan.nodes},
-        missing_inputs={n: render(plan.input_types[n]) for n in plan.inputs
-                        if n not in h.inputs},
-        queued_ms=(time.perf_counter() - h.submitted_at) * 1000.0,
-    )

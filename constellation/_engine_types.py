@@ -66,11 +66,17 @@ class SchedulerConfig:
 
 
 class LifecycleState(enum.Enum):
-    """An engine's lifecycle: RUNNING → DRAINING (shutdown called) → STOPPED."""
+    """An engine's lifecycle: RUNNING → DRAINING (shutdown called) → STOPPED.
+
+    FAILED: the engine's supervisor failed (an internal error). Every execution it held
+    ended FAILED with ``EngineFailedError``; submissions raise it. ``shutdown()`` still
+    releases the threads (and the state then stays FAILED).
+    """
 
     RUNNING = "running"
     DRAINING = "draining"
     STOPPED = "stopped"
+    FAILED = "failed"
 
 
 class Pipeline:

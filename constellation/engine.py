@@ -23,18 +23,19 @@ from typing import TYPE_CHECKING, Any
 from cachetools import LRUCache
 
 from constellation._engine_types import LifecycleState, Pipeline, SchedulerConfig
-from constellation.actors._handle import Execution
-from constellation.actors._messages import DeadlineReached, SubmitExecution
+from constellation.actors._handle import DEADLINE_GRACE, Execution, bare_result
+from constellation.actors._messages import CancelAll, DeadlineReached, SubmitExecution
 from constellation.actors._plan import ExecutionPlan, ModuleTiming
 from constellation.actors._resilience import CallPolicy, CircuitBreakerConfig
 from constellation.actors._runtime import Runtime
-from constellation.actors._supervisor import CancelAll, Supervisor
+from constellation.actors._supervisor import Supervisor
 from constellation.core.builder import PipelineBuilder
 from constellation.core.dag import DagSpec, resolve
 from constellation.core.errors import (
     CompilationError,
     ConfigurationError,
     Diagnostic,
+    EngineFailedError,
     InputError,
     InputTypeError,
     QueueFullError,
@@ -187,6 +188,8 @@ class Constellation:
         self._runtime.supervisor = supervisor.actor_ref
         self._state = LifecycleState.RUNNING
         self._state_lock = threading.Lock()
+        self._stopped = threading.Event()  # set when shutdown() has finished
+        self._drained = True
         # Execution ids look like UUIDs: 64 random bits per engine, then a counter.
         self._id_prefix = str(uuid.UUID(int=int.from_bytes(os.urandom(8), "big") << 64))[:19]
         self._ids = itertools.count(1)
@@ -349,8 +352,7 @@ class Constellation:
             QueueFullError: ``max_queue_size`` executions are already waiting.
             CompilationError: ``pipeline`` was not compiled and does not compile.
         """
-        if self._state is not LifecycleState.RUNNING:
-            raise ShuttingDownError(f"engine is {self._state.value}; not accepting executions")
+        self._check_accepting()
         if not isinstance(pipeline, Pipeline) or pipeline._engine is not self:
             pipeline = self.compile(pipeline)
         plan = pipeline.plan
@@ -361,8 +363,7 @@ class Constellation:
                      timeout: float | None, priority: Priority | int | str,
                      execution_id: str | None = None,
                      preset: Mapping[int, Any] | None = None) -> Execution:
-        if self._state is not LifecycleState.RUNNING:
-            raise ShuttingDownError(f"engine is {self._state.value}; not accepting executions")
+        self._check_accepting()
         prio = priority_value(priority)
         limit = self.default_timeout
         for t in (timeout, plan.timeout):
@@ -387,8 +388,20 @@ class Constellation:
             raise
         handle._deadline_timer = runtime.timer.call_at(
             deadline, lambda: runtime.post_to_supervisor(DeadlineReached(eid)))
-        runtime.post_to_supervisor(SubmitExecution(handle))
+        if not runtime.post_to_supervisor(SubmitExecution(handle)):
+            # The supervisor stopped between the check above and now: nobody will run it.
+            runtime.dequeued()
+            error = runtime.failed or ShuttingDownError(
+                f"engine is {self.state.value}; the execution was not started")
+            handle._complete(bare_result(handle, ExecutionStatus.FAILED, error))
         return handle
+
+    def _check_accepting(self) -> None:
+        failed = self._runtime.failed
+        if failed is not None:
+            raise EngineFailedError(failed.message, details=failed.details)
+        if self._state is not LifecycleState.RUNNING:
+            raise ShuttingDownError(f"engine is {self._state.value}; not accepting executions")
 
     def resume(self, execution_id: str, inputs: Mapping[str, Any], *,
                pipeline: Pipeline | DagSpec | PipelineBuilder | str | None = None,
@@ -490,7 +503,9 @@ class Constellation:
 
     @property
     def state(self) -> LifecycleState:
-        """RUNNING, DRAINING or STOPPED."""
+        """RUNNING, DRAINING, STOPPED, or FAILED (its supervisor failed)."""
+        if self._runtime.failed is not None:
+            return LifecycleState.FAILED
         return self._state
 
     @property
@@ -525,32 +540,59 @@ class Constellation:
         """Stop accepting work, let in-flight executions finish, then stop.
 
         Executions still running after ``drain_timeout`` seconds are cancelled (they
-        end CANCELLED with their partial outputs). Calling it again does nothing.
+        end CANCELLED with their partial outputs). Safe to call from several threads
+        and more than once: every call returns once the engine is stopped, with the
+        same answer (a later call waits for the first one, bounded by its own
+        ``drain_timeout`` plus the stop's few seconds).
 
         Returns:
             Whether every in-flight execution finished on its own within the timeout.
         """
         with self._state_lock:
-            if self._state is not LifecycleState.RUNNING:
-                return True
-            self._state = LifecycleState.DRAINING
+            first = self._state is LifecycleState.RUNNING
+            if first:
+                self._state = LifecycleState.DRAINING
+        if not first:
+            # Another call is stopping the engine (or did): its answer is ours.
+            self._stopped.wait(drain_timeout + _STOP_GRACE)
+            return self._drained
+        try:
+            self._drained = self._drain_and_stop(drain_timeout)
+        finally:
+            self._state = LifecycleState.STOPPED
+            self._stopped.set()
+        return self._drained
+
+    def _drain_and_stop(self, drain_timeout: float) -> bool:
         runtime = self._runtime
         drained = runtime.wait_idle(drain_timeout)
         if not drained:
             logger.warning("drain timeout: cancelling %d executions", runtime.inflight)
-            runtime.post_to_supervisor(CancelAll())
+            if not runtime.post_to_supervisor(CancelAll()):
+                logger.warning("the supervisor is gone; %d executions left to their "
+                               "waiters' deadlines", runtime.inflight)
             runtime.wait_idle(5.0)
-        if runtime.supervisor is not None:
-            runtime.supervisor.stop(block=True, timeout=5.0)
-        if runtime.observer is not None:
-            runtime.observer.stop()
-        runtime.stop()
-        self._state = LifecycleState.STOPPED
+        # Each step is bounded and none may keep the others from running: a runtime
+        # whose threads died still gets its timer, pools and backends released.
+        supervisor = runtime.supervisor_actor
+        if runtime.supervisor is not None and supervisor is not None \
+                and not supervisor.actor_stopped.is_set():
+            try:
+                runtime.supervisor.stop(block=True, timeout=5.0)
+            except Exception:  # pykka's Timeout: its dispatcher no longer runs turns
+                logger.warning("the supervisor did not stop within 5 s; stopping anyway")
+                supervisor.actor_stopped.set()
+        for step in ((runtime.observer.stop,) if runtime.observer is not None else ()) \
+                + (runtime.stop,):
+            try:
+                step()
+            except Exception:
+                logger.exception("shutdown step %s failed", step.__qualname__)
         return drained
 
     def cancel_all(self) -> None:
         """Cancel every queued and running execution now (they end CANCELLED)."""
-        self._runtime.post_to_supervisor(CancelAll())
+        self._runtime.post_to_supervisor(CancelAll())  # a dead letter once stopped
 
     def __enter__(self) -> Constellation:
         return self
@@ -562,6 +604,11 @@ class Constellation:
     def __repr__(self) -> str:
         return (f"<Constellation {self._state.value} modules={len(self._modules)} "
                 f"inflight={self.inflight_count}>")
+
+
+_STOP_GRACE = 5.0 + 5.0 + 5.0 + DEADLINE_GRACE
+"""What shutdown() takes past its drain timeout at most: cancelling, stopping the
+supervisor and the listener, joining the pools (see _drain_and_stop)."""
 
 
 def _check_backend(backend: Any, protocol: type, field: str) -> None:

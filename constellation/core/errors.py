@@ -12,11 +12,14 @@ ConstellationError                      E000  root; .code, .message, .details
 │   └── ResumeError                     E204  an execution cannot be resumed so
 ├── ModuleExecutionError                E300  a module raised
 │   ├── ModuleOutputTypeError           E302  a module returned a value of the wrong type
-│   └── ModuleTimeoutError              E303  a module call passed its per-attempt timeout
+│   ├── ModuleTimeoutError              E303  a module call passed its per-attempt timeout
+│   └── ExecutorError                   E312  the executor refused or lost the call
+├── InternalError                       E311  a runtime actor's turn raised (a bug)
 ├── SchedulingError                     E400
 │   ├── QueueFullError                  E401  the scheduler queue is full; submit again later
 │   ├── ShuttingDownError               E402  the engine is draining or stopped
-│   └── CircuitOpenError                E403  a module's circuit breaker is open
+│   ├── CircuitOpenError                E403  a module's circuit breaker is open
+│   └── EngineFailedError               E404  the engine's supervisor failed; nothing runs
 ├── ExecutionCancelledError             E501  recorded on CANCELLED results
 └── ExecutionTimeoutError               E502  recorded on TIMED_OUT results
 ```
@@ -35,10 +38,13 @@ __all__ = [
     "ConfigurationError",
     "ConstellationError",
     "Diagnostic",
+    "EngineFailedError",
     "ExecutionCancelledError",
     "ExecutionTimeoutError",
+    "ExecutorError",
     "InputError",
     "InputTypeError",
+    "InternalError",
     "MissingInputError",
     "ModuleExecutionError",
     "ModuleOutputTypeError",
@@ -193,6 +199,21 @@ class ModuleTimeoutError(ModuleExecutionError):
     code = "E303"
 
 
+class ExecutorError(ModuleExecutionError):
+    """The worker executor refused the call (``submit`` raised: shut down, a broken
+    process pool, an argument it cannot serialize) or lost it (a dead worker)."""
+
+    code = "E312"
+
+
+class InternalError(ConstellationError):
+    """A turn of one of the runtime's actors raised: a bug in Constellation (or in a
+    backend called from that turn). The execution it belonged to ended FAILED;
+    ``details["traceback"]`` holds the traceback. The engine goes on."""
+
+    code = "E311"
+
+
 class SchedulingError(ConstellationError):
     """The scheduler could not accept or run the execution."""
 
@@ -215,6 +236,14 @@ class CircuitOpenError(SchedulingError):
     """The module's circuit breaker is open; the module was not called."""
 
     code = "E403"
+
+
+class EngineFailedError(SchedulingError):
+    """The engine's supervisor failed (an internal error): every waiting execution
+    ended FAILED with this error and the engine accepts no more work. Shut it down and
+    build a new one."""
+
+    code = "E404"
 
 
 class ExecutionCancelledError(ConstellationError):

@@ -15,3 +15,14 @@ def pid(x: int) -> int:
 @module("Square")
 def square(x: int) -> int:
     return x * x
+
+
+@module("Double")
+def double(x: int) -> int:
+    return 2 * x
+
+
+@module("Die")
+def die(x: int) -> int:
+    """Kills the worker process running it (a broken process pool)."""
+    os._exit(13)
