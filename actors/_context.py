@@ -7,8 +7,6 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from constellation.actors._actor import _StopFlag
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -21,50 +19,79 @@ logger = logging.getLogger("constellation.runtime")
 RUNNING, DONE, ABANDONED = 0, 1, 2
 
 
+_cleanup_lock = threading.Lock()  # only calls with a ctx (cleanups) ever take it
+
+
 class Attempt:
     """One attempt of one module call, as the runtime tracks it.
 
     It ends exactly once: :meth:`finish` (the call returned) or :meth:`abandon` (the
     execution ended, or the attempt passed its timeout). Cleanup callbacks registered
     through the context run at that moment, once. Shared by the node actor and the
-    thread or executor running the call: its state changes under its own lock.
+    thread or executor running the call.
 
-    Cheap to build (every module call has one): the cancel event makes its lock only if
-    somebody waits on it, and the cleanup list exists only once a cleanup is added.
+    Every module call builds one, so it is cheap: who ends it is decided by a *race
+    list* (``list.append`` is atomic: the first item appended wins, no lock), the cancel
+    event is built only when a module asks for it, and only calls that can register
+    cleanups (``ctx``) have a cleanup list.
+
+    Args:
+        number: 1 for the first attempt, 2 for the first retry ...
+        cleanups: whether cleanups can be registered (the module takes ``ctx``).
     """
 
-    __slots__ = ("_cleanups", "_lock", "event", "future", "number", "process", "started",
+    __slots__ = ("_cleanups", "_event", "_race", "future", "number", "process", "started",
                  "state")
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, cleanups: bool = False) -> None:
         self.number = number
         self.state = RUNNING
         self.started = False  # set by the thread that calls the module
-        self.event: threading.Event = _StopFlag()
         self.process: Any = None  # a subprocess.Popen for isolated calls
         self.future: Any = None  # the executor's future, cancelled on abandon
-        self._cleanups: list[Callable[[], None]] | None = None
-        self._lock = threading.Lock()
+        self._race: list[object] = []
+        self._event: threading.Event | None = None
+        self._cleanups: list[Callable[[], None]] | None = [] if cleanups else None
+
+    @property
+    def event(self) -> threading.Event:
+        """Set when the attempt is abandoned (built on first use)."""
+        event = self._event
+        if event is None:
+            event = threading.Event()
+            self._event = event
+            if self.state == ABANDONED:  # abandon() ran before the event existed
+                event.set()
+        return event
 
     def add_cleanup(self, fn: Callable[[], None]) -> None:
-        with self._lock:
-            if self.state == RUNNING:
-                if self._cleanups is None:
-                    self._cleanups = []
+        with _cleanup_lock:
+            if not self._race and self._cleanups is not None:
                 self._cleanups.append(fn)
                 return
         _run_cleanup(fn)  # already over: run at once
 
+    def _won(self) -> bool:
+        # The first token appended wins; each caller appends a token of its own.
+        token = object()
+        race = self._race
+        race.append(token)
+        return race[0] is token
+
+    def _end(self, state: int) -> bool:
+        if not self._won():
+            return False
+        self.state = state
+        if self._cleanups is not None:
+            with _cleanup_lock:
+                cleanups, self._cleanups = self._cleanups, None
+            for fn in cleanups or ():
+                _run_cleanup(fn)
+        return True
+
     def finish(self) -> bool:
         """The call returned; False if it had been abandoned first (result unwanted)."""
-        with self._lock:
-            if self.state != RUNNING:
-                return False
-            self.state = DONE
-            cleanups, self._cleanups = self._cleanups, None
-        for fn in cleanups or ():
-            _run_cleanup(fn)
-        return True
+        return self._end(DONE)
 
     def abandon(self) -> bool:
         """Stop waiting for the call: signal it, cancel its future (a call still queued
@@ -73,24 +100,27 @@ class Attempt:
         Returns:
             False if the call had already returned or been abandoned.
         """
-        with self._lock:
-            if self.state != RUNNING:
-                return False
-            self.state = ABANDONED
-            cleanups, self._cleanups = self._cleanups, None
-            process = self.process
-            future = self.future
-        self.event.set()
+        if not self._won():
+            return False
+        self.state = ABANDONED
+        event = self._event
+        if event is not None:
+            event.set()
+        future = self.future
         if future is not None:
             try:
                 future.cancel()
             except Exception:  # an executor's future that cannot cancel: it runs on
                 logger.debug("cancelling the future of an abandoned call failed",
                              exc_info=True)
+        process = self.process
         if process is not None:
             kill_process(process)
-        for fn in cleanups or ():
-            _run_cleanup(fn)
+        if self._cleanups is not None:
+            with _cleanup_lock:
+                cleanups, self._cleanups = self._cleanups, None
+            for fn in cleanups or ():
+                _run_cleanup(fn)
         return True
 
     @property

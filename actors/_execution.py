@@ -8,7 +8,7 @@ are computed by the ExecutionActor itself, never on the worker pool.
 Message flow for one node::
 
     ExecutionActor --spawn(args)--> NodeActor --task--> worker: module(**args)
-    ExecutionActor <--NodeFinished-- NodeActor <--CallFinished-- worker
+    ExecutionActor <--NodeFinished-- NodeActor <--AttemptFinished-- worker
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ class NodeActor(PooledActor):
         n = self.attempts
         if runtime.observer is not None:
             runtime.observer.module_started(handle, node.name, mdef.name, n)
-        attempt = Attempt(n)
+        attempt = Attempt(n, mdef.takes_ctx)
         self.current = attempt
         policy = self.policy
         runner = runtime.runner
@@ -234,10 +234,10 @@ class NodeActor(PooledActor):
         """The call of ``attempt`` returned ``value`` or raised ``exc`` (called by the
         runner, on the thread the call ran on, outside any turn)."""
         node = self.node
+        node.timing.record(elapsed)
         if exc is not None:
             msg = AttemptFinished(attempt, None, module_error(node, exc), elapsed * 1000.0)
         else:
-            node.timing.record(elapsed)
             exact = node.exact_output
             if type(value) is exact and (exact is not int or INT64_MIN <= value <= INT64_MAX):  # type: ignore[operator]
                 msg = AttemptFinished(attempt, value, None, elapsed * 1000.0)

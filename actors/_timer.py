@@ -126,5 +126,5 @@ class TimerService:
                 continue
             try:
                 entry.callback()
-            except Exception:
+            except BaseException:  # noqa: BLE001 - the timer thread must outlive any callback
                 logger.exception("timer callback failed")
