@@ -82,12 +82,15 @@ class Attempt:
         if not self._won():
             return False
         self.state = state
+        self._run_cleanups()
+        return True
+
+    def _run_cleanups(self) -> None:
         if self._cleanups is not None:
             with _cleanup_lock:
                 cleanups, self._cleanups = self._cleanups, None
             for fn in cleanups or ():
                 _run_cleanup(fn)
-        return True
 
     def finish(self) -> bool:
         """The call returned; False if it had been abandoned first (result unwanted)."""
@@ -116,11 +119,7 @@ class Attempt:
         process = self.process
         if process is not None:
             kill_process(process)
-        if self._cleanups is not None:
-            with _cleanup_lock:
-                cleanups, self._cleanups = self._cleanups, None
-            for fn in cleanups or ():
-                _run_cleanup(fn)
+        self._run_cleanups()
         return True
 
     @property

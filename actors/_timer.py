@@ -126,5 +126,5 @@ class TimerService:
                 continue
             try:
                 entry.callback()
-            except BaseException:  # noqa: BLE001 - the timer thread must outlive any callback
+            except BaseException:
                 logger.exception("timer callback failed")
