@@ -8,6 +8,8 @@ kinds:
   runs on a worker thread; quick modules stay on the thread that produced their inputs.
 - :class:`ExecutorRunner` -- any ``concurrent.futures.Executor`` (a process pool,
   ``dask.distributed``'s ``Client.get_executor()`` ...): ``submit``, then a done callback.
+- :class:`ProcessPoolRunner` -- ``executor="process"``: an engine-owned process pool,
+  replaced when a worker process dies.
 - :class:`IsolatedRunner` -- ``@module(isolation="process")``: a fresh interpreter per
   call, killed on abandon (see ``_isolation``).
 
@@ -37,8 +39,8 @@ if TYPE_CHECKING:
     from constellation.actors._context import Attempt
     from constellation.actors._node import NodeActor
 
-__all__ = ["ExecutorRunner", "IsolatedRunner", "PoolRunner", "Runner", "executor_error",
-           "runner_for"]
+__all__ = ["ExecutorRunner", "IsolatedRunner", "PoolRunner", "ProcessPoolRunner", "Runner",
+           "executor_error", "runner_for"]
 
 
 class Runner:
@@ -115,11 +117,15 @@ class ExecutorRunner(Runner):
         if attempt.abandoned:  # abandoned while submitting: abandon() may have missed it
             future.cancel()
         attempt.started = True
-        future.add_done_callback(partial(_future_done, actor, attempt, started, self.name))
+        future.add_done_callback(partial(_future_done, actor, attempt, started, self,
+                                         self.executor))
+
+    def broken(self, executor: Executor) -> None:
+        """``executor`` reported a broken pool (only an owned one can be replaced)."""
 
 
-def _future_done(actor: NodeActor, attempt: Attempt, started: float, executor: str,
-                 future: Any) -> None:
+def _future_done(actor: NodeActor, attempt: Attempt, started: float,
+                 runner: ExecutorRunner, executor: Executor, future: Any) -> None:
     # On whatever thread completes the future (the executor's, or dask's event loop).
     error: BaseException | None = None
     value: Any = None
@@ -138,6 +144,59 @@ def _future_done(actor: NodeActor, attempt: Attempt, started: float, executor: s
     if not attempt.finish():
         return
     actor.attempt_returned(attempt, value, error, time.perf_counter() - started)
+
+
+class ProcessPoolRunner(ExecutorRunner):
+    """``Constellation(executor="process")``: an engine-owned process pool, replaced
+    when it breaks.
+
+    A worker process that dies (a crash, ``os._exit``, the OOM killer) breaks a
+    ``ProcessPoolExecutor`` for good: every later ``submit`` raises
+    ``BrokenProcessPool``. The calls that were in it fail (``ExecutorError``); this
+    runner then builds a fresh pool, so later calls run again. Processes are started
+    with ``spawn``: forking the engine's multi-threaded process is unsafe.
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self._max_workers = max_workers
+        self._lock = threading.Lock()
+        self._closed = False
+        self.replaced = 0
+        super().__init__(self._new_pool())
+
+    def _new_pool(self) -> Executor:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self._max_workers,
+                                   mp_context=multiprocessing.get_context("spawn"))
+
+    def replace(self, broken: Executor) -> None:
+        """Swap in a new pool if ``broken`` is still the current one."""
+        with self._lock:
+            if self.executor is not broken or self._closed:
+                return
+            self.executor = self._new_pool()
+            self.replaced += 1
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def start(self, actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any]) -> None:
+        executor = self.executor
+        try:
+            super().start(actor, attempt, kwargs)
+        except BrokenExecutor:
+            self.replace(executor)
+            super().start(actor, attempt, kwargs)  # once, on the new pool
+
+    def broken(self, executor: Executor) -> None:
+        self.replace(executor)
+
+    def shutdown(self) -> None:
+        """Shut the current pool down (the engine is stopping)."""
+        with self._lock:
+            self._closed = True
+            executor = self.executor
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 class IsolatedRunner(Runner):

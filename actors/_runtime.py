@@ -16,7 +16,7 @@ from constellation.actors._resilience import (
     CircuitBreaker,
     CircuitBreakerConfig,
 )
-from constellation.actors._runners import runner_for
+from constellation.actors._runners import ProcessPoolRunner, runner_for
 from constellation.actors._timer import TimerService
 from constellation.core.errors import QueueFullError
 from constellation.core.types import zero_value
@@ -55,18 +55,25 @@ class Runtime:
     """
 
     def __init__(self, *, dispatcher_threads: int, worker_threads: int,
-                 executor: Executor | None, max_queue_size: int | None,
+                 executor: Executor | str | None, max_queue_size: int | None,
                  clock: Callable[[], float] = time.monotonic, name: str = "constellation"
                  ) -> None:
         self.clock = clock
         self.dispatcher = ThreadPool(dispatcher_threads, f"{name}-dispatcher")
         self.own_workers = executor is None
-        self.workers: Executor = executor or ThreadPool(worker_threads, f"{name}-worker")
+        self.own_processes: ProcessPoolRunner | None = None
+        if executor == "process":
+            self.own_processes = ProcessPoolRunner()
+            self.workers: Executor = self.own_processes.executor
+        else:
+            assert not isinstance(executor, str)
+            self.workers = executor or ThreadPool(worker_threads, f"{name}-worker")
         # Actor turns may run in a worker thread's slot (the thread that finished a
         # module runs the next ready turn itself); module calls never run on dispatchers.
         if isinstance(self.workers, ThreadPool):
             self.dispatcher.also_runs_on(self.workers)
-        self.runner = runner_for(self.workers)  # how module calls reach the executor
+        # How module calls reach the executor.
+        self.runner = self.own_processes or runner_for(self.workers)
         self.dispatcher.on_dead_letter = self._dead_letter
         self.timer = TimerService(f"{name}-timer", clock=clock)
         self.supervisor: ActorRef[Any] | None = None
@@ -304,6 +311,8 @@ class Runtime:
         self.dispatcher.shutdown(wait=False)
         if self.own_workers:
             self.workers.shutdown(wait=False, cancel_futures=True)
+        if self.own_processes is not None:
+            self.own_processes.shutdown()
         deadline = time.monotonic() + join_timeout
         for pool in (self.dispatcher, self.workers):
             if isinstance(pool, ThreadPool):

@@ -79,7 +79,11 @@ class Constellation:
             ``timeout`` or the pipeline's ``@timeout`` may be shorter).
         executor: run module code on this ``concurrent.futures.Executor`` instead of
             the engine's own thread pool (for example a process pool, or
-            ``dask.distributed.Client.get_executor()``). The engine does not shut it down.
+            ``dask.distributed.Client.get_executor()``). The engine does not shut it down;
+            if it breaks, calls fail at once with ``ExecutorError`` (E312). Or
+            ``"process"``: an engine-owned process pool (one process per core, started
+            with ``spawn``; modules must be importable) that the engine replaces when it
+            breaks (a worker process died) and shuts down with the engine.
         stdlib: register the built-in modules.
         clock: monotonic clock for deadlines, retries, throttles and breakers (tests
             inject a :class:`constellation.testing.ManualClock`).
@@ -99,7 +103,7 @@ class Constellation:
         backends: Backends | None = None,
         scheduler: SchedulerConfig | None = None,
         default_timeout: float = 300.0,
-        executor: Executor | None = None,
+        executor: Executor | str | None = None,
         stdlib: bool = True,
         clock: Callable[[], float] = time.monotonic,
         cache_backends: Mapping[str, CacheBackend] | None = None,
@@ -118,8 +122,10 @@ class Constellation:
             raise ConfigurationError(f"default_timeout must be a positive number of seconds, "
                                      f"got {default_timeout!r}",
                                      details={"field": "default_timeout"})
-        if executor is not None and not isinstance(executor, Executor):
-            raise ConfigurationError("executor must be a concurrent.futures.Executor",
+        if executor is not None and not isinstance(executor, Executor) \
+                and executor != "process":
+            raise ConfigurationError("executor must be a concurrent.futures.Executor or "
+                                     f"'process', got {executor!r}",
                                      details={"field": "executor"})
         self.scheduler = scheduler
         self.backends = backends or Backends()

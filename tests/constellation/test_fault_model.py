@@ -495,3 +495,25 @@ def test_dead_letters_are_reported_as_a_metric(engine_factory: Any) -> None:
 def test_modules_used_here_pickle(engine_factory: Any) -> None:
     # The process-pool test above needs importable modules.
     assert process_modules.double.func.__module__.startswith("tests.")
+
+
+def test_an_engine_owned_process_pool_that_breaks_is_replaced(engine_factory: Any) -> None:
+    engine = engine_factory([process_modules.double, process_modules.die],
+                            executor="process")
+    assert engine.run("in x: Int\na = Double(x)\nout a", {"x": 2},
+                      timeout=60).outputs == {"a": 4}
+    r = engine.run("in x: Int\na = Die(x)\nout a", {"x": 1}, timeout=60)
+    assert r.status is ExecutionStatus.FAILED
+    assert r.errors[0].code == "E312"
+    assert "BrokenProcessPool" in r.errors[0].message
+    r = engine.run("in x: Int\na = Double(x)\nout a", {"x": 5}, timeout=60)
+    assert r.status is ExecutionStatus.COMPLETED, r.errors
+    assert r.outputs == {"a": 10}
+    assert engine._runtime.runner.replaced == 1
+
+
+def test_executor_accepts_only_an_executor_or_process(engine_factory: Any) -> None:
+    from constellation import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="executor must be"):
+        engine_factory(executor="threads")
