@@ -219,7 +219,7 @@ class _ListenerActor(PooledActor):
         """Hand the accumulated events to the durable listener in one call (retried)."""
         events, self.batch = self.batch, []
         assert self.on_batch is not None
-        for attempt in range(4):
+        for attempt, pause in enumerate((0.01, 0.1, 0.5, None)):
             try:
                 self.on_batch(events)
                 return
@@ -228,8 +228,11 @@ class _ListenerActor(PooledActor):
                 logger.error("durable listener %s failed to take %d event(s) (attempt %d): "
                              "%s", type(self.observer.listener).__name__, len(events),
                              attempt + 1, exc, exc_info=attempt == 0)
-                time.sleep(0.05 * 4 ** attempt)
+                if pause is not None:
+                    time.sleep(pause)
         self.observer.lost += len(events)
+        logger.error("%d event(s) lost: the durable listener refused them 4 times",
+                     len(events))
 
     def _safely(self, backend: Any, what: str, fn: Any, *args: Any) -> None:
         try:

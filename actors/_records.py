@@ -68,12 +68,14 @@ def build_started(handle: Execution, started_at: float, owner: Mapping[str, Any]
     so that it can be resumed again if its process dies.
     """
     plan = handle.plan
-    preset = handle.preset or {}
+    preset = handle.preset
+    snapshot = _snapshot(handle, {plan.nodes[j].name: v for j, v in (preset or {}).items()})
+    if preset is not None:
+        snapshot["resumed"] = True  # a second resume meanwhile is "already_resuming"
     return ExecutionRecord(
         execution_id=handle.execution_id, pipeline=plan.name,
         structural_hash=plan.structural_hash, status=RUNNING, inputs=_inputs(handle),
-        started_at=started_at, owner=owner,
-        snapshot=_snapshot(handle, {plan.nodes[j].name: v for j, v in preset.items()}))
+        started_at=started_at, owner=owner, snapshot=snapshot)
 
 
 def build_record(handle: Execution, result: ExecutionResult, started_at: float,
@@ -388,6 +390,11 @@ class RecordWriter:
         self._put(record.execution_id, record.pipeline, record.status, record.started_at,
                   None, record)
 
+    def save_many(self, records: Iterable[ExecutionRecord]) -> None:
+        """Queue several records for writing."""
+        for record in records:
+            self.save(record)
+
     def load(self, execution_id: str) -> ExecutionRecord | None:
         """The newest record: waiting to be written, else the stored one."""
         entry = self._waiting(execution_id)
@@ -420,9 +427,11 @@ class RecordWriter:
         return self.storage.delete(execution_id)
 
     def claim(self, record: ExecutionRecord, expected_status: str) -> bool:
-        """Compare-and-set in the storage (see ``ClaimingStorage.claim``). A storage
-        without ``claim`` gets load-compare-save under a lock: atomic within this
-        engine only. Call :meth:`settle` first so that the stored record is current."""
+        """Compare-and-set in the storage (see ``ClaimingStorage.claim``), once this
+        writer's own records of the execution are written (waiting up to 10 s). A
+        storage without ``claim`` gets load-compare-save under a lock: atomic within
+        this engine only."""
+        self.settle(record.execution_id, 10.0)
         claim = getattr(self.storage, "claim", None)
         if claim is not None:
             return bool(claim(record, expected_status))

@@ -47,7 +47,8 @@ def prepare_resume(engine: Constellation, execution_id: str, inputs: Mapping[str
     if record is None:
         raise ResumeError(f"no recorded execution {execution_id!r}",
                           details={"execution_id": execution_id, "reason": "not_found"})
-    if record.status == RESUMING:
+    if record.status == RESUMING or (record.status == "running" and record.snapshot
+                                     and record.snapshot.get("resumed")):
         raise _already(execution_id)
     if record.status not in RESUMABLE or record.snapshot is None:
         raise ResumeError(f"execution {execution_id} is {record.status}, not suspended",
