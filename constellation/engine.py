@@ -515,14 +515,16 @@ class Constellation:
         ``failed`` -- given up after retries --, ``dropped`` by a full backlog,
         ``errors`` -- saves that raised --, ``last_error``, and ``interrupted``: records
         of dead processes this engine marked INTERRUPTED) and the event delivery
-        (``events``: ``pending``, ``dropped``, ``failures``, ``durable``; None without
-        listener, metrics or tracer).
+        (``events``: ``pending``, ``dropped`` at the backlog, ``failures`` of backends,
+        ``lost`` -- refused by a durable listener after retries --, ``durable``; None
+        without listener, metrics or tracer).
         """
         rt = self._runtime
         observer = rt.observer
         events = None if observer is None else {
             "pending": observer.pending, "dropped": observer.dropped,
-            "failures": observer.failures, "durable": observer.durable}
+            "failures": observer.failures, "lost": observer.lost,
+            "durable": observer.durable}
         return {"status": self._state.value, "inflight": rt.inflight, "queued": rt.queued,
                 "rejected": rt.rejected,
                 "records": self._records.stats() if rt.storage is not None else None,

@@ -44,6 +44,8 @@ _KINDS = {
     "on_execution_complete": ExecutionEvent,
 }
 
+_FIELDS = {kind: tuple(f.name for f in dataclasses.fields(cls)) for kind, cls in _KINDS.items()}
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -134,10 +136,14 @@ class OutboxListener:
             sqlite3.Error: the outbox could not be written (nothing is recorded).
         """
         rows = []
+        dumps = json.dumps
         for kind, event in events:
-            if kind not in _KINDS:
+            names = _FIELDS.get(kind)
+            if names is None:
                 raise ValueError(f"not an ExecutionListener callback: {kind!r}")
-            rows.append((kind, json.dumps(dataclasses.asdict(event), default=str)))
+            # Events are flat (their one mapping is JSON-ready): no asdict deep copy,
+            # which cost a third of the listener thread's time.
+            rows.append((kind, dumps({n: getattr(event, n) for n in names}, default=str)))
         if not rows:
             return
         conn = self._conn()
