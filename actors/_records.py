@@ -265,7 +265,7 @@ class RecordWriter:
         try:
             if records:
                 save_many(self.storage, records)
-        except Exception as exc:
+        except BaseException as exc:  # the writer outlives any storage failure
             error = exc
         given_up = 0
         with self._cond:
@@ -353,11 +353,30 @@ class RecordWriter:
         """Mark INTERRUPTED the RUNNING and RESUMING records whose process is gone.
 
         Records of processes on other hosts cannot be judged and are left as they are.
+        A storage that fails here is counted (``errors``) and logged, never raised: the
+        engine must start even if its storage is unreachable.
 
         Returns:
             The ids marked.
         """
         marked: list[str] = []
+        try:
+            self._mark(marked)
+        except Exception as exc:
+            with self._cond:
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            logger.exception("could not look for interrupted executions in %s",
+                             type(self.storage).__name__)
+        if marked:
+            with self._cond:
+                self.interrupted += len(marked)
+            logger.warning("marked %d execution(s) INTERRUPTED: their process is gone "
+                           "(%s%s)", len(marked), ", ".join(marked[:5]),
+                           " ..." if len(marked) > 5 else "")
+        return marked
+
+    def _mark(self, marked: list[str]) -> None:
         now = time.time()
         for status in (RUNNING, RESUMING):
             skipped = 0
@@ -371,13 +390,6 @@ class RecordWriter:
                         marked.append(record.execution_id)
                     else:
                         skipped += 1
-        if marked:
-            with self._cond:
-                self.interrupted += len(marked)
-            logger.warning("marked %d execution(s) INTERRUPTED: their process is gone "
-                           "(%s%s)", len(marked), ", ".join(marked[:5]),
-                           " ..." if len(marked) > 5 else "")
-        return marked
 
     # --- ExecutionStorage, reading through the backlog ------------------------------------
 

@@ -169,7 +169,7 @@ class Constellation:
         else:
             self._runtime.storage = self._records
             if b.storage is not None:
-                self._mark_interrupted()
+                self._records.mark_interrupted()  # a storage failing here is counted
         # The no-op defaults do nothing: leaving them out keeps the observer (and its
         # per-event cost) away entirely, as if no backends had been given.
         # (Exact types: a subclass of a no-op default may override its methods.)
@@ -501,13 +501,6 @@ class Constellation:
     def execution(self, execution_id: str) -> ExecutionRecord | None:
         """The recorded execution (RUNNING while it runs), or None."""
         return self._records.load(execution_id)
-
-    def _mark_interrupted(self) -> list[str]:
-        try:
-            return self._records.mark_interrupted()
-        except Exception as exc:  # an unreachable storage must not stop the engine
-            self._records._failed_save(exc, 0, 0)
-            return []
 
     def health(self) -> dict[str, Any]:
         """What an operator checks: the lifecycle state, the scheduler's counters, the

@@ -342,3 +342,48 @@ def test_marking_interrupted_is_idempotent_across_engines(status: str) -> None:
     assert record is not None
     assert record.status == "interrupted"
     assert [e["code"] for e in record.errors] == ["E503"]
+
+
+def test_a_suspended_execution_is_resumed_right_after_run_before_its_record_is_written(
+        tmp_path: Path) -> None:
+    storage = SqliteExecutionStorage(tmp_path / "soon.sqlite")
+    try:
+        with Constellation(backends=Backends(storage=storage)) as engine:
+            src = "in a: String\nin b: String\nj = concat(a, b)\nout j"
+            for i in range(20):
+                waiting = engine.run(src, {"a": f"{i}-"})
+                resumed = engine.resume(waiting.execution_id, {"b": "x"}).result(10)
+                assert resumed.outputs == {"j": f"{i}-x"}
+    finally:
+        storage.close()
+
+
+def test_a_storage_that_cannot_be_read_at_start_does_not_stop_the_engine() -> None:
+    class Unreadable(InMemoryExecutionStorage):
+        def list(self, **kwargs: Any) -> Any:
+            raise ConnectionError("database unreachable")
+
+    with Constellation([inc, hold], backends=Backends(storage=Unreadable())) as engine:
+        assert engine.health()["records"]["errors"] == 1
+        assert engine.run(SOURCE, {"x": 1}).ok
+
+
+def test_a_storage_raising_a_base_exception_does_not_stop_the_record_writer(
+        engine_factory: Any) -> None:
+    class Exiting(InMemoryExecutionStorage):
+        save_deferred = None  # type: ignore[assignment]
+        calls = 0
+
+        def save_many(self, records: Any) -> None:
+            Exiting.calls += 1
+            if Exiting.calls == 1:
+                raise SystemExit("a storage calling sys.exit")
+            super().save_many(records)
+
+    storage = Exiting()
+    engine = engine_factory([inc, hold], backends=Backends(storage=storage))
+    result = engine.run(SOURCE, {"x": 1})
+    wait_for(lambda: storage.load(result.execution_id) is not None
+             and storage.load(result.execution_id).status == "completed")  # type: ignore[union-attr]
+    assert engine.run(SOURCE, {"x": 2}).ok
+    assert engine._records.flush(5)
