@@ -173,6 +173,11 @@ class RecordWriter:
         self.interrupted = 0  # records this writer marked INTERRUPTED
         self._errors_logged = itertools.count()
 
+    @property
+    def threaded(self) -> bool:
+        """Whether records are written by a writer thread (not in place, in memory)."""
+        return self._inline is None
+
     # --- the runtime's calls (cheap: on the threads that start and end executions) -----
 
     def started(self, handle: Execution) -> None:
@@ -343,7 +348,7 @@ class RecordWriter:
         """Counters for ``engine.health()``."""
         with self._cond:
             return {"backend": type(self.storage).__name__,
-                    "writer": "inline" if self._inline is not None else "thread",
+                    "writer": "thread" if self.threaded else "inline",
                     "pending": len(self._pending) + len(self._inflight),
                     "written": self.written, "failed": self.failed,
                     "dropped": self.dropped, "errors": self.errors,

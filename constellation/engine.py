@@ -556,8 +556,7 @@ class Constellation:
         rt = self._runtime
         workers = rt.workers.max_threads if rt.own_workers else 0  # type: ignore[attr-defined]
         listener = 1 if rt.observer is not None else 0
-        records = 1 if rt.storage is not None and self._records.stats()["writer"] == "thread" \
-            else 0
+        records = 1 if rt.storage is not None and self._records.threaded else 0
         return rt.dispatcher.max_threads + workers + 1 + listener + records
 
     def shutdown(self, drain_timeout: float = 30.0) -> bool:
