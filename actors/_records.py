@@ -126,10 +126,15 @@ class _Entry:
         self.attempts = 0
 
     def get(self) -> ExecutionRecord:
+        """The record, built on first use (by the writer, or by a reader first)."""
         record = self.record
         if record is None:
-            assert self.build is not None
-            record = self.record = self.build()
+            build = self.build
+            if build is None:  # another thread built it meanwhile (record set first)
+                record = self.record
+                assert record is not None
+                return record
+            record = self.record = build()
             self.build = None
         return record
 

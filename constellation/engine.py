@@ -502,6 +502,18 @@ class Constellation:
         """The recorded execution (RUNNING while it runs), or None."""
         return self._records.load(execution_id)
 
+    def mark_interrupted(self) -> list[str]:
+        """Mark INTERRUPTED the RUNNING records of processes known to be gone (done once
+        when the engine is built; call it again, say periodically in a daemon, to catch
+        processes sharing the storage that died since). Records of other hosts are left.
+
+        Returns:
+            The execution ids marked.
+        """
+        if self._runtime.storage is None:
+            return []
+        return self._records.mark_interrupted()
+
     def health(self) -> dict[str, Any]:
         """What an operator checks: the lifecycle state, the scheduler's counters, the
         execution records (``records``: backlog waiting to be written, ``written``,

@@ -387,3 +387,26 @@ def test_a_storage_raising_a_base_exception_does_not_stop_the_record_writer(
              and storage.load(result.execution_id).status == "completed")  # type: ignore[union-attr]
     assert engine.run(SOURCE, {"x": 2}).ok
     assert engine._records.flush(5)
+
+
+def test_mark_interrupted_can_be_called_again_for_processes_that_died_later(
+        tmp_path: Path) -> None:
+    db = tmp_path / "later.sqlite"
+    storage = SqliteExecutionStorage(db)
+    try:
+        with Constellation([inc, hold], backends=Backends(storage=storage)) as engine:
+            assert engine.mark_interrupted() == []
+            child = spawn(KILLED_MID_EXECUTION, str(db))
+            try:
+                line = read_line(child)
+                assert line.startswith("RUNNING"), child.stderr.read() if child.stderr \
+                    else line
+                eid = line.split()[1]
+                assert engine.mark_interrupted() == []  # alive
+            finally:
+                kill(child)
+            assert engine.mark_interrupted() == [eid]
+            assert engine.execution(eid).status == "interrupted"  # type: ignore[union-attr]
+            assert engine.mark_interrupted() == []
+    finally:
+        storage.close()
