@@ -251,3 +251,41 @@ def test_of_two_processes_resuming_one_sqlite_record_at_once_exactly_one_runs_it
         assert record.status == "completed"
     finally:
         check.close()
+
+
+def test_an_interrupted_resumed_execution_keeps_what_ran_before_its_suspension() -> None:
+    from dataclasses import replace
+
+    from constellation.spi._owner import process_owner
+
+    runs: list[str] = []
+
+    @module("Prep")
+    def prep(a: str) -> str:
+        runs.append("Prep")
+        return a.upper()
+
+    @module("Join")
+    def join(a: str, b: str) -> str:
+        runs.append("Join")
+        return a + b
+
+    src = "in a: String\nin b: String\np = Prep(a)\nj = Join(p, b)\nout j\n"
+    storage = InMemoryExecutionStorage()
+    with Constellation([prep, join], backends=Backends(storage=storage)) as engine:
+        suspended = engine.run(src, {"a": "x"})
+    assert runs == ["Prep"]
+    record = storage.load(suspended.execution_id)
+    assert record is not None
+    assert record.snapshot == {"nodes": {"Prep": "X"}}
+    # What a resumed run leaves when its process is killed mid-way: RUNNING, every input,
+    # the outputs it started with, an owner that is gone.
+    dead = {**process_owner(), "pid": 2 ** 22 + 4321, "token": "killed"}
+    storage.save(replace(record, status="running", inputs={"a": "x", "b": "y"}, owner=dead,
+                         snapshot={"nodes": {"Prep": "X"}, "resumed": True}))
+    with Constellation([prep, join], backends=Backends(storage=storage)) as engine:
+        assert engine.execution(suspended.execution_id).status == "interrupted"  # type: ignore[union-attr]
+        engine.compile(src)
+        result = engine.resume(suspended.execution_id).result(10)
+    assert result.outputs == {"j": "Xy"}
+    assert runs == ["Prep", "Join"]
