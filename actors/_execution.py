@@ -30,7 +30,7 @@ from constellation.actors._messages import (
 )
 from constellation.actors._node import NodeActor
 from constellation.actors._plan import MODULE
-from constellation.actors._records import save_execution
+from constellation.actors._records import record_finished, record_started
 from constellation.core.errors import (
     ConstellationError,
     ExecutionCancelledError,
@@ -92,6 +92,8 @@ class ExecutionActor(PooledActor):
         handle = self.handle
         self.started = time.perf_counter()
         handle._mark_running()
+        if self.runtime.storage is not None:
+            record_started(self.runtime.storage, handle)
         observer = self.runtime.observer
         if observer is not None:
             observer.execution_started(handle)
@@ -365,7 +367,7 @@ class ExecutionActor(PooledActor):
             observer.execution_finished(handle, result)
         storage = self.runtime.storage
         if storage is not None:  # before the result is visible: a caller can look it up
-            save_execution(storage, handle, result)
+            record_finished(storage, handle, result)
         handle._complete(result)
         self._stop()
         # The thread that finishes an execution starts the next queued one itself when

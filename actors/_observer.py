@@ -10,11 +10,20 @@ dropped, counted and logged.
 Spans are created by the listener actor after the fact, with the start and end times
 recorded where the work happened, so every ``module(<name>)`` span is a child of its
 ``execute(<pipeline>)`` span whichever threads ran them.
+
+A *durable* listener (``listener.durable`` is true: ``OutboxListener``, or a
+``CompositeListener`` holding one) is exempt from the bound: its events are never
+dropped (the backlog may then grow past ``max_pending``; metrics events still drop).
+If it has ``on_batch``, the listener actor hands it every event that accumulated in one
+call -- one transaction for the outbox (group commit) -- and an event counts as
+delivered once that call returned. ``stop`` waits until everything posted before it
+was handled.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -73,6 +82,17 @@ class _Rejected(NamedTuple):
     pass
 
 
+class _Flush(NamedTuple):
+    done: threading.Event
+
+
+# Events that reach the listener: never dropped for a durable one.
+_LISTENER_EVENTS = (_ExecStarted, _ModStarted, _ModFinished, _ExecFinished)
+
+# The most events handed to a durable listener's on_batch at once.
+_BATCH = 2_000
+
+
 class _Metric(NamedTuple):
     kind: str  # "counter" | "gauge" | "histogram"
     name: str
@@ -99,8 +119,11 @@ class Observer:
         self.listener = listener
         self.gauges = gauges
         self.max_pending = max_pending
+        self.durable = bool(getattr(listener, "durable", False))
         self.dropped = 0
-        self.failures = 0
+        self._drop_lock = threading.Lock()
+        self.failures = 0  # written by the listener thread only
+        self.lost = 0  # events a durable listener's on_batch refused after retries
         self.pool = ThreadPool(1, "constellation-listener")
         self.actor = _ListenerActor.spawn_running(self, _dispatcher=self.pool)
         self.actor.end_turn()
@@ -111,11 +134,14 @@ class Observer:
         return len(self.actor.actor_inbox._messages)  # type: ignore[attr-defined]
 
     def _emit(self, event: Any) -> None:
-        if self.pending >= self.max_pending:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
+        if self.pending >= self.max_pending and not (
+                self.durable and type(event) in _LISTENER_EVENTS):
+            with self._drop_lock:  # emitted from many threads
+                self.dropped += 1
+                dropped = self.dropped
+            if dropped == 1 or dropped % 1000 == 0:
                 logger.warning("event backlog full (%d): %d event(s) dropped so far",
-                               self.max_pending, self.dropped)
+                               self.max_pending, dropped)
             return
         self.actor.post(event)
 
@@ -154,14 +180,24 @@ class Observer:
         """Any other measurement (``kind`` is counter, gauge or histogram)."""
         self._emit(_Metric(kind, name, value, tags))
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Deliver what is pending (within ``timeout``), then stop the listener thread."""
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Deliver what is pending (within ``timeout``; at most 5 s unless the listener is
+        durable), then stop the listener thread.
+
+        Returns:
+            Whether everything posted before was handled.
+        """
+        if not self.durable:
+            timeout = min(timeout, 5.0)
         deadline = time.monotonic() + timeout
-        while self.pending and time.monotonic() < deadline:
-            time.sleep(0.005)
+        done = threading.Event()
+        flushed = self.actor.post(_Flush(done)) and done.wait(timeout)
+        if not flushed:
+            logger.warning("stopping with %d event(s) not delivered", self.pending)
         self.actor.actor_ref.stop(block=False)
         self.pool.shutdown(wait=False)
         self.pool.join(max(0.0, deadline - time.monotonic()))
+        return flushed
 
 
 class _ListenerActor(PooledActor):
@@ -171,6 +207,35 @@ class _ListenerActor(PooledActor):
         super().__init__()
         self.observer = observer
         self.exec_spans: dict[str, Span] = {}
+        listener = observer.listener
+        on_batch = getattr(listener, "on_batch", None) if observer.durable else None
+        self.on_batch = on_batch if callable(on_batch) else None
+        self.batch: list[tuple[str, Any]] = []
+
+    def _tell(self, listener: Any, callback: str, event: Any) -> None:
+        if self.on_batch is not None:
+            self.batch.append((callback, event))
+        else:
+            self._safely(listener, callback, getattr(listener, callback), event)
+
+    def _flush(self) -> None:
+        """Hand the accumulated events to the durable listener in one call (retried)."""
+        events, self.batch = self.batch, []
+        assert self.on_batch is not None
+        for attempt, pause in enumerate((0.01, 0.1, 0.5, None)):
+            try:
+                self.on_batch(events)
+                return
+            except BaseException as exc:  # a listener never stops the engine, whatever it raises
+                self.observer.failures += 1
+                logger.error("durable listener %s failed to take %d event(s) (attempt %d): "
+                             "%s", type(self.observer.listener).__name__, len(events),
+                             attempt + 1, exc, exc_info=attempt == 0)
+                if pause is not None:
+                    time.sleep(pause)
+        self.observer.lost += len(events)
+        logger.error("%d event(s) lost: the durable listener refused them 4 times",
+                     len(events))
 
     def _safely(self, backend: Any, what: str, fn: Any, *args: Any) -> None:
         try:
@@ -196,9 +261,9 @@ class _ListenerActor(PooledActor):
             self._safely(metrics, "counter", metrics.counter, "constellation.module.started",
                          1.0, {"module_name": message.module})
             if listener is not None:
-                self._safely(listener, "on_module_start", listener.on_module_start,
-                             ModuleEvent(h.execution_id, message.node, message.module,
-                                         message.attempt, timestamp=time.time()))
+                self._tell(listener, "on_module_start",
+                           ModuleEvent(h.execution_id, message.node, message.module,
+                                       message.attempt, timestamp=time.time()))
         elif kind is _ModFinished:
             h = message.handle
             tags = {"module_name": message.module}
@@ -211,19 +276,18 @@ class _ListenerActor(PooledActor):
                 event = ModuleEvent(h.execution_id, message.node, message.module,
                                     message.attempt, message.duration_ms, message.error,
                                     time.time())
-                callback = listener.on_module_failed if message.error is not None \
-                    else listener.on_module_complete
-                self._safely(listener, callback.__name__, callback, event)
+                self._tell(listener, "on_module_failed" if message.error is not None
+                           else "on_module_complete", event)
             if tracer is not None:
                 self._safely(tracer, "start_span", self._module_span, tracer, message)
         elif kind is _ExecStarted:
             h = message.handle
             self._gauges(metrics)
             if listener is not None:
-                self._safely(listener, "on_execution_start", listener.on_execution_start,
-                             ExecutionEvent(h.execution_id, h.plan.name,
-                                            h.plan.structural_hash, "running",
-                                            timestamp=message.time_ns / 1e9))
+                self._tell(listener, "on_execution_start",
+                           ExecutionEvent(h.execution_id, h.plan.name,
+                                          h.plan.structural_hash, "running",
+                                          timestamp=message.time_ns / 1e9))
             if tracer is not None:
                 self._safely(tracer, "start_span", self._execution_span, tracer, message)
         elif kind is _ExecFinished:
@@ -247,8 +311,16 @@ class _ListenerActor(PooledActor):
             self._safely(metrics, "counter", metrics.counter,
                          "constellation.scheduler.rejected", 1.0, None)
             self._gauges(metrics)
+        elif kind is _Flush:
+            if self.batch:
+                self._flush()
+            message.done.set()
+            return None
         else:
             return super().on_receive(message)
+        # Group commit: what accumulated while the listener was busy goes in one call.
+        if self.batch and (len(self.batch) >= _BATCH or not self.actor_inbox._messages):  # type: ignore[attr-defined]
+            self._flush()
         return None
 
     def _gauges(self, metrics: MetricsProvider) -> None:
@@ -288,10 +360,10 @@ class _ListenerActor(PooledActor):
         self._gauges(metrics)
         error = result.errors[0].message if result.errors else None
         if listener is not None:
-            self._safely(listener, "on_execution_complete", listener.on_execution_complete,
-                         ExecutionEvent(h.execution_id, result.pipeline,
-                                        result.structural_hash, status, result.duration_ms,
-                                        error, message.time_ns / 1e9))
+            self._tell(listener, "on_execution_complete",
+                       ExecutionEvent(h.execution_id, result.pipeline,
+                                      result.structural_hash, status, result.duration_ms,
+                                      error, message.time_ns / 1e9))
         span = self.exec_spans.pop(h.execution_id, None)
         if span is not None:
             def end_span() -> None:

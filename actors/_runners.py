@@ -136,11 +136,12 @@ def _future_done(actor: NodeActor, attempt: Attempt, started: float,
         if exc is None:
             value = future.result()
         elif isinstance(exc, BrokenExecutor):
-            error = executor_error(actor, executor, exc)
+            error = executor_error(actor, runner.name, exc)
+            runner.broken(executor)
         else:
             error = exc
-    except BaseException as exc:
-        error = executor_error(actor, executor, exc)
+    except BaseException as exc:  # a future that cannot even report
+        error = executor_error(actor, runner.name, exc)
     if not attempt.finish():
         return
     actor.attempt_returned(attempt, value, error, time.perf_counter() - started)

@@ -20,7 +20,7 @@ from constellation.actors._messages import (
     ExecutionFinished,
     SubmitExecution,
 )
-from constellation.actors._records import save_execution
+from constellation.actors._records import record_finished
 from constellation.actors._scheduler import SchedulerQueue
 from constellation.core.errors import (
     ConstellationError,
@@ -131,5 +131,5 @@ class Supervisor(PooledActor):
         if self.runtime.observer is not None:
             self.runtime.observer.execution_finished(h, result)
         if self.runtime.storage is not None:
-            save_execution(self.runtime.storage, h, result)
+            record_finished(self.runtime.storage, h, result)
         h._complete(result)

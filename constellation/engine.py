@@ -26,6 +26,7 @@ from constellation._engine_types import LifecycleState, Pipeline, SchedulerConfi
 from constellation.actors._handle import DEADLINE_GRACE, Execution, bare_result
 from constellation.actors._messages import CancelAll, DeadlineReached, SubmitExecution
 from constellation.actors._plan import ExecutionPlan, ModuleTiming
+from constellation.actors._records import RecordWriter
 from constellation.actors._resilience import CallPolicy, CircuitBreakerConfig
 from constellation.actors._runtime import Runtime
 from constellation.actors._supervisor import Supervisor
@@ -164,15 +165,18 @@ class Constellation:
             self._runtime.named_caches[cname] = cache
         for mname, config in (circuit_breakers or {}).items():
             self.set_circuit_breaker(mname, config)
-        # Every execution is recorded; by default in memory (the last 1,000).
-        # NoOpExecutionStorage turns recording off entirely.
+        # Every execution is recorded when it starts and when it ends, off the result
+        # path (see constellation.actors._records); by default in memory (the last
+        # 1,000). NoOpExecutionStorage turns recording off entirely.
+        self._storage: ExecutionStorage = b.storage if b.storage is not None \
+            else InMemoryExecutionStorage(max_records=1000)
+        self._records = RecordWriter(self._storage)
         if type(b.storage) is NoOpExecutionStorage:
-            self._storage: ExecutionStorage = b.storage
             self._runtime.storage = None
         else:
-            self._storage = b.storage if b.storage is not None \
-                else InMemoryExecutionStorage(max_records=1000)
-            self._runtime.storage = self._storage
+            self._runtime.storage = self._records
+            if b.storage is not None:
+                self._records.mark_interrupted()  # a storage failing here is counted
         # The no-op defaults do nothing: leaving them out keeps the observer (and its
         # per-event cost) away entirely, as if no backends had been given.
         # (Exact types: a subclass of a no-op default may override its methods.)
@@ -409,34 +413,46 @@ class Constellation:
         if self._state is not LifecycleState.RUNNING:
             raise ShuttingDownError(f"engine is {self._state.value}; not accepting executions")
 
-    def resume(self, execution_id: str, inputs: Mapping[str, Any], *,
+    def resume(self, execution_id: str, inputs: Mapping[str, Any] | None = None, *,
                pipeline: Pipeline | DagSpec | PipelineBuilder | str | None = None,
                timeout: float | None = None,
                priority: Priority | int | str = Priority.NORMAL) -> Execution:
-        """Continue a SUSPENDED execution with the inputs it was missing.
+        """Continue a SUSPENDED (or INTERRUPTED) execution, with the inputs it was missing.
 
         The execution keeps its id. Module calls that completed before it was suspended
         are not run again: their stored outputs are used. The result is the same as that
-        of one run given every input at once.
+        of one run given every input at once. An INTERRUPTED execution (its process
+        died) runs again from its snapshot: the calls it had not finished run again.
+
+        The execution is claimed in the storage first (SUSPENDED → RESUMING, atomically):
+        of two resumes of one execution at the same time -- two threads, or two
+        processes sharing a SQLite file or a PostgreSQL table -- exactly one runs it.
 
         Args:
             execution_id: the suspended execution (as recorded in the storage).
-            inputs: more inputs (some or all of those missing).
+            inputs: more inputs (some or all of those missing; none for an interrupted
+                execution that had them all).
             pipeline: the pipeline it ran; by default the one this engine compiled with
                 the recorded structural hash.
             timeout: as for :meth:`submit`.
             priority: as for :meth:`submit`.
 
         Raises:
-            ResumeError: no such execution, not suspended, an input it already has, or a
-                pipeline that changed (``details["reason"]``).
+            ResumeError: no such execution, not suspended, already being resumed, an
+                input it already has, or a pipeline that changed (``details["reason"]``).
             InputTypeError: a new input does not fit its type.
             UnknownInputError: an input name the pipeline does not declare.
         """
-        from constellation._resume import prepare_resume
+        from constellation._resume import claim_resume, prepare_resume, release_resume
 
-        plan, checked, preset = prepare_resume(self, execution_id, inputs, pipeline)
-        return self._submit_plan(plan, checked, timeout, priority, execution_id, preset)
+        record, plan, checked, preset = prepare_resume(self, execution_id, inputs or {},
+                                                       pipeline)
+        claimed = claim_resume(self, record)
+        try:
+            return self._submit_plan(plan, checked, timeout, priority, execution_id, preset)
+        except BaseException:
+            release_resume(self, record, claimed)
+            raise
 
     def run(
         self,
@@ -498,12 +514,45 @@ class Constellation:
             offset: skip this many first (paging).
         """
         value = status.value if isinstance(status, ExecutionStatus) else status
-        return self._storage.list(pipeline=pipeline, status=value, limit=limit,
+        return self._records.list(pipeline=pipeline, status=value, limit=limit,
                                   offset=offset)
 
     def execution(self, execution_id: str) -> ExecutionRecord | None:
-        """The recorded execution, or None."""
-        return self._storage.load(execution_id)
+        """The recorded execution (RUNNING while it runs), or None."""
+        return self._records.load(execution_id)
+
+    def mark_interrupted(self) -> list[str]:
+        """Mark INTERRUPTED the RUNNING records of processes known to be gone (done once
+        when the engine is built; call it again, say periodically in a daemon, to catch
+        processes sharing the storage that died since). Records of other hosts are left.
+
+        Returns:
+            The execution ids marked.
+        """
+        if self._runtime.storage is None:
+            return []
+        return self._records.mark_interrupted()
+
+    def health(self) -> dict[str, Any]:
+        """What an operator checks: the lifecycle state, the scheduler's counters, the
+        execution records (``records``: backlog waiting to be written, ``written``,
+        ``failed`` -- given up after retries --, ``dropped`` by a full backlog,
+        ``errors`` -- saves that raised --, ``last_error``, and ``interrupted``: records
+        of dead processes this engine marked INTERRUPTED) and the event delivery
+        (``events``: ``pending``, ``dropped`` at the backlog, ``failures`` of backends,
+        ``lost`` -- refused by a durable listener after retries --, ``durable``; None
+        without listener, metrics or tracer).
+        """
+        rt = self._runtime
+        observer = rt.observer
+        events = None if observer is None else {
+            "pending": observer.pending, "dropped": observer.dropped,
+            "failures": observer.failures, "lost": observer.lost,
+            "durable": observer.durable}
+        return {"status": self._state.value, "inflight": rt.inflight, "queued": rt.queued,
+                "rejected": rt.rejected,
+                "records": self._records.stats() if rt.storage is not None else None,
+                "events": events}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -540,7 +589,8 @@ class Constellation:
         rt = self._runtime
         workers = rt.workers.max_threads if rt.own_workers else 0  # type: ignore[attr-defined]
         listener = 1 if rt.observer is not None else 0
-        return rt.dispatcher.max_threads + workers + 1 + listener
+        records = 1 if rt.storage is not None and self._records.threaded else 0
+        return rt.dispatcher.max_threads + workers + 1 + listener + records
 
     def shutdown(self, drain_timeout: float = 30.0) -> bool:
         """Stop accepting work, let in-flight executions finish, then stop.
@@ -570,6 +620,7 @@ class Constellation:
         return self._drained
 
     def _drain_and_stop(self, drain_timeout: float) -> bool:
+        deadline = time.monotonic() + drain_timeout
         runtime = self._runtime
         drained = runtime.wait_idle(drain_timeout)
         if not drained:
@@ -588,13 +639,23 @@ class Constellation:
             except Exception:  # pykka's Timeout: its dispatcher no longer runs turns
                 logger.warning("the supervisor did not stop within 5 s; stopping anyway")
                 supervisor.actor_stopped.set()
-        for step in ((runtime.observer.stop,) if runtime.observer is not None else ()) \
-                + (runtime.stop,):
+        for step in ("records", "runtime"):
             try:
-                step()
+                if step == "records":
+                    self._flush_records(deadline)
+                else:
+                    runtime.stop()
             except Exception:
-                logger.exception("shutdown step %s failed", step.__qualname__)
+                logger.exception("shutdown: stopping the %s failed", step)
         return drained
+
+    def _flush_records(self, deadline: float) -> None:
+        # Records and (durable) events are written before the engine says it stopped:
+        # within the drain timeout, at least a second after a drain that used it all.
+        observer = self._runtime.observer
+        if observer is not None:
+            observer.stop(max(deadline - time.monotonic(), 1.0))
+        self._records.stop(max(deadline - time.monotonic(), 1.0))
 
     def cancel_all(self) -> None:
         """Cancel every queued and running execution now (they end CANCELLED)."""

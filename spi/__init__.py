@@ -40,6 +40,7 @@ from constellation.spi._retry import (
 )
 from constellation.spi._sqlite import SqliteExecutionStorage
 from constellation.spi._storage import (
+    ClaimingStorage,
     ExecutionRecord,
     ExecutionStorage,
     InMemoryExecutionStorage,
@@ -52,6 +53,7 @@ __all__ = [
     "Backends",
     "CacheBackend",
     "CacheStats",
+    "ClaimingStorage",
     "CompositeListener",
     "ExecutionEvent",
     "ExecutionListener",

@@ -2,6 +2,11 @@
 
 Listeners are told, fire-and-forget, from the engine's listener actor: a listener that
 raises or is slow is logged and counted and never fails or delays a pipeline.
+
+Two optional members make a listener *durable* (see ``OutboxListener``): a true
+``durable`` attribute -- the engine then never drops its events at the listener
+backlog -- and ``on_batch(events)``, which takes ``(callback name, event)`` pairs that
+accumulated, in one call (one transaction), returning once they are kept.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "CompositeListener",
@@ -125,6 +130,40 @@ class CompositeListener:
     def __init__(self, listeners: Iterable[ExecutionListener]) -> None:
         self.listeners = list(listeners)
         self.failures = 0
+
+    @property
+    def durable(self) -> bool:
+        """Whether one of the listeners is durable (then no event is dropped for any)."""
+        return any(getattr(listener, "durable", False) for listener in self.listeners)
+
+    def on_batch(self, events: Sequence[tuple[str, Any]]) -> None:
+        """Hand the events to every listener: whole, to those with ``on_batch`` (a
+        durable one's exception propagates, so that the engine retries the batch), one
+        by one to the others.
+
+        Args:
+            events: ``(callback name, event)`` pairs.
+        """
+        for listener in self.listeners:
+            batch = getattr(listener, "on_batch", None)
+            if callable(batch):
+                if getattr(listener, "durable", False):
+                    batch(events)
+                    continue
+                try:
+                    batch(events)
+                except Exception:
+                    self.failures += 1
+                    logger.exception("listener %s failed in on_batch",
+                                     type(listener).__name__)
+                continue
+            for callback, event in events:
+                try:
+                    getattr(listener, callback)(event)
+                except Exception:
+                    self.failures += 1
+                    logger.exception("listener %s failed in %s", type(listener).__name__,
+                                     callback)
 
     def _each(self, callback: str, event: Any) -> None:
         for listener in self.listeners:

@@ -1,13 +1,16 @@
 """OutboxListener: durable, at-least-once delivery of events to another listener.
 
 Each event is written (and committed) to a SQLite outbox before the callback returns:
-only then does it count as emitted. A relay thread delivers the outbox, oldest first,
-to the wrapped listener and deletes each event once the listener returned; a listener
-that raises is retried with exponential backoff. Events still in the outbox when the
-process dies -- even by SIGKILL -- are delivered by the next OutboxListener opened on the
-same file. At least once: an event whose delivery succeeded just before a crash, but
-whose deletion had not been committed, is delivered again; listeners that must not see
-duplicates can key on ``(kind, execution_id, node, attempt, timestamp)``.
+only then does it count as emitted. The engine hands it events in batches
+(:meth:`OutboxListener.on_batch`, one transaction for what accumulated -- a group
+commit), and never drops its events at the listener backlog (``durable = True``). A
+relay thread delivers the outbox, oldest first, to the wrapped listener and deletes
+what it delivered, one transaction per pass; a listener that raises is retried with
+exponential backoff. Events still in the outbox when the process dies -- even by
+SIGKILL -- are delivered by the next OutboxListener opened on the same file. At least
+once: events delivered just before a crash, whose deletion had not been committed, are
+delivered again; listeners that must not see duplicates can key on ``(kind,
+execution_id, node, attempt, timestamp)``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from constellation.core.errors import ConfigurationError
 from constellation.spi._listener import ExecutionEvent, ModuleEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from constellation.spi._listener import ExecutionListener
@@ -39,6 +43,8 @@ _KINDS = {
     "on_module_failed": ModuleEvent,
     "on_execution_complete": ExecutionEvent,
 }
+
+_FIELDS = {kind: tuple(f.name for f in dataclasses.fields(cls)) for kind, cls in _KINDS.items()}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -68,6 +74,9 @@ class OutboxListener:
         ConfigurationError: ``listener`` is not an ExecutionListener, or the file cannot
             be opened.
     """
+
+    durable: ClassVar[bool] = True
+    """The engine never drops this listener's events at its backlog."""
 
     def __init__(self, listener: ExecutionListener, path: str | Path, *,
                  retry_initial: float = 0.5, retry_max: float = 30.0,
@@ -113,9 +122,38 @@ class OutboxListener:
         return conn
 
     def _record(self, kind: str, event: Any) -> None:
-        payload = json.dumps(dataclasses.asdict(event), default=str)
-        self._conn().execute("INSERT INTO outbox (kind, payload) VALUES (?, ?)",
-                             (kind, payload))
+        self.on_batch([(kind, event)])
+
+    def on_batch(self, events: Sequence[tuple[str, Any]]) -> None:
+        """Record several events in one transaction; return once it is committed.
+
+        Args:
+            events: ``(callback name, event)`` pairs, e.g. ``("on_module_start",
+                ModuleEvent(...))``.
+
+        Raises:
+            ValueError: an unknown callback name (nothing is recorded).
+            sqlite3.Error: the outbox could not be written (nothing is recorded).
+        """
+        rows = []
+        dumps = json.dumps
+        for kind, event in events:
+            names = _FIELDS.get(kind)
+            if names is None:
+                raise ValueError(f"not an ExecutionListener callback: {kind!r}")
+            # Events are flat (their one mapping is JSON-ready): no asdict deep copy,
+            # which cost a third of the listener thread's time.
+            rows.append((kind, dumps({n: getattr(event, n) for n in names}, default=str)))
+        if not rows:
+            return
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT INTO outbox (kind, payload) VALUES (?, ?)", rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         self._wake.set()
 
     def pending(self) -> int:
@@ -166,29 +204,38 @@ class OutboxListener:
             rows = conn.execute(
                 "SELECT id, kind, payload, attempts FROM outbox WHERE next_attempt_at <= ? "
                 "ORDER BY id LIMIT ?", (time.time(), batch)).fetchall()
-            done = 0
-            for row_id, kind, payload, attempts in rows:
-                if self._stop.is_set() and threading.current_thread() is self._thread:
-                    break
-                try:
-                    event = _KINDS[kind](**json.loads(payload))
-                    getattr(self.listener, kind)(event)
-                except Exception as exc:
-                    self.failures += 1
-                    delay = min(self.retry_initial * 2 ** attempts, self.retry_max)
-                    conn.execute("UPDATE outbox SET attempts = attempts + 1, "
-                                 "next_attempt_at = ?, last_error = ? WHERE id = ?",
-                                 (time.time() + delay, f"{type(exc).__name__}: {exc}",
-                                  row_id))
-                    if attempts == 0 or (attempts + 1) % 10 == 0:
-                        logger.warning("outbox: %s failed on %s (attempt %d): %s; retrying "
-                                       "in %.1f s", type(self.listener).__name__, kind,
-                                       attempts + 1, exc, delay)
-                    continue
-                conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
-                done += 1
-            self.delivered += done
-            return done
+            delivered: list[tuple[int]] = []
+            failed: list[tuple[float, str, int]] = []
+            try:
+                for row_id, kind, payload, attempts in rows:
+                    if self._stop.is_set() and threading.current_thread() is self._thread:
+                        break
+                    try:
+                        event = _KINDS[kind](**json.loads(payload))
+                        getattr(self.listener, kind)(event)
+                    except Exception as exc:
+                        self.failures += 1
+                        delay = min(self.retry_initial * 2 ** attempts, self.retry_max)
+                        failed.append((time.time() + delay, f"{type(exc).__name__}: {exc}",
+                                       row_id))
+                        if attempts == 0 or (attempts + 1) % 10 == 0:
+                            logger.warning("outbox: %s failed on %s (attempt %d): %s; "
+                                           "retrying in %.1f s", type(self.listener).__name__,
+                                           kind, attempts + 1, exc, delay)
+                        continue
+                    delivered.append((row_id,))
+            finally:
+                # One transaction for the pass: what was delivered goes, what failed
+                # waits for its retry (even if a BaseException cut the pass short).
+                if delivered or failed:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany("DELETE FROM outbox WHERE id = ?", delivered)
+                    conn.executemany("UPDATE outbox SET attempts = attempts + 1, "
+                                     "next_attempt_at = ?, last_error = ? WHERE id = ?",
+                                     failed)
+                    conn.execute("COMMIT")
+                self.delivered += len(delivered)
+            return len(delivered)
 
     def _relay(self) -> None:
         while not self._stop.is_set():

@@ -1,7 +1,9 @@
 """PostgresExecutionStorage: execution records in PostgreSQL (psycopg 3).
 
 Needs the ``postgres`` extra: ``pip install 'constellation-engine[postgres]'``. Values are
-msgpack-encoded in a ``bytea`` column, as in the SQLite storage.
+msgpack-encoded in a ``bytea`` column, as in the SQLite storage. ``claim`` is one
+conditional UPDATE (atomic under PostgreSQL's row locks, also between processes);
+``save_many`` writes a batch in one transaction.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import ConfigurationError
-from constellation.spi._sqlite import _decode, _encode
+from constellation.spi._sqlite import _decode, _row
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from constellation.spi._storage import ExecutionRecord
 
 __all__ = ["PostgresExecutionStorage"]
@@ -48,21 +52,40 @@ class PostgresExecutionStorage:
             "started_at DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION NOT NULL, "
             "body BYTEA NOT NULL)")
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_started ON {t} (started_at DESC)")
+        self._conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_status ON {t} "
+                           "(status, started_at DESC)")
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         with self._lock:
             return self._conn.execute(sql, params)
 
+    def _upsert(self) -> str:
+        return (f"INSERT INTO {self.table} VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (execution_id) DO UPDATE SET pipeline = EXCLUDED.pipeline, "
+                "structural_hash = EXCLUDED.structural_hash, status = EXCLUDED.status, "
+                "started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, "
+                "body = EXCLUDED.body")
+
     def save(self, record: ExecutionRecord) -> None:
         """Insert or replace the record."""
-        self._run(
-            f"INSERT INTO {self.table} VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (execution_id) DO UPDATE SET pipeline = EXCLUDED.pipeline, "
-            "structural_hash = EXCLUDED.structural_hash, status = EXCLUDED.status, "
-            "started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, "
-            "body = EXCLUDED.body",
-            (record.execution_id, record.pipeline, record.structural_hash, record.status,
-             record.started_at, record.ended_at, _encode(record)))
+        self._run(self._upsert(), _row(record))
+
+    def save_many(self, records: Iterable[ExecutionRecord]) -> None:
+        """Insert or replace several records in one transaction."""
+        rows = [_row(r) for r in records]
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            cur.executemany(self._upsert(), rows)
+
+    def claim(self, record: ExecutionRecord, expected_status: str) -> bool:
+        """Replace the record if its stored status is ``expected_status`` (one UPDATE:
+        a concurrent claim waits for the row lock, then finds the new status)."""
+        execution_id, *values = _row(record)
+        cur = self._run(
+            f"UPDATE {self.table} SET pipeline = %s, structural_hash = %s, status = %s, "
+            "started_at = %s, ended_at = %s, body = %s "
+            "WHERE execution_id = %s AND status = %s",
+            (*values, execution_id, expected_status))
+        return bool(cur.rowcount == 1)
 
     def load(self, execution_id: str) -> ExecutionRecord | None:
         """The record, or None."""

@@ -1,8 +1,9 @@
 """SqliteExecutionStorage: execution records in a SQLite file.
 
-Values (inputs, outputs, errors, node records, snapshots) are msgpack-encoded. The
-database runs in WAL mode with a busy timeout, so several processes may read and write
-the same file; each thread gets its own connection.
+Values (inputs, outputs, errors, node records, snapshots, owner) are msgpack-encoded.
+The database runs in WAL mode with a busy timeout, so several processes may read and
+write the same file; each thread gets its own connection. ``claim`` is one conditional
+UPDATE, atomic across processes; ``save_many`` writes a batch in one transaction.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from constellation.spi._storage import ExecutionRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["SqliteExecutionStorage"]
 
@@ -40,6 +44,7 @@ def _encode(record: ExecutionRecord) -> bytes:
         "errors": [dict(e) for e in record.errors],
         "nodes": {k: dict(v) for k, v in record.nodes.items()},
         "snapshot": dict(record.snapshot) if record.snapshot is not None else None,
+        "owner": dict(record.owner) if record.owner is not None else None,
     }, use_bin_type=True)
 
 
@@ -48,7 +53,12 @@ def _decode(row: tuple[Any, ...]) -> ExecutionRecord:
     data = msgpack.unpackb(body, raw=False, strict_map_key=False)
     return ExecutionRecord(execution_id, pipeline, structural_hash, status, data["inputs"],
                            data["outputs"], tuple(data["errors"]), data["nodes"],
-                           started_at, ended_at, data["snapshot"])
+                           started_at, ended_at, data["snapshot"], data.get("owner"))
+
+
+def _row(record: ExecutionRecord) -> tuple[Any, ...]:
+    return (record.execution_id, record.pipeline, record.structural_hash, record.status,
+            record.started_at, record.ended_at, _encode(record))
 
 
 class SqliteExecutionStorage:
@@ -84,10 +94,31 @@ class SqliteExecutionStorage:
 
     def save(self, record: ExecutionRecord) -> None:
         """Insert or replace the record."""
-        self._conn().execute(
-            "INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (record.execution_id, record.pipeline, record.structural_hash, record.status,
-             record.started_at, record.ended_at, _encode(record)))
+        self._conn().execute("INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             _row(record))
+
+    def save_many(self, records: Iterable[ExecutionRecord]) -> None:
+        """Insert or replace several records in one transaction (one sync to disk)."""
+        rows = [_row(r) for r in records]
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def claim(self, record: ExecutionRecord, expected_status: str) -> bool:
+        """Replace the record if its stored status is ``expected_status`` (one UPDATE:
+        atomic, also against other processes)."""
+        execution_id, *values = _row(record)
+        cur = self._conn().execute(
+            "UPDATE executions SET pipeline = ?, structural_hash = ?, status = ?, "
+            "started_at = ?, ended_at = ?, body = ? WHERE execution_id = ? AND status = ?",
+            (*values, execution_id, expected_status))
+        return cur.rowcount == 1
 
     def load(self, execution_id: str) -> ExecutionRecord | None:
         """The record, or None."""

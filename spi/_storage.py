@@ -1,7 +1,14 @@
 """ExecutionStorage: execution records and suspended snapshots.
 
 A record is a plain, JSON-ready description of one execution (ids, pipeline, status,
-inputs, outputs, errors, per-node timings, timestamps), so that any backend can store it.
+inputs, outputs, errors, per-node timings, timestamps, the process that ran it), so that
+any backend can store it.
+
+Claims: a storage that also implements :class:`ClaimingStorage` (``claim``, an atomic
+compare-and-set on the status) lets ``engine.resume`` take an execution so that of two
+concurrent resumes -- two threads or two processes -- exactly one runs it. The built-in
+storages all do; a storage without ``claim`` still works, with claims that are atomic
+within one engine only.
 """
 
 from __future__ import annotations
@@ -11,10 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["ExecutionRecord", "ExecutionStorage", "InMemoryExecutionStorage",
-           "NoOpExecutionStorage"]
+__all__ = ["RESUMING", "ClaimingStorage", "ExecutionRecord", "ExecutionStorage",
+           "InMemoryExecutionStorage", "NoOpExecutionStorage"]
+
+RESUMING = "resuming"
+"""The status of a record that a ``resume`` has claimed and not started yet (records
+only: no result ever has it)."""
 
 
 class _Deferred:
@@ -45,7 +56,12 @@ class ExecutionRecord:
         nodes: node name → ``{"module", "status", "attempts", "duration_ms"}``.
         started_at: seconds since the epoch.
         ended_at: seconds since the epoch (0 while running).
-        snapshot: for a suspended execution, what resuming it needs.
+        snapshot: for a suspended execution, what resuming it needs (``{"nodes":
+            {node name: output}}``); running records carry one too (the outputs a
+            resumed execution started with), so that an interrupted one can be resumed.
+        owner: the process that wrote the record while running it: ``{"host", "boot",
+            "pid", "start", "token"}`` (see ``constellation.spi._owner``); None in
+            records written by older versions.
     """
 
     execution_id: str
@@ -59,6 +75,7 @@ class ExecutionRecord:
     started_at: float = 0.0
     ended_at: float = 0.0
     snapshot: Mapping[str, Any] | None = None
+    owner: Mapping[str, Any] | None = None
 
     def with_status(self, status: str) -> ExecutionRecord:
         """A copy with another status."""
@@ -84,6 +101,24 @@ class ExecutionStorage(Protocol):
 
     def close(self) -> None:
         """Release connections and files."""
+
+
+@runtime_checkable
+class ClaimingStorage(ExecutionStorage, Protocol):
+    """An ExecutionStorage that can also claim a record atomically.
+
+    A separate protocol so that storages written before claims existed still satisfy
+    :class:`ExecutionStorage` (``isinstance`` checks every member of a protocol).
+    """
+
+    def claim(self, record: ExecutionRecord, expected_status: str) -> bool:
+        """Replace the stored record with ``record``'s id by ``record``, if and only if
+        its status is ``expected_status`` -- atomically (compare-and-set), also against
+        other processes using the same store.
+
+        Returns:
+            Whether it was replaced (False: no such record, or another status).
+        """
 
 
 class NoOpExecutionStorage:
@@ -125,6 +160,20 @@ class InMemoryExecutionStorage:
     def save(self, record: ExecutionRecord) -> None:
         """Insert or replace."""
         self._put(record.execution_id, record)
+
+    def save_many(self, records: Iterable[ExecutionRecord]) -> None:
+        """Insert or replace several records."""
+        for record in records:
+            self._put(record.execution_id, record)
+
+    def claim(self, record: ExecutionRecord, expected_status: str) -> bool:
+        """Replace the record if its status is ``expected_status`` (under the lock)."""
+        with self._lock:
+            entry = self._records.get(record.execution_id)
+            if entry is None or entry.status != expected_status:
+                return False
+            self._records[record.execution_id] = record
+            return True
 
     def save_deferred(self, execution_id: str, pipeline: str, status: str,
                       started_at: float, build: Callable[[], ExecutionRecord]) -> None:

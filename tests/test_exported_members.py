@@ -33,7 +33,8 @@ def test_constellation_all_is_exactly_the_public_names() -> None:
 
 SPI_EXPECTED = [
     "KINDS", "MISSING", "BackendInfo", "Backends", "CacheBackend", "CacheStats",
-    "CompositeListener", "ExecutionEvent", "ExecutionListener", "ExecutionRecord",
+    "ClaimingStorage", "CompositeListener", "ExecutionEvent", "ExecutionListener",
+    "ExecutionRecord",
     "ExecutionStorage", "ExponentialBackoff", "FixedDelay", "InMemoryCacheBackend",
     "InMemoryExecutionStorage", "InMemoryMetrics", "LinearBackoff", "LoggingListener",
     "LoggingMetrics", "MetricsProvider", "ModuleEvent", "NoOpExecutionStorage", "NoOpListener",

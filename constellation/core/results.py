@@ -15,7 +15,13 @@ __all__ = ["ExecutionResult", "ExecutionStatus", "NodeRecord", "NodeStatus"]
 
 
 class ExecutionStatus(enum.Enum):
-    """Where an execution is. The last five are final."""
+    """Where an execution is. All but QUEUED and RUNNING are final.
+
+    INTERRUPTED is never the status of a result: it is what an execution *record* says
+    when the process that ran it died (killed, crashed, machine lost) before it ended.
+    An engine opening the storage marks such RUNNING records INTERRUPTED; those with a
+    snapshot can be continued with ``engine.resume(execution_id)``.
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -24,6 +30,7 @@ class ExecutionStatus(enum.Enum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     SUSPENDED = "suspended"
+    INTERRUPTED = "interrupted"
 
     @property
     def is_final(self) -> bool:

@@ -278,7 +278,8 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/health/detail", tags=["health"])
     def detail() -> dict[str, Any]:
-        """Scheduler, queue, breakers and storage."""
+        """Scheduler, queue, breakers, storage (with the record writer's counters) and
+        event delivery."""
         sched = engine.scheduler
         try:
             engine.executions(limit=1)
@@ -286,6 +287,8 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
         except Exception as exc:  # a health page reports, never fails
             storage = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         storage["backend"] = type(engine._storage).__name__
+        health = engine.health()
+        storage["records"] = health["records"]  # backlog, written, failed, dropped ...
         return {"status": engine.state.value, "uptime_s": round(time.time() - state.started, 3),
                 "scheduler": {"inflight": engine.inflight_count,
                               "queued": engine.queued_count,
@@ -293,7 +296,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                               "max_concurrency": sched.max_concurrency,
                               "max_queue_size": sched.max_queue_size},
                 "circuit_breakers": engine.circuit_breakers(), "storage": storage,
-                "pipelines": len(state.pipelines)}
+                "events": health["events"], "pipelines": len(state.pipelines)}
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def metrics() -> Response:

@@ -127,6 +127,60 @@ class StorageContract:
         loaded = storage.load("s-1")
         assert loaded.snapshot == snap
 
+    def test_the_owner_of_a_running_record_is_kept(self) -> None:
+        storage = self.make()
+        owner = {"host": "h1", "boot": None, "pid": 42, "start": 7, "token": "ab"}
+        storage.save(ExecutionRecord("r-1", "p", "h", "running", owner=owner))
+        assert storage.load("r-1").owner == owner
+        assert [r.execution_id for r in storage.list(status="running")] == ["r-1"]
+
+    def test_save_many_saves_and_replaces_every_record(self) -> None:
+        storage = self.make()
+        storage.save(record(1))
+        storage.save_many([record(1, status="failed"), record(2), record(3)])
+        assert storage.load("id-1").status == "failed"
+        assert [r.execution_id for r in storage.list()] == ["id-3", "id-2", "id-1"]
+
+    def test_claim_replaces_the_record_only_from_the_expected_status(self) -> None:
+        from constellation.spi import ClaimingStorage
+
+        storage = self.make()
+        assert isinstance(storage, ClaimingStorage)
+        storage.save(record(1, status="suspended"))
+        claimed = record(1, status="resuming")
+        assert storage.claim(claimed, "completed") is False
+        assert storage.load("id-1").status == "suspended"
+        assert storage.claim(claimed, "suspended") is True
+        assert storage.load("id-1") == claimed
+        assert storage.claim(record(1, status="resuming"), "suspended") is False
+        assert storage.claim(record(9, status="resuming"), "suspended") is False
+        assert storage.load("id-9") is None
+
+    def test_of_concurrent_claims_exactly_one_wins(self) -> None:
+        storage = self.make()
+        storage.save(record(1, status="suspended"))
+        barrier = threading.Barrier(6)
+        wins: list[int] = []
+        errors: list[BaseException] = []
+
+        def claim(n: int) -> None:
+            try:
+                barrier.wait(10)
+                if storage.claim(record(1, status="resuming", pipeline=f"by-{n}"),
+                                 "suspended"):
+                    wins.append(n)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert len(wins) == 1
+        assert storage.load("id-1").pipeline == f"by-{wins[0]}"
+
 
 def _events() -> list[tuple[str, Any]]:
     from constellation.spi import ExecutionEvent, ModuleEvent
