@@ -23,6 +23,9 @@ Who sends what::
     node        -> limiter     GateAcquire, GateRelease;   limiter -> node GateGranted
     breaker/limiter -> node    ServiceFailed (its turn for the node's request raised)
     runtime     -> breaker/limiter  StopActor
+    any thread  -> listener    ExecutionStartedEvent, ModuleStartedEvent,
+                               ModuleFinishedEvent, ExecutionFinishedEvent, CompiledEvent,
+                               RejectedEvent, MetricEvent, FlushEvents (see ``_observer``)
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    import threading
+
     from constellation.actors._actor import PooledActor
     from constellation.actors._context import Attempt
     from constellation.actors._handle import Execution
     from constellation.core.errors import ConstellationError
+    from constellation.core.results import ExecutionResult
 
 __all__ = [
     "Abandon",
@@ -45,13 +51,21 @@ __all__ = [
     "CacheLooked",
     "CancelAll",
     "CancelExecution",
+    "CompiledEvent",
     "DeadlineReached",
     "ExecutionFinished",
+    "ExecutionFinishedEvent",
+    "ExecutionStartedEvent",
+    "FlushEvents",
     "GateAcquire",
     "GateGranted",
     "GateRelease",
+    "MetricEvent",
+    "ModuleFinishedEvent",
+    "ModuleStartedEvent",
     "NodeFinished",
     "Refill",
+    "RejectedEvent",
     "RetryDue",
     "ServiceFailed",
     "StopActor",
@@ -189,3 +203,69 @@ class ServiceFailed(NamedTuple):
 
 class StopActor(NamedTuple):
     """Runtime → breaker or limiter: stop (the engine is stopping, or it was replaced)."""
+
+
+# --- events for the listener actor (see _observer) ----------------------------------------
+
+
+class ExecutionStartedEvent(NamedTuple):
+    """An execution left the queue."""
+
+    handle: Execution
+    time_ns: int
+
+
+class ModuleStartedEvent(NamedTuple):
+    """A module call is about to start."""
+
+    handle: Execution
+    node: str
+    module: str
+    attempt: int
+
+
+class ModuleFinishedEvent(NamedTuple):
+    """A module call returned or failed (``error`` is its message)."""
+
+    handle: Execution
+    node: str
+    module: str
+    attempt: int
+    started_ns: int
+    duration_ms: float
+    error: str | None
+
+
+class ExecutionFinishedEvent(NamedTuple):
+    """An execution ended."""
+
+    handle: Execution
+    result: ExecutionResult
+    time_ns: int
+
+
+class CompiledEvent(NamedTuple):
+    """A pipeline was compiled (or found in the compile cache)."""
+
+    cache_hit: bool
+    duration_ms: float
+    started_ns: int
+
+
+class RejectedEvent(NamedTuple):
+    """A submission was rejected with QueueFullError."""
+
+
+class FlushEvents(NamedTuple):
+    """Engine → listener (shutdown): set ``done`` once every earlier event is handled."""
+
+    done: threading.Event
+
+
+class MetricEvent(NamedTuple):
+    """Any other measurement (``kind`` is counter, gauge or histogram)."""
+
+    kind: str
+    name: str
+    value: float
+    tags: dict[str, str] | None

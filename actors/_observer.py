@@ -25,9 +25,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor
+from constellation.actors._messages import (
+    CompiledEvent,
+    ExecutionFinishedEvent,
+    ExecutionStartedEvent,
+    FlushEvents,
+    MetricEvent,
+    ModuleFinishedEvent,
+    ModuleStartedEvent,
+    RejectedEvent,
+)
 from constellation.actors._pool import ThreadPool
 from constellation.spi._listener import ExecutionEvent, ModuleEvent
 from constellation.spi._metrics import NoOpMetrics
@@ -44,60 +54,12 @@ __all__ = ["Observer"]
 logger = logging.getLogger("constellation.observer")
 
 
-class _ExecStarted(NamedTuple):
-    handle: Execution
-    time_ns: int
-
-
-class _ModStarted(NamedTuple):
-    handle: Execution
-    node: str
-    module: str
-    attempt: int
-
-
-class _ModFinished(NamedTuple):
-    handle: Execution
-    node: str
-    module: str
-    attempt: int
-    started_ns: int
-    duration_ms: float
-    error: str | None
-
-
-class _ExecFinished(NamedTuple):
-    handle: Execution
-    result: ExecutionResult
-    time_ns: int
-
-
-class _Compiled(NamedTuple):
-    cache_hit: bool
-    duration_ms: float
-    started_ns: int
-
-
-class _Rejected(NamedTuple):
-    pass
-
-
-class _Flush(NamedTuple):
-    done: threading.Event
-
-
 # Events that reach the listener: never dropped for a durable one.
-_LISTENER_EVENTS = (_ExecStarted, _ModStarted, _ModFinished, _ExecFinished)
+_LISTENER_EVENTS = (ExecutionStartedEvent, ModuleStartedEvent, ModuleFinishedEvent,
+                    ExecutionFinishedEvent)
 
 # The most events handed to a durable listener's on_batch at once.
 _BATCH = 2_000
-
-
-class _Metric(NamedTuple):
-    kind: str  # "counter" | "gauge" | "histogram"
-    name: str
-    value: float
-    tags: dict[str, str] | None
 
 
 class Observer:
@@ -149,36 +111,36 @@ class Observer:
 
     def execution_started(self, handle: Execution) -> None:
         """An execution left the queue."""
-        self._emit(_ExecStarted(handle, time.time_ns()))
+        self._emit(ExecutionStartedEvent(handle, time.time_ns()))
 
     def module_started(self, handle: Execution, node: str, module: str, attempt: int
                        ) -> None:
         """A module call is about to start."""
-        self._emit(_ModStarted(handle, node, module, attempt))
+        self._emit(ModuleStartedEvent(handle, node, module, attempt))
 
     def module_finished(self, handle: Execution, node: str, module: str, attempt: int,
                         duration_ms: float, error: str | None) -> None:
         """A module call returned or failed."""
         started = time.time_ns() - int(duration_ms * 1e6)
-        self._emit(_ModFinished(handle, node, module, attempt, started, duration_ms, error))
+        self._emit(ModuleFinishedEvent(handle, node, module, attempt, started, duration_ms, error))
 
     def execution_finished(self, handle: Execution, result: ExecutionResult) -> None:
         """An execution ended."""
-        self._emit(_ExecFinished(handle, result, time.time_ns()))
+        self._emit(ExecutionFinishedEvent(handle, result, time.time_ns()))
 
     def compiled(self, cache_hit: bool, duration_ms: float) -> None:
         """A pipeline was compiled (or found in the cache)."""
-        self._emit(_Compiled(cache_hit, duration_ms,
+        self._emit(CompiledEvent(cache_hit, duration_ms,
                              time.time_ns() - int(duration_ms * 1e6)))
 
     def rejected(self) -> None:
         """A submission was rejected with QueueFullError."""
-        self._emit(_Rejected())
+        self._emit(RejectedEvent())
 
     def metric(self, kind: str, name: str, value: float,
                tags: dict[str, str] | None = None) -> None:
         """Any other measurement (``kind`` is counter, gauge or histogram)."""
-        self._emit(_Metric(kind, name, value, tags))
+        self._emit(MetricEvent(kind, name, value, tags))
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Deliver what is pending (within ``timeout``; at most 5 s unless the listener is
@@ -191,7 +153,7 @@ class Observer:
             timeout = min(timeout, 5.0)
         deadline = time.monotonic() + timeout
         done = threading.Event()
-        flushed = self.actor.post(_Flush(done)) and done.wait(timeout)
+        flushed = self.actor.post(FlushEvents(done)) and done.wait(timeout)
         if not flushed:
             logger.warning("stopping with %d event(s) not delivered", self.pending)
         self.actor.actor_ref.stop(block=False)
@@ -256,7 +218,7 @@ class _ListenerActor(PooledActor):
         listener = obs.listener
         tracer = obs.tracer
         kind = type(message)
-        if kind is _ModStarted:
+        if kind is ModuleStartedEvent:
             h = message.handle
             self._safely(metrics, "counter", metrics.counter, "constellation.module.started",
                          1.0, {"module_name": message.module})
@@ -264,7 +226,7 @@ class _ListenerActor(PooledActor):
                 self._tell(listener, "on_module_start",
                            ModuleEvent(h.execution_id, message.node, message.module,
                                        message.attempt, timestamp=time.time()))
-        elif kind is _ModFinished:
+        elif kind is ModuleFinishedEvent:
             h = message.handle
             tags = {"module_name": message.module}
             outcome = "failed" if message.error is not None else "completed"
@@ -280,7 +242,7 @@ class _ListenerActor(PooledActor):
                            else "on_module_complete", event)
             if tracer is not None:
                 self._safely(tracer, "start_span", self._module_span, tracer, message)
-        elif kind is _ExecStarted:
+        elif kind is ExecutionStartedEvent:
             h = message.handle
             self._gauges(metrics)
             if listener is not None:
@@ -290,9 +252,9 @@ class _ListenerActor(PooledActor):
                                           timestamp=message.time_ns / 1e9))
             if tracer is not None:
                 self._safely(tracer, "start_span", self._execution_span, tracer, message)
-        elif kind is _ExecFinished:
+        elif kind is ExecutionFinishedEvent:
             self._execution_finished(message, metrics, listener)
-        elif kind is _Compiled:
+        elif kind is CompiledEvent:
             self._safely(metrics, "counter", metrics.counter,
                          "constellation.compilation.total", 1.0,
                          {"cache_hit": "true" if message.cache_hit else "false"})
@@ -304,14 +266,14 @@ class _ListenerActor(PooledActor):
                     s.end(message.started_ns + int(message.duration_ms * 1e6))
 
                 self._safely(tracer, "start_span", compile_span)
-        elif kind is _Metric:
+        elif kind is MetricEvent:
             fn = getattr(metrics, message.kind)
             self._safely(metrics, message.kind, fn, message.name, message.value, message.tags)
-        elif kind is _Rejected:
+        elif kind is RejectedEvent:
             self._safely(metrics, "counter", metrics.counter,
                          "constellation.scheduler.rejected", 1.0, None)
             self._gauges(metrics)
-        elif kind is _Flush:
+        elif kind is FlushEvents:
             if self.batch:
                 self._flush()
             message.done.set()
@@ -330,13 +292,13 @@ class _ListenerActor(PooledActor):
         self._safely(metrics, "gauge", metrics.gauge, "constellation.scheduler.queued",
                      float(queued), None)
 
-    def _execution_span(self, tracer: TracerProvider, message: _ExecStarted) -> None:
+    def _execution_span(self, tracer: TracerProvider, message: ExecutionStartedEvent) -> None:
         h = message.handle
         self.exec_spans[h.execution_id] = tracer.start_span(
             f"execute({h.plan.name})", {"execution_id": h.execution_id,
                                         "pipeline": h.plan.name}, None, message.time_ns)
 
-    def _module_span(self, tracer: TracerProvider, message: _ModFinished) -> None:
+    def _module_span(self, tracer: TracerProvider, message: ModuleFinishedEvent) -> None:
         h = message.handle
         parent = self.exec_spans.get(h.execution_id)
         span = tracer.start_span(
@@ -348,7 +310,7 @@ class _ListenerActor(PooledActor):
             span.record_error(message.error)
         span.end(message.started_ns + int(message.duration_ms * 1e6))
 
-    def _execution_finished(self, message: _ExecFinished, metrics: MetricsProvider,
+    def _execution_finished(self, message: ExecutionFinishedEvent, metrics: MetricsProvider,
                             listener: ExecutionListener | None) -> None:
         h, result = message.handle, message.result
         status = result.status.value
