@@ -70,6 +70,9 @@ class Supervisor(PooledActor):
             h = message.handle
             self.queued[h.execution_id] = h
             self.queue.push(h.execution_id, h, h.priority, h.enqueued_at)
+            if h.deadline is not None and self.runtime.clock() >= h.deadline:
+                # Its deadline timer may have fired before this message arrived.
+                self._stop_one(DeadlineReached(h.execution_id))
             self._pump()
         elif kind is ExecutionFinished:
             self.running.pop(message.handle.execution_id, None)

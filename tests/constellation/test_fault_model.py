@@ -517,3 +517,4 @@ def test_executor_accepts_only_an_executor_or_process(engine_factory: Any) -> No
 
     with pytest.raises(ConfigurationError, match="executor must be"):
         engine_factory(executor="threads")
+
