@@ -16,6 +16,7 @@ from constellation.core.types import render
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from constellation.actors._help import HelpState
     from constellation.actors._plan import ExecutionPlan
     from constellation.actors._runtime import Runtime
     from constellation.actors._timer import TimerEntry
@@ -41,7 +42,8 @@ class Execution:
         priority: the integer priority it was submitted with.
     """
 
-    __slots__ = ("_callbacks", "_deadline_timer", "_event", "_result", "_runtime",
+    __slots__ = ("_callbacks", "_deadline_timer", "_event", "_help", "_help_dispatcher",
+                 "_help_workers", "_result", "_runtime",
                  "_snapshot", "_status", "deadline", "enqueued_at", "execution_id", "inputs",
                  "plan", "preset", "priority", "submitted_at")
 
@@ -67,6 +69,10 @@ class Execution:
         self._callbacks: list[Callable[[ExecutionResult], None]] | None = None
         self._status = ExecutionStatus.QUEUED
         self._deadline_timer: TimerEntry | None = None
+        # Set when the calling thread helps run it (see _help.Helper.attach).
+        self._help: HelpState | None = None
+        self._help_dispatcher: Any = None
+        self._help_workers: Any = None
         # Resumed executions: node index → the output it already computed (not re-run).
         self.preset = preset
         # Suspended executions: node name → output, for the stored snapshot.
@@ -207,6 +213,8 @@ class Execution:
         self._runtime.execution_done()
         if event is not None:
             event.set()
+        if self._help is not None:
+            self._help.wake()
         for fn in callbacks or ():
             try:
                 fn(result)

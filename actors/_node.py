@@ -98,7 +98,7 @@ class NodeActor(PooledActor):
                  handle: Execution, runtime: Runtime) -> None:
         # Created already running, without PooledActor.__init__ and spawn_running's
         # indirections: one constructor per node is the whole cost of the actor.
-        pool = runtime.dispatcher
+        pool = parent._actor_pool  # the dispatcher, or a helping caller's stand-in
         self.actor_inbox = _Inbox(self, pool)
         self.actor_stopped = _StopFlag()
         self._actor_started = True

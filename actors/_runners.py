@@ -66,7 +66,8 @@ class PoolRunner(Runner):
         assert pool is not None
         task = partial(_run_on_pool, actor, attempt, kwargs, pool, actor.policy is not None)
         if actor.node.timing.fast:
-            pool.schedule_local(task)
+            # Quick: where it became ready -- or on the caller helping its execution.
+            (actor.handle._help_workers or pool).schedule_local(task)
         else:
             pool.schedule(task)
 
@@ -81,6 +82,7 @@ def _run_on_pool(actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
         pool.compensate(-1)  # the node abandoned it and let the pool add a thread
         return
     local = _pool_local
+    slot = getattr(local, "slot", None)  # None on a pool thread; SLOT_HELD on a helper
     local.slot = SLOT_HELD
     if release:
         pool.release_backlog()  # nothing queued on this thread waits behind the call
@@ -92,7 +94,7 @@ def _run_on_pool(actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
         value = actor.node.module.func(**kwargs)
     except BaseException as exc:
         error = exc
-    local.slot = None
+    local.slot = slot
     if not attempt.finish():
         pool.compensate(-1)  # abandoned meanwhile: the pool had started a thread for it
         return

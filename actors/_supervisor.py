@@ -136,3 +136,12 @@ class Supervisor(PooledActor):
         if self.runtime.storage is not None:
             record_finished(self.runtime.storage, h, result)
         h._complete(result)
+
+
+def _first_step(actor: ExecutionActor) -> None:
+    # The execution actor's first turn (it was created holding its turn token).
+    try:
+        actor.begin()
+    except BaseException as exc:  # the child's failure, not the supervisor's
+        actor._turn_failed_safely(exc)
+    actor.end_turn()

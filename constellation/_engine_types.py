@@ -40,6 +40,10 @@ class SchedulerConfig:
             once need 64 threads.
         dispatcher_threads: threads running actor turns; ``None`` picks 2 per core
             (2 to 8).
+        caller_helps: a thread waiting in ``engine.run()`` runs its own execution's
+            turns and quick module calls itself instead of handing them to the pools
+            (no thread handoff for a sequential run of quick modules). ``False``
+            always hands the work to the pools.
 
     Raises:
         ConfigurationError: a value is out of range; ``details["field"]`` names it.
@@ -50,6 +54,7 @@ class SchedulerConfig:
     starvation_timeout: float = 30.0
     worker_threads: int = 32
     dispatcher_threads: int | None = None
+    caller_helps: bool = True
 
     def __post_init__(self) -> None:
         _positive_int(self.max_concurrency, "max_concurrency")
@@ -63,6 +68,10 @@ class SchedulerConfig:
         _positive_int(self.worker_threads, "worker_threads")
         if self.dispatcher_threads is not None:
             _positive_int(self.dispatcher_threads, "dispatcher_threads")
+        if type(self.caller_helps) is not bool:
+            raise ConfigurationError(f"caller_helps must be True or False, got "
+                                     f"{self.caller_helps!r}",
+                                     details={"field": "caller_helps"})
 
 
 class LifecycleState(enum.Enum):

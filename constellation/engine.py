@@ -24,8 +24,10 @@ from cachetools import LRUCache
 
 from constellation._engine_types import LifecycleState, Pipeline, SchedulerConfig
 from constellation.actors._handle import DEADLINE_GRACE, Execution, bare_result
+from constellation.actors._help import Helper, helping
 from constellation.actors._messages import CancelAll, DeadlineReached, SubmitExecution
 from constellation.actors._plan import ExecutionPlan, ModuleTiming
+from constellation.actors._pool import current_pool
 from constellation.actors._records import RecordWriter
 from constellation.actors._resilience import CallPolicy, CircuitBreakerConfig
 from constellation.actors._runtime import Runtime
@@ -362,17 +364,23 @@ class Constellation:
             QueueFullError: ``max_queue_size`` executions are already waiting.
             CompilationError: ``pipeline`` was not compiled and does not compile.
         """
+        return self._submit(pipeline, inputs, timeout, priority, None)
+
+    def _submit(self, pipeline: Pipeline | DagSpec | PipelineBuilder | str,
+                inputs: Mapping[str, Any] | None, timeout: float | None,
+                priority: Priority | int | str, helper: Helper | None) -> Execution:
         self._check_accepting()
         if not isinstance(pipeline, Pipeline) or pipeline._engine is not self:
             pipeline = self.compile(pipeline)
         plan = pipeline.plan
         checked = self._check_inputs(plan, inputs)
-        return self._submit_plan(plan, checked, timeout, priority)
+        return self._submit_plan(plan, checked, timeout, priority, helper=helper)
 
     def _submit_plan(self, plan: ExecutionPlan, checked: dict[str, Any],
                      timeout: float | None, priority: Priority | int | str,
                      execution_id: str | None = None,
-                     preset: Mapping[int, Any] | None = None) -> Execution:
+                     preset: Mapping[int, Any] | None = None,
+                     helper: Helper | None = None) -> Execution:
         self._check_accepting()
         prio = priority_value(priority)
         limit = self.default_timeout
@@ -390,6 +398,8 @@ class Constellation:
             eid = execution_id
         deadline = runtime.clock() + limit
         handle = Execution(eid, plan, checked, prio, deadline, runtime, preset)
+        if helper is not None:
+            helper.attach(handle)
         try:
             runtime.admit()
         except QueueFullError:
@@ -466,7 +476,15 @@ class Constellation:
 
         Module failures, timeouts and missing inputs are reported in the result
         (``status``, ``errors``), not raised; ``result.raise_for_status()`` raises them.
+
+        Called from a thread outside the engine's pools, the calling thread helps: it
+        runs its own execution's turns and quick module calls itself while it waits
+        (see ``SchedulerConfig.caller_helps`` and docs/performance-tuning.md).
         """
+        if self.scheduler.caller_helps and current_pool() is None \
+                and helping() is None:
+            return Helper(self._runtime).run(
+                lambda helper: self._submit(pipeline, inputs, timeout, priority, helper))
         return self.submit(pipeline, inputs, timeout=timeout, priority=priority).result()
 
     def _check_inputs(self, plan: ExecutionPlan, inputs: Mapping[str, Any] | None

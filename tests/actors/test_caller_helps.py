@@ -1,0 +1,210 @@
+"""The caller helps: a thread in ``engine.run()`` runs its own execution's work."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from constellation import Constellation, ExecutionStatus, SchedulerConfig, module
+from constellation.actors._actor import PooledActor
+from tests.waiting import wait_for
+
+WAIT = 10.0
+CHAIN = "in x: Int\n" + "".join(
+    f"a{i} = Tag({'x' if i == 0 else f'a{i - 1}'})\n" for i in range(8)) + "out a7"
+
+calls: collections.Counter[tuple[int, str]] = collections.Counter()
+calls_lock = threading.Lock()
+
+
+@module
+def Tag(x: int) -> int:
+    """Records (the run's tag, the thread) and passes the tag on."""
+    with calls_lock:
+        calls[(x, threading.current_thread().name)] += 1
+    return x
+
+
+def _warm(engine: Constellation, pipeline: Any) -> None:
+    # Modules run on the caller only once they are measured quick.
+    for _ in range(20):
+        engine.run(pipeline, {"x": -1}, timeout=WAIT)
+
+
+def test_a_sequential_run_of_quick_modules_runs_on_the_calling_thread(
+        engine_factory: Any) -> None:
+    engine = engine_factory([Tag])
+    pipeline = engine.compile(CHAIN)
+    _warm(engine, pipeline)
+    calls.clear()
+    for _ in range(50):
+        assert engine.run(pipeline, {"x": 7}, timeout=WAIT).outputs == {"a7": 7}
+    me = threading.current_thread().name
+    assert calls == {(7, me): 400}
+
+
+def test_without_caller_helps_the_pools_run_everything(engine_factory: Any) -> None:
+    engine = engine_factory([Tag], scheduler=SchedulerConfig(caller_helps=False))
+    pipeline = engine.compile(CHAIN)
+    _warm(engine, pipeline)
+    calls.clear()
+    for _ in range(20):
+        engine.run(pipeline, {"x": 8}, timeout=WAIT)
+    assert all(thread != threading.current_thread().name for _, thread in calls)
+
+
+def test_a_helping_caller_never_runs_another_executions_module_calls(
+        engine_factory: Any) -> None:
+    engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=4))
+    pipeline = engine.compile(CHAIN)
+    _warm(engine, pipeline)
+    calls.clear()
+    stop = threading.Event()
+    helpers: dict[int, str] = {}
+
+    def caller(tag: int) -> None:
+        helpers[tag] = threading.current_thread().name
+        while not stop.is_set():
+            assert engine.run(pipeline, {"x": tag}, timeout=WAIT).outputs == {"a7": tag}
+
+    threads = [threading.Thread(target=caller, args=(t,), name=f"caller-{t}")
+               for t in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    background = [engine.submit(pipeline, {"x": 100 + i}) for i in range(300)]
+    for e in background:
+        assert e.result(timeout=WAIT).status is ExecutionStatus.COMPLETED
+    stop.set()
+    for t in threads:
+        t.join(WAIT)
+    for (tag, thread), _ in calls.items():
+        if thread.startswith("caller-"):
+            assert helpers.get(tag) == thread, (tag, thread)
+
+
+def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    in_turn: set[int] = set()
+    overlaps: list[str] = []
+    guard = threading.Lock()
+    original = PooledActor._receive_posted
+
+    def watched(self: PooledActor, message: Any) -> None:
+        with guard:
+            if id(self) in in_turn:
+                overlaps.append(type(self).__name__)
+            in_turn.add(id(self))
+        try:
+            original(self, message)
+        finally:
+            with guard:
+                in_turn.discard(id(self))
+
+    monkeypatch.setattr(PooledActor, "_receive_posted", watched)
+    engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=3))
+    pipeline = engine.compile(CHAIN)
+    _warm(engine, pipeline)
+
+    def caller(tag: int) -> None:
+        for _ in range(40):
+            assert engine.run(pipeline, {"x": tag}, timeout=WAIT).outputs == {"a7": tag}
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    subs = [engine.submit(pipeline, {"x": 50 + i}) for i in range(100)]
+    for t in threads:
+        t.join(30)
+    assert all(e.result(timeout=WAIT).outputs == {"a7": 50 + i} for i, e in enumerate(subs))
+    assert overlaps == []
+
+
+def test_a_helping_caller_respects_max_concurrency(engine_factory: Any) -> None:
+    release = threading.Event()
+    order: list[str] = []
+
+    @module
+    def Hold(x: int) -> int:
+        order.append(f"hold-{x}")
+        release.wait(WAIT)
+        return x
+
+    @module
+    def Mark(x: int) -> int:
+        order.append(f"mark-{x}")
+        return x
+
+    engine = engine_factory([Hold, Mark], scheduler=SchedulerConfig(max_concurrency=1))
+    held = engine.submit("in x: Int\na = Hold(x)\nout a", {"x": 1})
+    wait_for(lambda: order == ["hold-1"])
+    done: list[Any] = []
+    t = threading.Thread(target=lambda: done.append(
+        engine.run("in x: Int\na = Mark(x)\nout a", {"x": 2}, timeout=WAIT)))
+    t.start()
+    time.sleep(0.2)
+    assert order == ["hold-1"]  # the caller's execution waits for the one slot
+    release.set()
+    t.join(WAIT)
+    assert done[0].outputs == {"a": 2}
+    assert order == ["hold-1", "mark-2"]
+    assert held.result(timeout=WAIT).status is ExecutionStatus.COMPLETED
+
+
+def test_a_helping_caller_waiting_on_a_long_module_sees_its_deadline(
+        engine_factory: Any) -> None:
+    @module
+    def Slow(x: int) -> int:
+        time.sleep(3)
+        return x
+
+    engine = engine_factory([Slow])
+    t0 = time.monotonic()
+    r = engine.run("in x: Int\na = Slow(x)\nout a", {"x": 1}, timeout=0.3)
+    assert time.monotonic() - t0 < 1.5
+    assert r.status is ExecutionStatus.TIMED_OUT
+    assert "ended_by" not in r.errors[0].details  # the engine ended it, not the waiter
+
+
+def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any) -> None:
+    started = threading.Event()
+
+    @module
+    def Wait(x: int, ctx: Any) -> int:
+        started.set()
+        ctx.cancel_event.wait(WAIT)
+        return x
+
+    engine = engine_factory([Wait])
+    pipeline = engine.compile("in x: Int\na = Wait(x)\nout a")
+
+    def cancel_when_started() -> None:
+        assert started.wait(WAIT)
+        engine.cancel_all()
+
+    t = threading.Thread(target=cancel_when_started)
+    t.start()
+    t0 = time.monotonic()
+    r = engine.run(pipeline, {"x": 1}, timeout=WAIT)
+    t.join(WAIT)
+    assert time.monotonic() - t0 < 2.0
+    assert r.status is ExecutionStatus.CANCELLED
+
+
+def test_a_quick_module_on_the_caller_may_run_a_nested_pipeline(
+        engine_factory: Any) -> None:
+    holder: dict[str, Constellation] = {}
+
+    @module
+    def Outer(x: int) -> int:
+        inner = holder["engine"].run("in x: Int\na = Tag(x)\nout a", {"x": x}, timeout=WAIT)
+        return int(inner.outputs["a"]) + 1
+
+    engine = engine_factory([Outer, Tag])
+    holder["engine"] = engine
+    pipeline = engine.compile("in x: Int\na = Outer(x)\nout a")
+    for i in range(30):
+        assert engine.run(pipeline, {"x": i}, timeout=WAIT).outputs == {"a": i + 1}
