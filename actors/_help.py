@@ -143,13 +143,21 @@ class Helper:
         local.slot = SLOT_HELD
         local.backlog = deque()
         local.helping = self.state
+        handle: Execution | None = None
         try:
             handle = submit(self)
             self._help(handle)
+        except KeyboardInterrupt:
+            # The user interrupted the caller: its execution is cancelled, not left to
+            # run until its deadline, and the interrupt goes on up.
+            if handle is not None:
+                handle.cancel()
+            raise
         finally:
             self._release()
             local.__dict__.clear()
             local.__dict__.update(saved)
+        assert handle is not None
         return handle.result()
 
     def _help(self, handle: Execution) -> None:
@@ -164,6 +172,8 @@ class Helper:
             else:
                 try:
                     task()
+                except KeyboardInterrupt:
+                    raise  # Ctrl-C reaches the caller (see Helper.run)
                 except BaseException:  # as a pool thread would
                     logger.exception("unhandled error in a task run by a helping caller")
                 continue

@@ -26,10 +26,11 @@ import hashlib
 import json
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor, _Inbox, _StopFlag
-from constellation.actors._context import Attempt, CallContext
+from constellation.actors._context import RUNNING, Attempt, CallContext
 from constellation.actors._internal import describe, internal_error
 from constellation.actors._messages import (
     Abandon,
@@ -92,6 +93,7 @@ class NodeActor(PooledActor):
     granted = False
     cache_key: str | None = None
     timer: TimerEntry | None = None
+    lookup: Attempt | None = None  # a cache lookup in flight on a worker thread
     first_started = 0.0
 
     def __init__(self, parent: ExecutionActor, node: NodePlan, args: dict[str, Any],
@@ -140,6 +142,7 @@ class NodeActor(PooledActor):
             self.granted = True
             self._after_gate()
         elif kind is CacheLooked:
+            self.lookup = None
             if message.value is not MISSING:
                 self._succeed(message.value, store=False)
             else:
@@ -292,6 +295,9 @@ class NodeActor(PooledActor):
             self.runtime.timer.cancel(self.timer)
             self.timer = None
         policy = self.policy
+        lookup = self.lookup
+        if lookup is not None and lookup.abandon():
+            self.runtime.workers_pool.compensate(1)  # its thread may be stuck in the cache
         if policy is not None and policy.limiter is not None:
             policy.limiter.post(GateRelease(self))  # a held slot, or a place in line
         if self.breaker is not None:
@@ -315,16 +321,22 @@ class NodeActor(PooledActor):
         policy = self.policy
         assert policy is not None
         if policy.cache is not None:
-            self.runtime.workers_pool.schedule_queued(self._cache_lookup)
+            # Tracked like a call: a lookup that blocks is abandoned with the node, and
+            # the pool may start a thread in its place meanwhile.
+            lookup = self.lookup = Attempt(0)
+            self.runtime.workers_pool.schedule_queued(partial(self._cache_lookup, lookup))
         else:
             self._attempt()
 
-    def _cache_lookup(self) -> None:
+    def _cache_lookup(self, lookup: Attempt) -> None:
         # On a worker thread: the backend may do I/O (Redis).
         policy = self.policy
         assert policy is not None
         assert policy.cache is not None
-        if self.handle._result is not None:
+        pool = self.runtime.workers_pool
+        if lookup.state != RUNNING or self.handle._result is not None:
+            if not lookup.abandon():
+                pool.compensate(-1)  # the node abandoned it and compensated
             return  # the execution ended while the lookup waited
         mdef = self.node.module
         try:

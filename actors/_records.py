@@ -215,7 +215,7 @@ class RecordWriter:
                     self.storage.save(record)
                 else:
                     inline(eid, pipeline, status, started_at, build)
-            except Exception as exc:
+            except BaseException as exc:  # a storage never fails the execution
                 self._failed_save(exc, 1, given_up=1)
             return
         entry = _Entry(pipeline, status, started_at, build, record)
@@ -472,7 +472,7 @@ def record_started(storage: ExecutionStorage, handle: Execution) -> None:
     else:
         try:
             storage.save(build_started(handle, time.time(), process_owner()))
-        except Exception:
+        except BaseException:  # never raises, whatever the storage does
             logger.exception("could not record execution %s", handle.execution_id)
 
 
@@ -486,7 +486,7 @@ def record_finished(storage: ExecutionStorage, handle: Execution, result: Execut
         try:
             storage.save(build_record(handle, result, now - result.duration_ms / 1000.0,
                                       now))
-        except Exception:
+        except BaseException:  # never raises, whatever the storage does
             logger.exception("could not record execution %s", result.execution_id)
 
 

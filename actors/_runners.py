@@ -65,7 +65,12 @@ class PoolRunner(Runner):
         pool = self.pool
         assert pool is not None
         task = partial(_run_on_pool, actor, attempt, kwargs, pool, actor.policy is not None)
-        if actor.node.timing.fast:
+        policy = actor.policy
+        if policy is not None and policy.timeout is not None:
+            # A call with a timeout never waits in a thread's local backlog, where a
+            # sibling that blocks would hold it past its timeout without it running.
+            pool.schedule_queued(task)
+        elif actor.node.timing.fast:
             # Quick: where it became ready -- or on the caller helping its execution.
             (actor.handle._help_workers or pool).schedule_local(task)
         else:
@@ -92,7 +97,15 @@ def _run_on_pool(actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
     value: Any = None
     try:
         value = actor.node.module.func(**kwargs)
-    except BaseException as exc:
+    except KeyboardInterrupt as exc:
+        if slot is SLOT_HELD and threading.current_thread() is threading.main_thread():
+            # Ctrl-C on a caller helping its run(): the user's interrupt, not the
+            # module's failure. Give the call up and let it reach the caller.
+            local.slot = slot
+            attempt.abandon()
+            raise
+        error = exc
+    except BaseException as exc:  # any exception is the module's failure
         error = exc
     local.slot = slot
     if not attempt.finish():
@@ -133,15 +146,20 @@ def _future_done(actor: NodeActor, attempt: Attempt, started: float,
     value: Any = None
     try:
         if future.cancelled():
-            return  # cancelled on abandon: nobody waits for it
-        exc = future.exception()
-        if exc is None:
-            value = future.result()
-        elif isinstance(exc, BrokenExecutor):
-            error = executor_error(actor, runner.name, exc)
-            runner.broken(executor)
+            if attempt.state != RUNNING:
+                return  # cancelled on abandon: nobody waits for it
+            # Cancelled by the executor itself (shutdown(cancel_futures=True)).
+            error = executor_error(actor, runner.name, RuntimeError(
+                "the executor cancelled the call before it started (shut down?)"))
         else:
-            error = exc
+            exc = future.exception()
+            if exc is None:
+                value = future.result()
+            elif isinstance(exc, BrokenExecutor):
+                error = executor_error(actor, runner.name, exc)
+                runner.broken(executor)
+            else:
+                error = exc
     except BaseException as exc:  # a future that cannot even report
         error = executor_error(actor, runner.name, exc)
     if not attempt.finish():

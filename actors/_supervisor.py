@@ -131,11 +131,11 @@ class Supervisor(PooledActor):
             error = ExecutionTimeoutError(f"execution {eid} passed its deadline while queued",
                                           details={"execution_id": eid})
         result = bare_result(h, status, error)
+        h._complete(result)  # first: whatever a backend does below, the waiter has it
         if self.runtime.observer is not None:
             self.runtime.observer.execution_finished(h, result)
         if self.runtime.storage is not None:
             record_finished(self.runtime.storage, h, result)
-        h._complete(result)
 
 
 def _first_step(actor: ExecutionActor) -> None:

@@ -201,7 +201,8 @@ class Constellation:
         self._state = LifecycleState.RUNNING
         self._state_lock = threading.Lock()
         self._stopped = threading.Event()  # set when shutdown() has finished
-        self._drained = True
+        self._stop_by = 0.0  # when the first shutdown() call will have returned at the latest
+        self._drained = False  # the first shutdown() call's answer, once it has one
         # Execution ids look like UUIDs: 64 random bits per engine, then a counter.
         self._id_prefix = str(uuid.UUID(int=int.from_bytes(os.urandom(8), "big") << 64))[:19]
         self._ids = itertools.count(1)
@@ -406,8 +407,15 @@ class Constellation:
             if runtime.observer is not None:
                 runtime.observer.rejected()
             raise
-        handle._deadline_timer = runtime.timer.call_at(
-            deadline, lambda: runtime.post_to_supervisor(DeadlineReached(eid)))
+        try:
+            handle._deadline_timer = runtime.timer.call_at(
+                deadline, lambda: runtime.post_to_supervisor(DeadlineReached(eid)))
+        except RuntimeError:
+            # shutdown() stopped the engine since the check above: nothing was queued.
+            runtime.dequeued()
+            runtime.execution_done()
+            raise ShuttingDownError(f"engine is {self.state.value}; not accepting "
+                                    "executions") from None
         if not runtime.post_to_supervisor(SubmitExecution(handle)):
             # The supervisor stopped between the check above and now: nobody will run it.
             runtime.dequeued()
@@ -626,9 +634,11 @@ class Constellation:
             first = self._state is LifecycleState.RUNNING
             if first:
                 self._state = LifecycleState.DRAINING
+                self._stop_by = time.monotonic() + drain_timeout + _STOP_GRACE
         if not first:
-            # Another call is stopping the engine (or did): its answer is ours.
-            self._stopped.wait(drain_timeout + _STOP_GRACE)
+            # Another call is stopping the engine (or did): its answer is ours, once it
+            # is there -- bounded by that first call's own drain timeout.
+            self._stopped.wait(max(0.0, self._stop_by - time.monotonic()))
             return self._drained
         try:
             self._drained = self._drain_and_stop(drain_timeout)
@@ -691,9 +701,11 @@ class Constellation:
                 f"inflight={self.inflight_count}>")
 
 
-_STOP_GRACE = 5.0 + 5.0 + 5.0 + DEADLINE_GRACE
+_STOP_GRACE = 5.0 + 5.0 + 2.0 + 5.0 + DEADLINE_GRACE + 2.0
 """What shutdown() takes past its drain timeout at most: cancelling, stopping the
-supervisor and the listener, joining the pools (see _drain_and_stop)."""
+supervisor, flushing events and records (at least a second each), joining the pools
+(see _drain_and_stop), and some slack. A later concurrent call waits this long past the
+first call's drain timeout for its answer."""
 
 
 def _check_backend(backend: Any, protocol: type, field: str) -> None:

@@ -208,3 +208,43 @@ def test_a_quick_module_on_the_caller_may_run_a_nested_pipeline(
     pipeline = engine.compile("in x: Int\na = Outer(x)\nout a")
     for i in range(30):
         assert engine.run(pipeline, {"x": i}, timeout=WAIT).outputs == {"a": i + 1}
+
+
+def test_ctrl_c_while_the_caller_runs_a_module_interrupts_run_and_cancels_it(
+        engine_factory: Any) -> None:
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    spinning = threading.Event()
+
+    @module
+    def Spin(x: int) -> int:
+        if x == 1:
+            spinning.set()
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:  # busy: Python code sees the signal
+                pass
+        return x
+
+    engine = engine_factory([Spin])
+    pipeline = engine.compile("in x: Int\na = Spin(x)\nout a")
+    for _ in range(20):
+        engine.run(pipeline, {"x": 0}, timeout=WAIT)  # measured quick: runs on the caller
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def interrupt() -> None:
+        assert spinning.wait(WAIT)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    t = threading.Thread(target=interrupt)
+    t.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(pipeline, {"x": 1}, timeout=WAIT)
+    t.join(WAIT)
+    assert time.monotonic() - t0 < 5.0
+    wait_for(lambda: engine.inflight_count == 0)
+    r = engine.run(pipeline, {"x": 2}, timeout=WAIT)
+    assert r.outputs == {"a": 2}
