@@ -81,7 +81,7 @@ def test_a_helping_caller_never_runs_another_executions_module_calls(
     stop.set()
     for t in threads:
         t.join(WAIT)
-    for (tag, thread), _ in calls.items():
+    for tag, thread in calls:
         if thread.startswith("caller-"):
             assert helpers.get(tag) == thread, (tag, thread)
 
