@@ -130,6 +130,7 @@ class ExecutionActor(PooledActor):
         it). The execution ends FAILED with an InternalError naming the cause; the
         supervisor is told as for any end, so the engine goes on."""
         handle = self.handle
+        self.runtime.count_internal_error("ExecutionActor")
         error = internal_error(f"execution {handle.execution_id} (pipeline "
                                f"{self.plan.name}) failed in the runtime", exc)
         if not self.done:

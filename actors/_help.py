@@ -24,6 +24,12 @@ deadline: it waits in slices and ends the execution itself past deadline + grace
 (see ``Execution._wait``). A module measured quick that suddenly blocks holds its
 caller until it returns (it runs on that thread); cancellation and the deadline still
 end the execution on the engine's threads meanwhile.
+
+Ctrl-C: a ``KeyboardInterrupt`` raised inside module code is that module's failure
+(E300), whether the module raised it or the user pressed Ctrl-C while the calling
+thread ran it -- Python cannot tell the two apart -- so ``run()`` returns a FAILED result
+at once. One that arrives while the caller waits or runs the runtime's own code is
+raised from ``run()``, and the execution is cancelled.
 """
 
 from __future__ import annotations
@@ -173,7 +179,7 @@ class Helper:
                 try:
                     task()
                 except KeyboardInterrupt:
-                    raise  # Ctrl-C reaches the caller (see Helper.run)
+                    raise  # Ctrl-C between turns reaches the caller (see Helper.run)
                 except BaseException:  # as a pool thread would
                     logger.exception("unhandled error in a task run by a helping caller")
                 continue

@@ -173,6 +173,7 @@ class NodeActor(PooledActor):
         FAILED with an InternalError naming the node), what the node holds is given
         back, and the node stops."""
         node = self.node
+        self.runtime.count_internal_error("NodeActor")
         error = internal_error(f"node '{node.name}' (module {node.module.name}) failed in "
                                "the runtime", exc, node=node.name, module=node.module.name)
         try:

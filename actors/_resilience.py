@@ -282,10 +282,7 @@ def _service_failed(actor: CircuitBreaker | CallLimiter, exc: BaseException) -> 
     node = getattr(actor.current_request, "node", None)
     if isinstance(node, PooledActor):
         node.post(ServiceFailed(error))
-    observer = actor.runtime.observer
-    if observer is not None:
-        observer.metric("counter", "constellation.runtime.actor_failures", 1.0,
-                        {"actor": type(actor).__name__})
+    actor.runtime.count_internal_error(type(actor).__name__)
 
 
 # --- call policy ------------------------------------------------------------------------

@@ -97,14 +97,6 @@ def _run_on_pool(actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
     value: Any = None
     try:
         value = actor.node.module.func(**kwargs)
-    except KeyboardInterrupt as exc:
-        if slot is SLOT_HELD and threading.current_thread() is threading.main_thread():
-            # Ctrl-C on a caller helping its run(): the user's interrupt, not the
-            # module's failure. Give the call up and let it reach the caller.
-            local.slot = slot
-            attempt.abandon()
-            raise
-        error = exc
     except BaseException as exc:  # any exception is the module's failure
         error = exc
     local.slot = slot

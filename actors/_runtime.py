@@ -95,6 +95,7 @@ class Runtime:
         self._lock = threading.Lock()
         # Written by several threads: only under _lock.
         self.abandoned = 0  # module calls given up on whose threads could not be stopped
+        self.internal_errors = 0  # actor turns that raised (see count_internal_error)
         self._idle = threading.Condition(self._lock)
         self.queued = 0
         self.inflight = 0
@@ -111,6 +112,14 @@ class Runtime:
         observer = self.observer
         if observer is not None:
             observer.metric("counter", "constellation.runtime.dead_letters", 1.0, None)
+
+    def count_internal_error(self, actor: str) -> None:
+        """A turn of one of the runtime's actors raised (supervision reported it)."""
+        with self._lock:
+            self.internal_errors += 1
+        if self.observer is not None:
+            self.observer.metric("counter", "constellation.runtime.actor_failures", 1.0,
+                                 {"actor": actor})
 
     def count_abandoned(self, module: str) -> None:
         """A module call was given up on while its thread still ran it."""

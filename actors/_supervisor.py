@@ -88,6 +88,7 @@ class Supervisor(PooledActor):
 
     def turn_failed(self, exc: BaseException) -> None:
         """The supervisor's own turn raised: fail the engine, end every execution."""
+        self.runtime.count_internal_error("Supervisor")
         handles = [*self.queued.values(), *(a.handle for a in self.running.values())]
         self.queued.clear()
         self.running.clear()

@@ -567,7 +567,11 @@ class Constellation:
         of dead processes this engine marked INTERRUPTED) and the event delivery
         (``events``: ``pending``, ``dropped`` at the backlog, ``failures`` of backends,
         ``lost`` -- refused by a durable listener after retries --, ``durable``; None
-        without listener, metrics or tracer).
+        without listener, metrics or tracer), and the runtime's faults (``runtime``:
+        ``dead_letters`` -- messages to actors that had stopped --, ``abandoned_calls``
+        -- module calls given up on while their thread ran on --, ``internal_errors`` --
+        actor turns that raised, each ending its execution FAILED with E311 --, and
+        ``failed``, the EngineFailedError message once the supervisor failed).
         """
         rt = self._runtime
         observer = rt.observer
@@ -575,10 +579,13 @@ class Constellation:
             "pending": observer.pending, "dropped": observer.dropped,
             "failures": observer.failures, "lost": observer.lost,
             "durable": observer.durable}
-        return {"status": self._state.value, "inflight": rt.inflight, "queued": rt.queued,
+        return {"status": self.state.value, "inflight": rt.inflight, "queued": rt.queued,
                 "rejected": rt.rejected,
                 "records": self._records.stats() if rt.storage is not None else None,
-                "events": events}
+                "events": events,
+                "runtime": {"dead_letters": rt.dead_letters, "abandoned_calls": rt.abandoned,
+                            "internal_errors": rt.internal_errors,
+                            "failed": None if rt.failed is None else rt.failed.message}}
 
     # --- lifecycle ---------------------------------------------------------------------
 

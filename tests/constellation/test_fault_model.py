@@ -372,6 +372,7 @@ def test_a_node_turn_that_raises_fails_its_execution_with_an_internal_error(
     assert error.code == "E311"
     assert f"node '{error.details['node']}'" in error.message
     assert "RuntimeError: bug in the runtime" in error.details["traceback"]
+    assert engine.health()["runtime"]["internal_errors"] == 1
     monkeypatch.setattr(NodeActor, "_attempt_finished", original)
     _fresh_run_works(engine)
 
@@ -421,6 +422,9 @@ def test_a_failed_supervisor_fails_the_engine_and_every_waiter_at_once(
         assert r.errors[0].code == "E404"
     assert time.monotonic() - t0 < 2.0
     assert engine.state is LifecycleState.FAILED
+    health = engine.health()
+    assert health["status"] == "failed"
+    assert "supervisor bug" in health["runtime"]["failed"]
     with pytest.raises(EngineFailedError):
         engine.submit(pipeline, {"x": 4})
     release.set()
