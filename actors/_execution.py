@@ -30,7 +30,7 @@ from constellation.actors._messages import (
 )
 from constellation.actors._node import NodeActor
 from constellation.actors._plan import MODULE
-from constellation.actors._records import record_finished, record_started
+from constellation.actors._records import checkpoints, record_finished, record_started
 from constellation.core.errors import (
     ConstellationError,
     ExecutionCancelledError,
@@ -42,6 +42,7 @@ from constellation.core.types import render
 
 if TYPE_CHECKING:
     from constellation.actors._handle import Execution
+    from constellation.actors._records import RecordWriter
     from constellation.actors._plan import NodePlan
     from constellation.actors._runtime import Runtime
 
@@ -84,6 +85,9 @@ class ExecutionActor(PooledActor):
         self.errors: list[ConstellationError] = []
         self.done = False
         self.started = 0.0
+        # Checkpoints to a durable storage: the calls completed so far (see _records).
+        self.checkpoint: RecordWriter | None = None
+        self.completed: list[tuple[str, Any]] = []
         # Only for plans with lazy calls (most executions never allocate it).
         self.lazy = _LazyState() if plan.deferred or plan.lazy_transforms else None
 
@@ -92,8 +96,12 @@ class ExecutionActor(PooledActor):
         handle = self.handle
         self.started = time.perf_counter()
         handle._mark_running()
-        if self.runtime.storage is not None:
-            record_started(self.runtime.storage, handle)
+        storage = self.runtime.storage
+        if storage is not None:
+            record_started(storage, handle)
+            writer = checkpoints(storage)
+            if writer is not None:
+                self.checkpoint = writer
         observer = self.runtime.observer
         if observer is not None:
             observer.execution_started(handle)
@@ -299,6 +307,9 @@ class ExecutionActor(PooledActor):
             self._finish(ExecutionStatus.FAILED, msg.error)
             return
         self.finished_nodes[j] = (NodeStatus.COMPLETED, msg.attempts, msg.duration_ms, None)
+        if self.checkpoint is not None:
+            self.completed.append((node.name, msg.value))
+            self.checkpoint.progress(self.handle, self.completed)
         ready: list[int] = []
         try:
             self._propagate(node.output, msg.value, ready)

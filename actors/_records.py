@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from constellation.core.results import ExecutionResult
     from constellation.spi._storage import ExecutionStorage
 
-__all__ = ["RecordWriter", "record_finished", "record_started"]
+__all__ = ["RecordWriter", "checkpoints", "record_finished", "record_started"]
 
 logger = logging.getLogger("constellation.runtime")
 
@@ -60,16 +60,22 @@ def _inputs(handle: Execution) -> dict[str, Any]:
             for n, v in handle.inputs.items()}
 
 
-def build_started(handle: Execution, started_at: float, owner: Mapping[str, Any]
+def build_started(handle: Execution, started_at: float, owner: Mapping[str, Any],
+                  progress: list[tuple[str, Any]] | None = None, done: int = 0
                   ) -> ExecutionRecord:
-    """The RUNNING record of an execution that just started.
+    """The RUNNING record of an execution that started.
 
-    Its snapshot holds the node outputs it started with (those of a resumed execution),
-    so that it can be resumed again if its process dies.
+    Its snapshot holds the node outputs it started with (those of a resumed execution)
+    and, as a checkpoint, the first ``done`` entries of ``progress`` (node name, output)
+    -- the calls it has completed so far -- so that, if its process dies, resuming it
+    does not run them again.
     """
     plan = handle.plan
     preset = handle.preset
-    snapshot = _snapshot(handle, {plan.nodes[j].name: v for j, v in (preset or {}).items()})
+    outputs = {plan.nodes[j].name: v for j, v in (preset or {}).items()}
+    if progress is not None:
+        outputs.update(progress[:done])  # the list only grows: a prefix is stable
+    snapshot = _snapshot(handle, outputs)
     if preset is not None:
         snapshot["resumed"] = True  # a second resume meanwhile is "already_resuming"
     return ExecutionRecord(
@@ -193,6 +199,19 @@ class RecordWriter:
         owner = self.owner
         self._put(eid, handle.plan.name, RUNNING, started_at,
                   lambda: build_started(handle, started_at, owner))
+
+    def progress(self, handle: Execution, completed: list[tuple[str, Any]]) -> None:
+        """A checkpoint: ``completed`` (node name, output; appended to by the execution
+        actor, never changed otherwise) holds every call the execution has completed.
+        Replaces the execution's RUNNING record if it is still waiting to be written."""
+        eid = handle.execution_id
+        started_at = self._started_at.get(eid)
+        if started_at is None:
+            return
+        owner = self.owner
+        done = len(completed)
+        self._put(eid, handle.plan.name, RUNNING, started_at,
+                  lambda: build_started(handle, started_at, owner, completed, done))
 
     def finished(self, handle: Execution, result: ExecutionResult) -> None:
         """An execution ended (or was cancelled before starting): record its outcome."""
@@ -474,6 +493,14 @@ def record_started(storage: ExecutionStorage, handle: Execution) -> None:
             storage.save(build_started(handle, time.time(), process_owner()))
         except BaseException:  # never raises, whatever the storage does
             logger.exception("could not record execution %s", handle.execution_id)
+
+
+def checkpoints(storage: ExecutionStorage | None) -> RecordWriter | None:
+    """The writer to send progress checkpoints to: only one writing to a durable storage
+    on its own thread (an in-memory storage does not outlive the process anyway)."""
+    if isinstance(storage, RecordWriter) and storage.threaded:
+        return storage
+    return None
 
 
 def record_finished(storage: ExecutionStorage, handle: Execution, result: ExecutionResult

@@ -410,3 +410,67 @@ def test_mark_interrupted_can_be_called_again_for_processes_that_died_later(
             assert engine.mark_interrupted() == []
     finally:
         storage.close()
+
+
+KILLED_AFTER_TWO_CALLS = """
+    import sys, time
+    from constellation import Backends, Constellation, module
+    from constellation.spi import SqliteExecutionStorage
+
+    @module("Inc")
+    def inc(x: int) -> int:
+        with open(sys.argv[2], "a") as f:
+            f.write(f"Inc {x}\\n")
+        return x + 1
+
+    @module("Hold")
+    def hold(x: int) -> int:
+        time.sleep(120)
+        return x
+
+    engine = Constellation([inc, hold],
+                           backends=Backends(storage=SqliteExecutionStorage(sys.argv[1])))
+    execution = engine.submit("in x: Int\\na = Inc(x)\\nb = Inc(a)\\nc = Hold(b)\\nout c\\n",
+                              {"x": 1})
+    probe = SqliteExecutionStorage(sys.argv[1])  # the file, not the engine's backlog
+    while (r := probe.load(execution.execution_id)) is None \\
+            or len((r.snapshot or {}).get("nodes", {})) < 2:
+        time.sleep(0.01)
+    print("CHECKPOINT", execution.execution_id, flush=True)
+    time.sleep(120)  # SIGKILLed here, Hold still running
+"""
+
+
+def test_calls_completed_before_a_kill_are_checkpointed_and_not_run_again_on_resume(
+        tmp_path: Path) -> None:
+    db = tmp_path / "records.sqlite"
+    calls = tmp_path / "calls.txt"
+    child = spawn(KILLED_AFTER_TWO_CALLS, str(db), str(calls))
+    try:
+        line = read_line(child)
+        assert line.startswith("CHECKPOINT"), child.stderr.read() if child.stderr else line
+        eid = line.split()[1]
+    finally:
+        kill(child)
+    assert calls.read_text().splitlines() == ["Inc 1", "Inc 2"]
+
+    ran: list[int] = []
+
+    @module("Inc")
+    def counted_inc(x: int) -> int:
+        ran.append(x)
+        return x + 1
+
+    storage = SqliteExecutionStorage(db)
+    try:
+        with Constellation([counted_inc, hold], backends=Backends(storage=storage)) as engine:
+            record = engine.execution(eid)
+            assert record is not None
+            assert record.status == "interrupted"
+            engine.compile("in x: Int\na = Inc(x)\nb = Inc(a)\nc = Hold(b)\nout c\n")
+            result = engine.resume(eid).result(30)
+            assert result.status is ExecutionStatus.COMPLETED, result.errors
+            assert result.outputs == {"c": 30}
+            assert ran == []  # both Inc calls came from the checkpoint
+    finally:
+        storage.close()
