@@ -42,8 +42,8 @@ from constellation.core.types import render
 
 if TYPE_CHECKING:
     from constellation.actors._handle import Execution
-    from constellation.actors._records import RecordWriter
     from constellation.actors._plan import NodePlan
+    from constellation.actors._records import RecordWriter
     from constellation.actors._runtime import Runtime
 
 __all__ = ["ExecutionActor", "NodeActor"]
