@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -59,14 +60,34 @@ logger = logging.getLogger("constellation.runtime")
 class HelpState:
     """What the helping thread and its stand-in pools share."""
 
-    __slots__ = ("active", "cond", "idle", "tasks", "thread")
+    __slots__ = ("active", "busy_since", "cond", "idle", "tasks", "thread")
 
     def __init__(self) -> None:
         self.cond = threading.Condition(threading.Lock())
         self.tasks: deque[tuple[ThreadPool, Task]] = deque()
         self.active = True
         self.idle = False
+        self.busy_since = 0.0  # monotonic start of the task the helper runs; 0 if none
         self.thread = threading.get_ident()
+
+    def rescue(self, now: float, busy_for: float) -> int:
+        """Hand the queued work of a helper busy with one task for more than
+        ``busy_for`` seconds to the real pools (a quick module that blocks this once
+        must not hold its execution's other calls). Called from the engine's timer."""
+        since = self.busy_since
+        if not self.tasks or not since or now - since <= busy_for:
+            return 0
+        moved = 0
+        while True:
+            try:
+                real, task = self.tasks.popleft()
+            except IndexError:
+                return moved
+            try:
+                real.schedule_queued(task)
+            except RuntimeError:  # the engine is stopping
+                logger.debug("pool shut down; a rescued task was dropped")
+            moved += 1
 
     def wake(self) -> None:
         """The execution ended: let the helper see it at once."""
@@ -150,6 +171,7 @@ class Helper:
         local.backlog = deque()
         local.helping = self.state
         handle: Execution | None = None
+        self.runtime.helpers.add(self.state)
         try:
             handle = submit(self)
             self._help(handle)
@@ -160,6 +182,7 @@ class Helper:
                 handle.cancel()
             raise
         finally:
+            self.runtime.helpers.discard(self.state)
             self._release()
             local.__dict__.clear()
             local.__dict__.update(saved)
@@ -170,18 +193,21 @@ class Helper:
         st = self.state
         tasks = st.tasks
         clock = self.runtime.clock
+        monotonic = time.monotonic
         while handle._result is None:
             try:
                 _, task = tasks.popleft()
             except IndexError:
                 pass
             else:
+                st.busy_since = monotonic()
                 try:
                     task()
                 except KeyboardInterrupt:
                     raise  # Ctrl-C between turns reaches the caller (see Helper.run)
                 except BaseException:  # as a pool thread would
                     logger.exception("unhandled error in a task run by a helping caller")
+                st.busy_since = 0.0
                 continue
             with st.cond:
                 if tasks or handle._result is not None:

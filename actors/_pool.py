@@ -21,7 +21,7 @@ from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["SLOT_HELD", "ThreadPool", "current_pool"]
+__all__ = ["RESCUE_AFTER", "SLOT_HELD", "ThreadPool", "current_pool"]
 
 logger = logging.getLogger("constellation.actors")
 
@@ -34,6 +34,10 @@ _local = threading.local()
 # queue in (fairness).
 _SLOT_RUN_LIMIT = 256
 _STOP = object()
+RESCUE_AFTER = 0.05
+"""A thread busy with one task this long while work waits in its local backlog gets that
+work taken away, onto the shared queue (see ThreadPool.rescue): a module that is quick
+on average but blocks this once must not hold the calls queued behind it."""
 
 
 def _held() -> None:  # pragma: no cover - never run; marks a slot as unavailable
@@ -49,6 +53,16 @@ behind the very call that is waiting for it."""
 def current_pool() -> ThreadPool | None:
     """The pool whose thread is running the caller, or ``None`` on other threads."""
     return getattr(_local, "pool", None)
+
+
+class _ThreadState:
+    """What the rescuer sees of one pool thread."""
+
+    __slots__ = ("backlog", "busy_since")
+
+    def __init__(self) -> None:
+        self.backlog: deque[Task] = deque()
+        self.busy_since = 0.0  # monotonic start of the task it runs; 0 when idle
 
 
 class ThreadPool(Executor):
@@ -76,6 +90,9 @@ class ThreadPool(Executor):
         self._lock = threading.Lock()
         self._shutdown = False
         self._runs_on: tuple[ThreadPool, ...] = (self,)
+        self._states: list[_ThreadState] = []  # one per live thread (see _rescue)
+        self.rescued = 0
+        """Tasks moved off the backlog of a thread that stayed busy (see _rescue)."""
         self.dead_letters = 0
         """Messages posted to actors of this pool after they stopped (dropped)."""
         self.on_dead_letter: Callable[[], None] | None = None
@@ -236,8 +253,12 @@ class ThreadPool(Executor):
         if getattr(_local, "pool", None) is None:
             return
         backlog: deque[Task] = _local.backlog
-        while backlog:
-            self._enqueue(backlog.popleft())
+        while True:
+            try:
+                task = backlog.popleft()
+            except IndexError:  # empty (or the rescuer took the last one)
+                return
+            self._enqueue(task)
 
     def compensate(self, delta: int) -> None:
         """Count ``delta`` threads as lost to work that will not come back soon (+1) or
@@ -268,10 +289,44 @@ class ThreadPool(Executor):
         self._threads.append(t)
         t.start()
 
+    def rescue(self, busy_for: float = RESCUE_AFTER) -> int:
+        """One pass of work stealing for threads that block: the local backlog of a
+        thread busy with one task for more than ``busy_for`` seconds goes to the shared
+        queue, where idle (or new) threads take it. Called from another thread (the
+        engine's timer, every ``RESCUE_AFTER`` seconds while executions are in flight).
+        ``popleft`` is atomic: the owner and the rescuer never get the same task.
+
+        Returns:
+            How many tasks were moved.
+        """
+        if self._shutdown:
+            return 0
+        now = time.monotonic()
+        moved = 0
+        for state in list(self._states):
+            backlog = state.backlog
+            since = state.busy_since
+            if backlog and since and now - since > busy_for:
+                while True:
+                    try:
+                        task = backlog.popleft()
+                    except IndexError:
+                        break
+                    self._enqueue(task)
+                    moved += 1
+        if moved:
+            with self._lock:
+                self.rescued += moved
+        return moved
+
     def _worker(self) -> None:
         _local.pool = self
         _local.slot = None
-        _local.backlog = deque()
+        state = _ThreadState()
+        _local.backlog = state.backlog
+        _local.state = state
+        with self._lock:
+            self._states.append(state)
         get = self._queue.get
         lock = self._lock
         task = get()  # a new thread was started for a task: it is already assigned
@@ -282,20 +337,26 @@ class ThreadPool(Executor):
             task = get()
         with self._lock:
             self._threads.remove(threading.current_thread())
+            self._states.remove(state)
 
     def _run(self, task: Task) -> None:
         runs = 0
         backlog: deque[Task] = _local.backlog
+        state: _ThreadState = _local.state
+        monotonic = time.monotonic
         while True:
+            state.busy_since = monotonic()
             try:
                 task()
             except BaseException:
                 logger.exception("unhandled error in a task on %s", self.name)
             nxt: Task | None = _local.slot
             if nxt is None:
-                if not backlog:
+                try:
+                    nxt = backlog.popleft()
+                except IndexError:  # empty (or rescued meanwhile)
+                    state.busy_since = 0.0
                     return
-                nxt = backlog.popleft()
             else:
                 _local.slot = None
             task = nxt

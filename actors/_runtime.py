@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._messages import StopActor
-from constellation.actors._pool import ThreadPool
+from constellation.actors._pool import RESCUE_AFTER, ThreadPool
 from constellation.actors._resilience import (
     CallLimiter,
     CallPolicy,
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from constellation.actors._actor import PooledActor
     from constellation.actors._handle import Execution
+    from constellation.actors._help import HelpState
     from constellation.actors._observer import Observer
     from constellation.actors._plan import NodePlan
     from constellation.core.errors import EngineFailedError
@@ -102,6 +103,8 @@ class Runtime:
         self.rejected = 0
         # Set when the supervisor failed (see supervisor_failed): the engine is FAILED.
         self.failed: EngineFailedError | None = None
+        self._rescuing = False  # the backlog-rescue timer is armed (see _rescue_tick)
+        self.helpers: set[HelpState] = set()  # callers helping their run() right now
 
     @property
     def dead_letters(self) -> int:
@@ -254,6 +257,30 @@ class Runtime:
                     details={"max_queue_size": self.max_queue_size})
             self.queued += 1
             self.inflight += 1
+            arm = not self._rescuing
+            self._rescuing = True
+        if arm:
+            self._arm_rescue()
+
+    def _arm_rescue(self) -> None:
+        try:
+            self.timer.call_later(RESCUE_AFTER, self._rescue_tick)
+        except RuntimeError:  # the timer is stopped: the engine is stopping
+            with self._lock:
+                self._rescuing = False
+
+    def _rescue_tick(self) -> None:
+        # On the timer thread, every RESCUE_AFTER seconds while executions are in flight.
+        for pool in (self.workers, self.dispatcher):
+            if isinstance(pool, ThreadPool):
+                pool.rescue()
+        now = time.monotonic()
+        for helper in list(self.helpers):
+            helper.rescue(now, RESCUE_AFTER)
+        with self._lock:
+            again = self._rescuing = self.inflight > 0
+        if again:
+            self._arm_rescue()
 
     def dequeued(self) -> None:
         """An execution left the queue (started, cancelled or timed out while waiting)."""

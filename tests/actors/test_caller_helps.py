@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from constellation import Constellation, ExecutionStatus, SchedulerConfig, module
+from constellation.actors import _plan
 from constellation.actors._actor import PooledActor
 from tests.waiting import wait_for
 
@@ -36,7 +37,11 @@ def _warm(engine: Constellation, pipeline: Any) -> None:
 
 
 def test_a_sequential_run_of_quick_modules_runs_on_the_calling_thread(
-        engine_factory: Any) -> None:
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a loaded machine one preempted call can lift Tag's average past the "quick"
+    # threshold, and the adaptive placement then rightly sends it to a worker: this
+    # test is about where quick calls run, so every measured module counts as quick.
+    monkeypatch.setattr(_plan, "FAST_CALL_SECONDS", 1.0)
     engine = engine_factory([Tag])
     pipeline = engine.compile(CHAIN)
     _warm(engine, pipeline)

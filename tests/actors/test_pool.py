@@ -69,3 +69,33 @@ def test_shutdown_rejects_new_work_and_joins() -> None:
 
 def test_current_pool_is_none_outside_pools() -> None:
     assert current_pool() is None
+
+
+def test_the_backlog_of_a_thread_that_blocks_is_rescued_to_idle_threads() -> None:
+    import threading as _threading
+
+    pool = ThreadPool(4, "rescue-test")
+    release = _threading.Event()
+    ran: list[str] = []
+
+    def blocker() -> None:
+        release.wait(10)  # quick on average, blocks this once
+
+    def turn() -> None:
+        # Like an actor turn making four calls ready: the first takes the thread's
+        # slot, the others wait in its backlog, behind the one that will block.
+        pool.schedule_local(blocker)
+        for i in range(3):
+            pool.schedule_local(lambda i=i: ran.append(f"quick-{i}"))
+
+    try:
+        pool.schedule_queued(turn)
+        deadline = time.monotonic() + 5
+        while len(ran) < 3 and time.monotonic() < deadline:
+            pool.rescue()  # the engine's timer calls this every RESCUE_AFTER seconds
+            time.sleep(0.01)
+        assert sorted(ran) == ["quick-0", "quick-1", "quick-2"]
+        assert pool.rescued >= 1
+    finally:
+        release.set()
+        pool.shutdown(wait=True)

@@ -522,3 +522,33 @@ def test_executor_accepts_only_an_executor_or_process(engine_factory: Any) -> No
     with pytest.raises(ConfigurationError, match="executor must be"):
         engine_factory(executor="threads")
 
+
+
+def test_quick_calls_queued_behind_a_call_that_blocks_run_on_other_threads(
+        engine_factory: Any) -> None:
+    finished: dict[str, float] = {}
+
+    @module
+    def Usually(x: int) -> int:
+        if x == 100:
+            time.sleep(1.0)  # quick on average, blocks this once
+        return x
+
+    @module
+    def Quick(x: int) -> int:
+        finished["quick"] = time.monotonic()
+        return x * 2
+
+    engine = engine_factory([Inc, Usually, Quick], scheduler=SchedulerConfig(worker_threads=8),
+                            executor=None)
+    pipeline = engine.compile("in x: Int\na = Inc(x)\nb = Usually(a)\nc = Quick(a)\n"
+                              "out b\nout c")
+    for i in range(30):  # every module is measured quick: calls stay on their thread
+        engine.submit(pipeline, {"x": i}).result(timeout=WAIT)
+        engine.run(pipeline, {"x": i}, timeout=WAIT)
+    for run in (lambda: engine.submit(pipeline, {"x": 99}).result(timeout=WAIT),
+                lambda: engine.run(pipeline, {"x": 99}, timeout=WAIT)):  # the caller helps
+        t0 = time.monotonic()
+        r = run()  # b blocks for 1 s
+        assert r.outputs == {"b": 100, "c": 200}
+        assert finished["quick"] - t0 < 0.5  # rescued from behind the blocked call
