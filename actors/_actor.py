@@ -23,6 +23,7 @@ from pykka import ActorDeadError, ActorRef, ActorRegistry, messages
 from pykka._envelope import Envelope
 from pykka._threading import ThreadingFuture
 
+from constellation.actors._interrupts import enter_critical, exit_critical
 from constellation.actors._pool import ThreadPool
 from constellation.actors._pool import _local as _pool_local
 
@@ -328,11 +329,18 @@ class PooledActor(pykka.Actor):
         if inbox._closed or self.actor_stopped._flag:
             _dead_letter(inbox._pool)
             return False
+        if getattr(_pool_local, "pool", None) not in self._actor_pool._runs_on:
+            # Not an engine thread (a user's submit or cancel): queue it. On the main
+            # thread a Ctrl-C between taking the turn token and scheduling the turn
+            # would lose the token: the handoff is a critical section there.
+            critical = enter_critical()
+            try:
+                return inbox.post(message)
+            finally:
+                if critical:
+                    exit_critical()
         if inbox._messages or not inbox.take_turn():
             return inbox.post(message)  # busy, or others are waiting first: queue it
-        if getattr(_pool_local, "pool", None) not in self._actor_pool._runs_on:
-            inbox._messages.append(message)
-            return _schedule(self._actor_pool, self, queued=True)
         self._receive_posted(message)
         self.end_turn()
         return True

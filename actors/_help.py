@@ -25,11 +25,14 @@ deadline: it waits in slices and ends the execution itself past deadline + grace
 caller until it returns (it runs on that thread); cancellation and the deadline still
 end the execution on the engine's threads meanwhile.
 
-Ctrl-C: a ``KeyboardInterrupt`` raised inside module code is that module's failure
-(E300), whether the module raised it or the user pressed Ctrl-C while the calling
-thread ran it -- Python cannot tell the two apart -- so ``run()`` returns a FAILED result
-at once. One that arrives while the caller waits or runs the runtime's own code is
-raised from ``run()``, and the execution is cancelled.
+Ctrl-C: on the main thread, a helping ``run()`` makes sure SIGINT reaches the caller
+as the user meant it. While a caller helps, the runtime's SIGINT handler (installed
+once, on the first helping ``run()`` on the main thread, only over Python's default
+handler, to which it defers whenever no ``run()`` is helping) does not raise inside the
+runtime's own code -- an actor turn cut in half would be a broken actor -- but marks the
+helper interrupted; if the signal lands in module code, the module gets its
+``KeyboardInterrupt`` as usual (that call fails, E300). Either way the helper then
+cancels its execution and raises ``KeyboardInterrupt`` from ``run()``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from constellation.actors import _interrupts
 from constellation.actors._handle import DEADLINE_GRACE
 from constellation.actors._pool import SLOT_HELD, ThreadPool
 from constellation.actors._pool import _local as _pool_local
@@ -60,7 +64,7 @@ logger = logging.getLogger("constellation.runtime")
 class HelpState:
     """What the helping thread and its stand-in pools share."""
 
-    __slots__ = ("active", "busy_since", "cond", "idle", "tasks", "thread")
+    __slots__ = ("active", "busy_since", "cond", "idle", "interrupted", "tasks", "thread")
 
     def __init__(self) -> None:
         self.cond = threading.Condition(threading.Lock())
@@ -68,6 +72,7 @@ class HelpState:
         self.active = True
         self.idle = False
         self.busy_since = 0.0  # monotonic start of the task the helper runs; 0 if none
+        self.interrupted = False  # SIGINT arrived while it helped (see _interrupts)
         self.thread = threading.get_ident()
 
     def rescue(self, now: float, busy_for: float) -> int:
@@ -170,6 +175,10 @@ class Helper:
         local.slot = SLOT_HELD
         local.backlog = deque()
         local.helping = self.state
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            _interrupts.install()
+            _interrupts.MAIN.on_interrupt = self.state
         handle: Execution | None = None
         self.runtime.helpers.add(self.state)
         try:
@@ -182,6 +191,8 @@ class Helper:
                 handle.cancel()
             raise
         finally:
+            if main:
+                _interrupts.MAIN.on_interrupt = None
             self.runtime.helpers.discard(self.state)
             self._release()
             local.__dict__.clear()
@@ -194,7 +205,11 @@ class Helper:
         tasks = st.tasks
         clock = self.runtime.clock
         monotonic = time.monotonic
+        # On the main thread the waits are short: SIGINT only marks the helper.
+        slice_ = 0.05 if threading.current_thread() is threading.main_thread() else 1.0
         while handle._result is None:
+            if st.interrupted:
+                raise KeyboardInterrupt
             try:
                 _, task = tasks.popleft()
             except IndexError:
@@ -217,8 +232,10 @@ class Helper:
                 if over is not None and over <= 0:
                     break
                 st.idle = True
-                st.cond.wait(1.0 if over is None else min(over, 1.0))
+                st.cond.wait(slice_ if over is None else min(over, slice_))
                 st.idle = False
+        if st.interrupted:
+            raise KeyboardInterrupt
         if handle._result is None:
             handle._end_overdue()
 

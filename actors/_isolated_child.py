@@ -16,12 +16,12 @@ def main() -> int:
     mdef, kwargs = pickle.load(sys.stdin.buffer)
     try:
         answer: tuple[bool, object] = (True, mdef.func(**kwargs))
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit too: the parent reports it as the failure
         answer = (False, exc)
     try:
         data = pickle.dumps(answer)
-    except Exception as exc:
-        data = pickle.dumps((False, RuntimeError(f"the result could not be pickled: {exc}")))
+    except BaseException as exc:  # a value (or exception) that does not pickle
+        data = pickle.dumps((False, RuntimeError(f"the result could not be pickled: {exc!r}")))
     result.write(data)
     result.flush()
     return 0

@@ -345,9 +345,12 @@ class NodeActor(PooledActor):
             stored = policy.cache.get(key)
             value = MISSING if stored is MISSING else from_json(policy.output, stored,
                                                                "cached value")
-        except BaseException:
+        except BaseException:  # a failing cache is a miss
             logger.exception("cache lookup for module %s failed; calling it", mdef.name)
             key, value = "", MISSING
+        if not lookup.finish():
+            pool.compensate(-1)  # abandoned while it waited for the cache
+            return
         self.post_and_run(CacheLooked(key, value))
 
     def _attempt_timed_out(self, attempt: Attempt) -> None:

@@ -333,6 +333,9 @@ class ThreadPool(Executor):
         while task is not _STOP:
             self._run(task)
             with lock:
+                if (len(self._threads) > self.max_threads + self._blocked
+                        and not self._queue.qsize()):
+                    break  # a thread started in place of an abandoned call: retire it
                 self._idle += 1
             task = get()
         with self._lock:

@@ -258,3 +258,58 @@ def test_ctrl_c_while_the_caller_runs_a_module_ends_the_run_at_once(
         assert outcome.errors[0].details["exception"] == "KeyboardInterrupt"
     wait_for(lambda: engine.inflight_count == 0)
     assert engine.run(pipeline, {"x": 2}, timeout=WAIT).outputs == {"a": 2}
+
+
+@pytest.mark.parametrize(("how", "where", "owner"), [
+    ("run", "_pump", "Supervisor"),               # the supervisor's turn, run inline
+    ("run", "_node_finished", "ExecutionActor"),  # an execution's turn, run inline
+    ("run", "take_turn", "_Inbox"),               # taking an actor's turn token
+    ("run", "end_turn", "Supervisor"),            # giving the supervisor's token back
+    ("submit", "take_turn", "_Inbox"),            # submit() hands the turn to a thread
+])
+def test_ctrl_c_landing_in_the_runtimes_code_on_the_main_thread_leaves_it_intact(
+        engine_factory: Any, where: str, owner: str, how: str) -> None:
+    import _thread
+    import signal
+    import sys
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    if signal.getsignal(signal.SIGINT) not in (signal.default_int_handler,) and \
+            getattr(signal.getsignal(signal.SIGINT), "__module__", "") != \
+            "constellation.actors._interrupts":
+        pytest.skip("the test runner set its own SIGINT handler")
+    engine = engine_factory([Tag])
+    pipeline = engine.compile(CHAIN)
+    for _ in range(5):
+        engine.run(pipeline, {"x": 1}, timeout=WAIT)
+    fired: list[bool] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_name == where and \
+                type(frame.f_locals.get("self")).__name__ == owner:
+            fired.append(True)
+            sys.setprofile(None)
+            _thread.interrupt_main()  # "Ctrl-C" as that runtime function starts
+
+    raised = False
+    try:
+        sys.setprofile(profile)
+        try:
+            if how == "run":
+                engine.run(pipeline, {"x": 2}, timeout=WAIT)
+            else:
+                engine.submit(pipeline, {"x": 2}, timeout=WAIT).result(timeout=WAIT)
+        finally:
+            sys.setprofile(None)
+        time.sleep(0.05)  # an interrupt on its way lands here at the latest
+    except KeyboardInterrupt:
+        raised = True
+    assert fired, f"{owner}.{where} never ran on the calling thread"
+    assert raised  # the user's Ctrl-C reached the caller
+    # ... and the runtime was not hurt by it: the engine runs the next execution.
+    wait_for(lambda: engine.inflight_count == 0)
+    r = engine.run(pipeline, {"x": 3}, timeout=3)
+    assert r.status is ExecutionStatus.COMPLETED, r.errors
+    assert engine.health()["status"] == "running"
+    assert engine.health()["runtime"]["internal_errors"] == 0

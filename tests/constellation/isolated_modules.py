@@ -27,3 +27,8 @@ def IsolatedSquare(x: int) -> int:
 def IsolatedFail(x: int) -> int:
     """Always raises, in the child."""
     raise ValueError(f"no {x}")
+
+
+@module(isolation="process")
+def IsolatedExit(x: int) -> int:
+    raise SystemExit(f"exit from the child with {x}")

@@ -552,3 +552,13 @@ def test_quick_calls_queued_behind_a_call_that_blocks_run_on_other_threads(
         r = run()  # b blocks for 1 s
         assert r.outputs == {"b": 100, "c": 200}
         assert finished["quick"] - t0 < 0.5  # rescued from behind the blocked call
+
+
+def test_an_isolated_module_raising_system_exit_reports_it(engine_factory: Any) -> None:
+    from tests.constellation.isolated_modules import IsolatedExit
+
+    engine = engine_factory([IsolatedExit])
+    r = engine.run("in x: Int\na = IsolatedExit(x)\nout a", {"x": 3}, timeout=60)
+    assert r.status is ExecutionStatus.FAILED
+    assert r.errors[0].details["exception"] == "SystemExit"
+    assert "exit from the child with 3" in r.errors[0].message
