@@ -22,7 +22,7 @@ from lark.visitors import Transformer_NonRecursive
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.lang import ast as A
 
-__all__ = ["parse", "parse_expression", "snippet"]
+__all__ = ["SourceLines", "parse", "parse_expression", "snippet"]
 
 # Error codes of this module (see docs/error-reference.md).
 E_SYNTAX = "E101"
@@ -32,6 +32,9 @@ E_BAD_ESCAPE = "E104"
 E_BAD_LAMBDA = "E105"
 E_ANNOTATION = "E106"
 E_NO_OUTPUT = "E107"
+E_SURROGATE = "E108"
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _KEYWORDS = {"type", "in", "out", "use", "as", "with", "lazy", "when", "or", "and", "not",
              "if", "else", "branch", "otherwise", "match", "is", "true", "false"}
@@ -46,11 +49,41 @@ def _lark() -> Lark:
 
 def snippet(source: str, line: int, column: int) -> str:
     """The source line and a caret under ``column`` (both 1-based)."""
-    lines = source.splitlines()
-    if not 1 <= line <= len(lines):
-        return ""
-    text = lines[line - 1]
-    return f"{text}\n{' ' * (max(column, 1) - 1)}^"
+    return SourceLines(source).snippet(line, column)
+
+
+class SourceLines:
+    """A source split into lines once, for the caret snippets of many diagnostics.
+
+    Lines end at ``\n`` only, as the parser counts them.
+    """
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._lines: list[str] | None = None
+
+    def snippet(self, line: int, column: int) -> str:
+        """The source line and a caret under ``column`` (both 1-based), or ``""``."""
+        if self._lines is None:
+            self._lines = self._source.split("\n")
+        if not 1 <= line <= len(self._lines):
+            return ""
+        text = self._lines[line - 1].rstrip("\r")
+        return f"{text}\n{' ' * (max(column, 1) - 1)}^"
+
+
+def _check_text(source: str) -> None:
+    # A lone surrogate is a str but not text: it cannot be encoded (hashing, JSON,
+    # storage would fail later), so it is refused here, located.
+    bad = _SURROGATE.search(source)
+    if bad is not None:
+        at = bad.start()
+        line = source.count("\n", 0, at) + 1
+        column = at - (source.rfind("\n", 0, at) + 1) + 1
+        raise _error(source, E_SURROGATE, f"the source holds a lone surrogate "
+                                          f"U+{ord(bad.group()):04X}, which is not a "
+                                          "character (write the character itself)",
+                     line, column)
 
 
 def parse(source: str) -> A.Pipeline:
@@ -62,6 +95,7 @@ def parse(source: str) -> A.Pipeline:
     if not isinstance(source, str):
         raise CompilationError([Diagnostic(E_SYNTAX, "source must be a string, got "
                                                      f"{type(source).__name__}")])
+    _check_text(source)
     tree = _parse_tree(source, "start")
     builder = _Builder(source)
     items = builder.transform(tree)
@@ -73,6 +107,7 @@ def parse(source: str) -> A.Pipeline:
 
 def parse_expression(source: str) -> A.Expr:
     """Parse one expression (used for ``${...}`` and by tools)."""
+    _check_text(source)
     tree = _parse_tree(source, "expr")
     builder = _Builder(source)
     expr = builder.transform(tree)
