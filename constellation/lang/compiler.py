@@ -254,11 +254,11 @@ class _Compiler:
         return self._finish(inputs, outputs, timeout)
 
     def _assign(self, decl: A.Assign) -> None:
-        self.env.pop(decl.name, None)
-        self.lambdas.pop(decl.name, None)
+        # The right side is compiled first: in `job = Slow(job)` it reads the input.
         if isinstance(decl.value, A.Lambda):
             with contextlib.suppress(_Failed):
                 self._standalone_lambda(decl.name, decl.value)
+                self.env.pop(decl.name, None)
             return
         with contextlib.suppress(_Failed):
             self.env[decl.name] = self.expr(decl.value)
