@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 # A fallback that is not a constant: the compiler lowers it (see _Compiler._call).
 _EXPRESSION = object()
 
-__all__ = ["check_options"]
+__all__ = ["NO_OPTIONS", "check_options"]
+
+NO_OPTIONS = CallOptions()
+"""The options of a call without ``with`` (shared: most calls have none)."""
 
 
 def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefinition,
@@ -31,6 +34,8 @@ def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefin
             when it did not compile). A constant becomes ``CallOptions.fallback``; any
             other expression is left out, for the compiler to lower.
     """
+    if not options:
+        return NO_OPTIONS
     values: dict[str, Any] = {}
     ok = True
     seen: set[str] = set()

@@ -49,7 +49,7 @@ from constellation.core.types import (
     render,
 )
 from constellation.lang import ast as A
-from constellation.lang.call_options import check_options
+from constellation.lang.call_options import NO_OPTIONS, check_options
 from constellation.lang.lambdas import ARITH, ORDER, LambdaCompiler
 from constellation.lang.limits import MAX_ERRORS, MAX_NESTING
 from constellation.lang.parser import SourceLines, parse
@@ -411,7 +411,8 @@ class _Compiler:
 
     def call(self, mdef: ModuleDefinition, args: list[_Value], options: CallOptions,
              label: str | None) -> _Value:
-        if (not options.as_dict() and mdef.name.startswith(_FOLDABLE_PREFIXES)
+        plain = options is NO_OPTIONS
+        if (plain and mdef.name.startswith(_FOLDABLE_PREFIXES)
                 and all(a.is_const for a in args)):
             try:
                 value = mdef.func(*(a.const for a in args))
@@ -422,10 +423,11 @@ class _Compiler:
                 return self.literal(value, mdef.output)
         if self.lazy_calls and options.lazy is None:
             options = replace(options, lazy=True)
+            plain = False
         params = list(mdef.inputs)
         bound = tuple(sorted(zip(params, (a.ref for a in args), strict=True)))
-        key = ("call", mdef.name, bound, tuple(sorted(options.as_dict().items(),
-                                                      key=lambda kv: kv[0])).__repr__())
+        key = ("call", mdef.name, bound, "" if plain else repr(sorted(
+            options.as_dict().items(), key=lambda kv: kv[0])))
         if key in self.cse:
             return self.cse[key]
         base = label or mdef.name.rsplit(".", 1)[-1]
@@ -433,7 +435,8 @@ class _Compiler:
         self.call_counts[base] = n
         node_name = base if n == 1 else f"{base}#{n}"
         out = f"{node_name}.out"
-        out_type = call_output_type(mdef.output, mdef.options.merged(options))
+        out_type = call_output_type(mdef.output, mdef.options if plain
+                                    else mdef.options.merged(options))
         self.data[out] = DataNode(out, out, out_type)
         self.calls.append(ModuleNode(f"mod:{node_name}", node_name, mdef.name, bound, out,
                                      options))
@@ -632,7 +635,7 @@ class _Compiler:
                         side.type, CString) else ""
                     raise self.fail("E126", f"'{op}' needs Int operands, got "
                                             f"{render(side.type)}{hint}", operand.pos)
-            acc = self.call(self.modules[ARITH[op]], [acc, right], CallOptions(), None)
+            acc = self.call(self.modules[ARITH[op]], [acc, right], NO_OPTIONS, None)
         return acc
 
     def _compare(self, a: _Value, op: str, b: _Value, pos: A.Pos | None) -> _Value:
@@ -641,10 +644,10 @@ class _Compiler:
         if op in ("==", "!="):
             if ints:
                 result = self.call(self.modules["stdlib.compare.eq-int"], [a, b],
-                                   CallOptions(), None)
+                                   NO_OPTIONS, None)
             elif strings:
                 result = self.call(self.modules["stdlib.compare.eq-string"], [a, b],
-                                   CallOptions(), None)
+                                   NO_OPTIONS, None)
             elif a.type != b.type:
                 # Operands of different types: a type mismatch, as in the original.
                 raise self.fail("E122", f"'{op}' needs two values of the same type, got "
@@ -658,7 +661,7 @@ class _Compiler:
         if not ints:
             raise self.fail("E127", f"'{op}' compares Ints, not {render(a.type)} and "
                                     f"{render(b.type)}", pos)
-        return self.call(self.modules[ORDER[op]], [a, b], CallOptions(), None)
+        return self.call(self.modules[ORDER[op]], [a, b], NO_OPTIONS, None)
 
     # --- calls -----------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """Parse constellation-lang source into a :class:`~constellation.lang.ast.Pipeline`.
 
-The grammar (``grammar.lark``) is LALR(1) and parsed by lark; the tree becomes AST nodes
-without recursion (``Transformer_NonRecursive``), so deeply nested parentheses or long
-operator chains cannot overflow the stack. Syntax errors become a
+The grammar (``grammar.lark``) is LALR(1). A valid program is parsed by the fast
+hand-written parser of :mod:`constellation.lang.descent` (several times faster than
+lark's); anything it does not take is parsed by lark, whose diagnostics are the
+reference, and whose tree becomes AST nodes without recursion
+(``Transformer_NonRecursive``). Either way deeply nested parentheses or long operator
+chains cannot overflow the stack. Syntax errors become a
 :class:`~constellation.core.errors.CompilationError` whose diagnostics carry code, line,
 column and a caret under the offending spot.
 """
@@ -21,6 +24,7 @@ from lark.visitors import Transformer_NonRecursive
 
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.lang import ast as A
+from constellation.lang.descent import NotFast, parse_expression_fast, parse_items_fast
 
 __all__ = ["SourceLines", "parse", "parse_expression", "snippet"]
 
@@ -96,6 +100,15 @@ def parse(source: str) -> A.Pipeline:
         raise CompilationError([Diagnostic(E_SYNTAX, "source must be a string, got "
                                                      f"{type(source).__name__}")])
     _check_text(source)
+    try:
+        return _assemble(parse_items_fast(source), source, groups=False)
+    except NotFast:
+        pass  # not a valid program as it stands: lark parses it and reports why
+    return _parse_with_lark(source)
+
+
+def _parse_with_lark(source: str) -> A.Pipeline:
+    """The reference path of :func:`parse` (tests compare the fast path with it)."""
     tree = _parse_tree(source, "start")
     builder = _Builder(source)
     items = builder.transform(tree)
@@ -108,6 +121,10 @@ def parse(source: str) -> A.Pipeline:
 def parse_expression(source: str) -> A.Expr:
     """Parse one expression (used for ``${...}`` and by tools)."""
     _check_text(source)
+    try:
+        return parse_expression_fast(source)
+    except NotFast:
+        pass
     tree = _parse_tree(source, "expr")
     builder = _Builder(source)
     expr = builder.transform(tree)
@@ -500,8 +517,9 @@ def _duration(text: Any, tok: Any = None) -> A.Duration:
     return A.Duration(int(m.group(1)), m.group(2), _pos(tok if tok is not None else text))
 
 
-def _assemble(items: list[Any], source: str) -> A.Pipeline:
-    """Resolve groups, attach annotations, check the pipeline's shape."""
+def _assemble(items: list[Any], source: str, *, groups: bool = True) -> A.Pipeline:
+    """Resolve groups (unless the fast path already did), attach annotations, check
+    the pipeline's shape."""
     problems: list[Diagnostic] = []
     pipeline_annotations: list[A.Annotation] = []
     pending: list[A.Annotation] = []
@@ -513,7 +531,8 @@ def _assemble(items: list[Any], source: str) -> A.Pipeline:
                                    snippet(source, line, col) if pos else ""))
 
     for item in items:
-        item = _resolve_groups(item, problem)
+        if groups:
+            item = _resolve_groups(item, problem)
         if isinstance(item, A.Annotation):
             if item.name == "timeout":
                 if declarations or pending:

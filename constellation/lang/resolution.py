@@ -47,6 +47,8 @@ class Resolver:
     def __init__(self, modules: Mapping[str, ModuleDefinition], uses: list[A.Use]) -> None:
         self.modules = modules
         self.uses = uses
+        # Resolutions by name; the use declarations are all read before any call.
+        self._resolved: dict[str, ModuleDefinition | tuple[str, str]] = {}
 
     def known_namespace(self, path: str) -> bool:
         """Whether ``use path`` names a namespace."""
@@ -63,6 +65,12 @@ class Resolver:
     def resolve(self, name: str) -> ModuleDefinition | tuple[str, str]:
         """The module ``name`` calls, or the error (code, message) saying why there is
         none: E112 for an ambiguous simple name, E110 for an unknown one."""
+        found = self._resolved.get(name)
+        if found is None:
+            found = self._resolved[name] = self._resolve(name)
+        return found
+
+    def _resolve(self, name: str) -> ModuleDefinition | tuple[str, str]:
         if name in self.modules:
             return self.modules[name]
         if "." in name:
