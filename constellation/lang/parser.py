@@ -26,7 +26,7 @@ from constellation.core.errors import CompilationError, Diagnostic
 from constellation.lang import ast as A
 from constellation.lang.descent import NotFast, parse_expression_fast, parse_items_fast
 
-__all__ = ["SourceLines", "parse", "parse_expression", "snippet"]
+__all__ = ["SourceLines", "decode_source", "parse", "parse_expression", "snippet"]
 
 # Error codes of this module (see docs/error-reference.md).
 E_SYNTAX = "E101"
@@ -37,6 +37,7 @@ E_BAD_LAMBDA = "E105"
 E_ANNOTATION = "E106"
 E_NO_OUTPUT = "E107"
 E_SURROGATE = "E108"
+E_NOT_UTF8 = "E109"
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -74,6 +75,26 @@ class SourceLines:
             return ""
         text = self._lines[line - 1].rstrip("\r")
         return f"{text}\n{' ' * (max(column, 1) - 1)}^"
+
+
+def decode_source(data: bytes) -> str:
+    """Source text from bytes read from a file or a request: UTF-8 (a BOM is dropped).
+
+    Raises:
+        CompilationError: E109, at the line and column of the first byte that is not
+            UTF-8 (the column counts the characters before it on its line, plus one).
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = exc.start
+        before = data[:bad].decode("utf-8-sig", "replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        text = data.decode("utf-8-sig", "replace")
+        raise _error(text, E_NOT_UTF8, f"the source is not UTF-8 text: byte "
+                                       f"0x{data[bad]:02x} cannot be decoded "
+                                       f"({exc.reason})", line, column) from None
 
 
 def _check_text(source: str) -> None:
