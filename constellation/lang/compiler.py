@@ -50,6 +50,7 @@ from constellation.core.types import (
 )
 from constellation.lang import ast as A
 from constellation.lang.call_options import NO_OPTIONS, check_options
+from constellation.lang.collector import collector_paused
 from constellation.lang.lambdas import ARITH, ORDER, LambdaCompiler
 from constellation.lang.limits import MAX_ERRORS, MAX_NESTING
 from constellation.lang.parser import SourceLines, parse
@@ -69,7 +70,8 @@ if TYPE_CHECKING:
 
     from constellation.core.modules import ModuleDefinition
 
-__all__ = ["MAX_ERRORS", "MAX_NESTING", "CompiledSource", "compile_source"]
+__all__ = ["MAX_ERRORS", "MAX_NESTING", "CompiledSource", "compile_source", "compile_tree",
+           "source_hash"]
 
 # Standard-library modules whose calls may be evaluated while compiling.
 _FOLDABLE_PREFIXES = ("stdlib.math.", "stdlib.string.", "stdlib.list.", "stdlib.bool.",
@@ -121,9 +123,22 @@ def compile_source(source: str, modules: Mapping[str, ModuleDefinition],
         CompilationError: every syntax, name, type and option error, located (at most
             :data:`MAX_ERRORS`).
     """
-    tree = parse(source)
+    with collector_paused(len(source)):
+        return compile_tree(parse(source), source, modules, name)
+
+
+def compile_tree(tree: A.Pipeline, source: str, modules: Mapping[str, ModuleDefinition],
+                 name: str = "pipeline") -> CompiledSource:
+    """Check and emit an already parsed pipeline (``source`` is its text, for snippets
+    and the syntactic hash): the second half of :func:`compile_source`.
+
+    Raises:
+        CompilationError: every name, type and option error, located (at most
+            :data:`MAX_ERRORS`).
+    """
     compiler = _Compiler(source, modules, name)
-    spec = compiler.run(tree)
+    with collector_paused(len(source)):
+        spec = compiler.run(tree)
     errors = [d for d in compiler.diagnostics if d.severity == "error"]
     if errors:
         raise CompilationError(errors)
@@ -174,7 +189,8 @@ class _Compiler:
         self.resolver = Resolver(modules, self.uses)
         self.counter = 0
         self.call_counts: dict[str, int] = {}
-        self.output_depths: dict[str, int] = {}
+        # module name -> (sorted parameter slots, plain output type, its depth, label)
+        self.call_shapes: dict[str, tuple[list[tuple[str, int]], CType, int, str]] = {}
         self.lazy_calls = 0  # > 0 while compiling a fallback: its calls run only if needed
 
     # --- diagnostics ---------------------------------------------------------------------
@@ -424,27 +440,32 @@ class _Compiler:
         if self.lazy_calls and options.lazy is None:
             options = replace(options, lazy=True)
             plain = False
-        params = list(mdef.inputs)
-        bound = tuple(sorted(zip(params, (a.ref for a in args), strict=True)))
+        shape = self.call_shapes.get(mdef.name)
+        if shape is None:  # what every call of this module shares, computed once
+            params = list(mdef.inputs)
+            order = sorted(range(len(params)), key=params.__getitem__)
+            out_type = call_output_type(mdef.output, mdef.options)
+            shape = self.call_shapes[mdef.name] = (
+                [(params[i], i) for i in order], out_type, _type_depth(out_type),
+                mdef.name.rsplit(".", 1)[-1])
+        slots, out_type, depth, base = shape
+        bound = tuple([(p, args[i].ref) for p, i in slots])
         key = ("call", mdef.name, bound, "" if plain else repr(sorted(
             options.as_dict().items(), key=lambda kv: kv[0])))
-        if key in self.cse:
-            return self.cse[key]
-        base = label or mdef.name.rsplit(".", 1)[-1]
-        n = self.call_counts.get(base, 0) + 1
-        self.call_counts[base] = n
+        found = self.cse.get(key)
+        if found is not None:
+            return found
+        if not plain:
+            out_type = call_output_type(mdef.output, mdef.options.merged(options))
+            depth = _type_depth(out_type)
+        base = label or base
+        n = self.call_counts[base] = self.call_counts.get(base, 0) + 1
         node_name = base if n == 1 else f"{base}#{n}"
         out = f"{node_name}.out"
-        out_type = call_output_type(mdef.output, mdef.options if plain
-                                    else mdef.options.merged(options))
         self.data[out] = DataNode(out, out, out_type)
         self.calls.append(ModuleNode(f"mod:{node_name}", node_name, mdef.name, bound, out,
                                      options))
-        depth = self.output_depths.get(render(out_type))
-        if depth is None:
-            depth = self.output_depths[render(out_type)] = _type_depth(out_type)
-        value = _Value(out, out_type, depth=depth)
-        self.cse[key] = value
+        value = self.cse[key] = _Value(out, out_type, depth=depth)
         return value
 
     def _nested(self, ctype: CType, parts: Iterable[_Value], pos: A.Pos | None) -> int:

@@ -24,6 +24,7 @@ from lark.visitors import Transformer_NonRecursive
 
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.lang import ast as A
+from constellation.lang.collector import collector_paused
 from constellation.lang.descent import NotFast, parse_expression_fast, parse_items_fast
 
 __all__ = ["SourceLines", "decode_source", "parse", "parse_expression", "snippet"]
@@ -121,11 +122,12 @@ def parse(source: str) -> A.Pipeline:
         raise CompilationError([Diagnostic(E_SYNTAX, "source must be a string, got "
                                                      f"{type(source).__name__}")])
     _check_text(source)
-    try:
-        return _assemble(parse_items_fast(source), source, groups=False)
-    except NotFast:
-        pass  # not a valid program as it stands: lark parses it and reports why
-    return _parse_with_lark(source)
+    with collector_paused(len(source)):
+        try:
+            return _assemble(parse_items_fast(source), source, groups=False)
+        except NotFast:
+            pass  # not a valid program as it stands: lark parses it and reports why
+        return _parse_with_lark(source)
 
 
 def _parse_with_lark(source: str) -> A.Pipeline:

@@ -144,3 +144,20 @@ def test_ten_thousand_fuzzed_inputs_compile_or_fail_with_located_errors() -> Non
     assert seen_surrogates > 500
     assert all(re.fullmatch(r"[EW]\d{3}", c) for c in codes), codes
     assert "E108" in codes
+
+
+def test_a_large_compile_pauses_the_collector_and_restores_it() -> None:
+    import gc
+
+    from bench.programs import assignments
+    from constellation.lang.collector import LARGE_SOURCE
+
+    assert gc.isenabled()
+    compile_source(assignments(LARGE_SOURCE + 10), MODULES)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        compile_source(assignments(LARGE_SOURCE + 10), MODULES)
+        assert not gc.isenabled()  # an embedder's choice is kept
+    finally:
+        gc.enable()
