@@ -62,7 +62,17 @@ _CONTINUES = _ADD | _MUL | _COMPARE | {"??", "WHEN", "OR", "AND", ".", "[", "{"}
 
 
 class NotFast(Exception):  # noqa: N818 - a signal to use the lark path
-    """The fast path does not take this source (it may be invalid): use lark."""
+    """The fast path does not take this source (it may be invalid): use lark.
+
+    Attributes:
+        item_offset: where the declaration (or annotation) before the one it gave up
+            in starts, in characters; everything before it was parsed. Lark can be
+            asked about the rest alone: a syntax error there is the program's first.
+    """
+
+    def __init__(self, item_offset: int = 0) -> None:
+        super().__init__(item_offset)
+        self.item_offset = item_offset
 
 
 def parse_items_fast(source: str) -> list[Any]:
@@ -72,7 +82,13 @@ def parse_items_fast(source: str) -> list[Any]:
         NotFast: the lark path must parse it.
     """
     p = _Parser(source)
-    return run(p.items())
+    try:
+        items = run(p.items())
+    except NotFast:
+        raise NotFast(p.offsets[p.resume_start]) from None
+    if p.bad_character:  # the tokens ended early, at a character nothing takes
+        raise NotFast(p.offsets[p.resume_start])
+    return items
 
 
 def parse_expression_fast(source: str) -> A.Expr:
@@ -95,6 +111,7 @@ class _Parser:
         add_kind, add_text, add_offset = kinds.append, texts.append, offsets.append
         words = _WORDS
         prev = ""
+        bad_character = False
         parens: list[bool] = []  # for each open "(": whether it follows "if"
         for m in _TOKEN.finditer(source):
             kind = m.lastgroup
@@ -122,7 +139,9 @@ class _Parser:
                     continue
                 kind = "INT"
             elif kind == "ERROR" or kind is None:
-                raise NotFast
+                # Stop here; the parse fails at this point, in its declaration.
+                bad_character = True
+                break
             prev = kind
             if kind == "IF)":
                 kind = ")"
@@ -137,6 +156,12 @@ class _Parser:
         self.offsets = offsets
         self.line_starts = [0, *(m.end() for m in _LINE.finditer(source))]
         self.i = 0
+        self.bad_character = bad_character
+        # The first token of the item before the one being parsed: lark, asked from
+        # there, is in the same state as on the whole source where this item starts
+        # (the previous item might still go on, so its start is needed too).
+        self.resume_start = 0
+        self.item_start = 0
         self.call_ends: dict[int, int] = {}  # a call's first token -> the one after it
 
     # --- tokens ------------------------------------------------------------------------
@@ -183,6 +208,7 @@ class _Parser:
     def items(self) -> Step[list[Any]]:
         items: list[Any] = []
         while True:
+            self.resume_start, self.item_start = self.item_start, self.i
             k = self.peek()
             if k == "$END":
                 return items

@@ -125,9 +125,32 @@ def parse(source: str) -> A.Pipeline:
     with collector_paused(len(source)):
         try:
             return _assemble(parse_items_fast(source), source, groups=False)
-        except NotFast:
-            pass  # not a valid program as it stands: lark parses it and reports why
+        except NotFast as gave_up:
+            # Not a valid program as it stands: lark parses it and reports why. A
+            # syntax error is found by parsing from the declaration the fast path gave
+            # up in (everything before it parsed), which keeps a late error in a large
+            # file cheap; the whole source is parsed only if there is none.
+            if gave_up.item_offset:
+                _raise_syntax_error_after(source, gave_up.item_offset)
         return _parse_with_lark(source)
+
+
+def _raise_syntax_error_after(source: str, offset: int) -> None:
+    """Raise the syntax error lark finds in ``source[offset:]`` (which starts at a
+    declaration), located in ``source``; return if it finds none."""
+    try:
+        _parse_tree(source[offset:], "start")
+    except CompilationError as exc:
+        base_line = source.count("\n", 0, offset)
+        base_column = offset - (source.rfind("\n", 0, offset) + 1)
+        lines = SourceLines(source)
+        moved = []
+        for d in exc.errors:
+            line = d.line + base_line
+            column = d.column + (base_column if d.line == 1 else 0)
+            moved.append(Diagnostic(d.code, d.message, line, column,
+                                    lines.snippet(line, column), d.severity))
+        raise CompilationError(moved) from None
 
 
 def _parse_with_lark(source: str) -> A.Pipeline:

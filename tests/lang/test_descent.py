@@ -45,12 +45,23 @@ def fast_or_none(source: str) -> A.Pipeline | None:
         return None
 
 
+def located(source: str, parser: Any) -> list[tuple[str, str, int, int, str]] | None:
+    try:
+        parser(source)
+    except CompilationError as exc:
+        return [(d.code, d.message, d.line, d.column, d.snippet) for d in exc.errors]
+    return None
+
+
 def agree(source: str) -> None:
     fast = fast_or_none(source)
     try:
         reference = _parse_with_lark(source)
     except CompilationError:
         assert fast is None, f"the fast parser took what lark refuses: {source!r}"
+        # parse() asks lark about the rest from where the fast path gave up: the
+        # diagnostics are lark's, for the whole source.
+        assert located(source, parse) == located(source, _parse_with_lark)
         return
     if fast is not None:
         assert fast == reference
@@ -106,3 +117,19 @@ def test_mutated_programs_parse_the_same_on_both_paths(source: str, at: int, cut
                                                        insert: str) -> None:
     at %= max(len(source), 1)
     agree(source[:at] + insert + source[at + cut:])
+
+
+def test_a_syntax_error_late_in_a_large_program_is_found_quickly() -> None:
+    import time
+
+    from bench.programs import assignments
+
+    source = assignments(300_000) + "y = (1 +\nout y\n"
+    started = time.perf_counter()
+    found = located(source, parse)
+    assert time.perf_counter() - started < 10  # lark alone takes ~10 s per 300 KB here
+    assert found is not None
+    code, message, line, column, snippet = found[0]
+    assert (code, line, column) == ("E101", source.count("\n"), 1)
+    assert "unexpected 'out'" in message
+    assert snippet == "out y\n^"
