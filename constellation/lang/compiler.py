@@ -428,8 +428,12 @@ class _Compiler:
     def call(self, mdef: ModuleDefinition, args: list[_Value], options: CallOptions,
              label: str | None) -> _Value:
         plain = options is NO_OPTIONS
-        if (plain and mdef.name.startswith(_FOLDABLE_PREFIXES)
-                and all(a.is_const for a in args)):
+        constant = True
+        for a in args:
+            if not a.is_const:
+                constant = False
+                break
+        if constant and plain and mdef.name.startswith(_FOLDABLE_PREFIXES):
             try:
                 value = mdef.func(*(a.const for a in args))
                 value = mdef.check_output(value)
@@ -486,6 +490,23 @@ class _Compiler:
 
     def expr(self, e: A.Expr) -> _Value:
         return run(self._expr(e))
+
+    def _quick(self, e: A.Expr) -> _Value | None:
+        """The value of a name or a literal, without a step on the trampoline (most
+        operands are one); None for anything else."""
+        kind = type(e)
+        if kind is A.Name:
+            return self.env.get(e.name)  # type: ignore[union-attr]
+        if kind is A.IntLit:
+            return self.literal(e.value, INT)  # type: ignore[union-attr]
+        return None
+
+    def _operand(self, e: A.Expr) -> Step[_Value]:
+        """``yield from self._operand(e)``: ``e``'s value, quickly when it is simple."""
+        value = self._quick(e)
+        if value is None:
+            value = yield self._expr(e)
+        return value
 
     def _expr(self, e: A.Expr) -> Step[_Value]:
         match e:
@@ -642,9 +663,11 @@ class _Compiler:
                               "interpolation")
 
     def _arith(self, e: A.Arith) -> Step[_Value]:
-        acc: _Value = yield self._expr(e.first)
+        acc = yield from self._operand(e.first)
         for op, operand in e.rest:
-            right = yield self._expr(operand)
+            right = self._quick(operand)
+            if right is None:
+                right = yield self._expr(operand)
             if op == "+" and is_recordish(acc.type) and is_recordish(right.type):
                 acc = self.transform("merge", (), [acc, right],
                                      merge_type(acc.type, right.type), "merge",
@@ -712,7 +735,9 @@ class _Compiler:
         failed = False
         for (pname, ptype), arg in zip(params, e.args, strict=True):
             try:
-                v = yield self._expr(arg)
+                v = self._quick(arg)
+                if v is None:
+                    v = yield self._expr(arg)
             except _Failed:
                 failed = True
                 continue

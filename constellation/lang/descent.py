@@ -602,7 +602,14 @@ class _Parser:
         items: list[tuple[A.Expr, A.TypeExpr | None]] = []
         if self.peek() != ")":
             while True:
-                e = yield from self.rhs()
+                start = self.i
+                e: A.Expr = yield self.expr()
+                if self.peek() == "WITH":  # (call with options), as in rhs()
+                    if self.call_ends.get(start) != self.i or not isinstance(e, A.Call):
+                        raise NotFast
+                    self.i += 1
+                    options = yield from self.options()
+                    e = A.Call(e.func, e.args, tuple(options), e.pos)
                 type_ = (yield self.type_expr()) if self.accept(":") else None
                 items.append((e, type_))
                 if not self.accept(","):
