@@ -161,3 +161,14 @@ def test_a_large_compile_pauses_the_collector_and_restores_it() -> None:
         assert not gc.isenabled()  # an embedder's choice is kept
     finally:
         gc.enable()
+
+
+def test_the_engine_refuses_a_lone_surrogate_with_e108_not_a_unicode_error() -> None:
+    from constellation import Constellation
+
+    with Constellation() as engine:
+        with pytest.raises(CompilationError) as info:
+            engine.compile('in x: String\ny = "\ud800"\nout y\n')
+        assert info.value.errors[0].code == "E108"
+        result_source = "in x: String\nout x\n"
+        assert engine.compile(result_source)  # and the engine carries on
