@@ -11,7 +11,8 @@ from constellation.lang.resolution import suggest
 
 if TYPE_CHECKING:
     from constellation.core.modules import ModuleDefinition
-    from constellation.lang.compiler import _Compiler, _Value
+    from constellation.lang.compiler import _Compiler
+    from constellation.lang.emission import Value
 
 # A fallback that is not a constant: the compiler lowers it (see _Compiler._call).
 _EXPRESSION = object()
@@ -23,7 +24,7 @@ NO_OPTIONS = CallOptions()
 
 
 def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefinition,
-                  fallback: _Value | None = None) -> CallOptions | None:
+                  fallback: Value | None = None) -> CallOptions | None:
     """Validate a call's options (errors E140-E145, warnings W201-W204); None on error.
 
     Args:
@@ -72,7 +73,7 @@ def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefin
     return CallOptions(**values)
 
 def _option_value(c: _Compiler, o: A.Option, mdef: ModuleDefinition,
-                  fallback: _Value | None) -> Any:
+                  fallback: Value | None) -> Any:
     name, v = o.name, o.value
     if name == "lazy":
         if v is None:

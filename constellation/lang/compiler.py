@@ -2,9 +2,9 @@
 
 parse → resolve names and check types (every problem collected, with its position) →
 emit data and module nodes, removing common subexpressions and folding constants as
-they are emitted → drop nodes no output needs. Module calls become module nodes;
-everything else (literals, field access, conditionals, guards, interpolation, lambdas
-over lists) becomes an inline transform.
+they are emitted (:mod:`constellation.lang.emission`) → drop nodes no output needs.
+Module calls become module nodes; everything else (literals, field access,
+conditionals, guards, interpolation, lambdas over lists) becomes an inline transform.
 
 Every walk over the tree runs on :mod:`constellation.lang.trampoline`, not on the call
 stack, so expressions nested to any depth compile (or fail with a located error), never
@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
+from constellation.core.dag import DagSpec, DataNode
 from constellation.core.errors import CompilationError, Diagnostic
-from constellation.core.options import CallOptions, call_output_type
-from constellation.core.transforms import PURE_OPS, evaluate
 from constellation.core.types import (
     BOOLEAN,
     FLOAT,
@@ -35,15 +33,14 @@ from constellation.core.types import (
     NOTHING,
     SCALAR_TYPES,
     STRING,
+    CInt,
     CList,
-    CMap,
     COptional,
     CRecord,
     CSeq,
     CString,
     CType,
     CUnion,
-    Tagged,
     generic_type,
     is_subtype,
     render,
@@ -51,6 +48,7 @@ from constellation.core.types import (
 from constellation.lang import ast as A
 from constellation.lang.call_options import NO_OPTIONS, check_options
 from constellation.lang.collector import collector_paused
+from constellation.lang.emission import Emission, Value, type_depth
 from constellation.lang.lambdas import ARITH, ORDER, LambdaCompiler
 from constellation.lang.limits import MAX_ERRORS, MAX_NESTING
 from constellation.lang.parser import SourceLines, parse
@@ -69,13 +67,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from constellation.core.modules import ModuleDefinition
+    from constellation.core.options import CallOptions
 
 __all__ = ["MAX_ERRORS", "MAX_NESTING", "CompiledSource", "compile_source", "compile_tree",
            "source_hash"]
-
-# Standard-library modules whose calls may be evaluated while compiling.
-_FOLDABLE_PREFIXES = ("stdlib.math.", "stdlib.string.", "stdlib.list.", "stdlib.bool.",
-                      "stdlib.compare.", "stdlib.convert.")
 
 
 @dataclass(frozen=True)
@@ -91,15 +86,6 @@ class CompiledSource:
     spec: DagSpec
     warnings: tuple[Diagnostic, ...] = ()
     syntactic_hash: str = ""
-
-
-@dataclass
-class _Value:
-    ref: str
-    type: CType
-    const: Any = field(default=None)
-    is_const: bool = False
-    depth: int = 0  # how deeply the type nests (an upper bound), see MAX_NESTING
 
 
 class _Failed(Exception):  # noqa: N818 - a signal, not an error to show
@@ -147,51 +133,21 @@ def compile_tree(tree: A.Pipeline, source: str, modules: Mapping[str, ModuleDefi
                                       if d.severity == "warning"), source_hash(source))
 
 
-def _type_depth(t: CType) -> int:
-    """How deeply ``t`` nests (a scalar is 0), without recursion."""
-    deepest = 0
-    stack: list[tuple[CType, int]] = [(t, 0)]
-    while stack:
-        item, d = stack.pop()
-        deepest = max(deepest, d)
-        match item:
-            case CList(e) | CSeq(e):
-                stack.append((e, d + 1))
-            case COptional(i):
-                stack.append((i, d + 1))
-            case CMap(k, v):
-                stack += [(k, d + 1), (v, d + 1)]
-            case CRecord(fields):
-                stack += [(ft, d + 1) for _, ft in fields]
-            case CUnion(members):
-                stack += [(m, d + 1) for m in members]
-    return deepest
-
-
-class _Compiler:
+class _Compiler(Emission):
     Failed = _Failed  # raised by fail(); other compiler modules catch it through here
 
     def __init__(self, source: str, modules: Mapping[str, ModuleDefinition], name: str
                  ) -> None:
+        super().__init__(modules, name)
         self.source = source
         self.lines = SourceLines(source)
-        self.modules = modules
-        self.name = name
         self.diagnostics: list[Diagnostic] = []
         self.error_count = 0
-        self.data: dict[str, DataNode] = {}
-        self.calls: list[ModuleNode] = []
-        self.cse: dict[Any, _Value] = {}
-        self.env: dict[str, _Value] = {}
+        self.env: dict[str, Value] = {}
         self.lambdas: dict[str, A.Lambda] = {}  # names bound to a standalone lambda
         self.aliases: dict[str, CType] = {}
         self.uses: list[A.Use] = []
         self.resolver = Resolver(modules, self.uses)
-        self.counter = 0
-        self.call_counts: dict[str, int] = {}
-        # module name -> (sorted parameter slots, plain output type, its depth, label)
-        self.call_shapes: dict[str, tuple[list[tuple[str, int]], CType, int, str]] = {}
-        self.lazy_calls = 0  # > 0 while compiling a fallback: its calls run only if needed
 
     # --- diagnostics ---------------------------------------------------------------------
 
@@ -267,7 +223,7 @@ class _Compiler:
                 timeout = ann.value.seconds
         if self.error_count:
             return None
-        return self._finish(inputs, outputs, timeout)
+        return self.finish(inputs, outputs, timeout)
 
     def _assign(self, decl: A.Assign) -> None:
         # The right side is compiled first: in `job = Slow(job)` it reads the input.
@@ -318,27 +274,7 @@ class _Compiler:
         did = f"in:{decl.name}"
         self.data[did] = DataNode(did, decl.name, ctype)
         inputs[decl.name] = did
-        self.env[decl.name] = _Value(did, ctype, depth=_type_depth(ctype))
-
-    def _finish(self, inputs: dict[str, str], outputs: dict[str, str],
-                timeout: float | None) -> DagSpec:
-        # Dead code: keep what an output needs (and every declared input).
-        producers = {m.output: m for m in self.calls}
-        needed: set[str] = set(inputs.values())
-        stack = list(outputs.values())
-        while stack:
-            did = stack.pop()
-            if did in needed:
-                continue
-            needed.add(did)
-            node = self.data[did]
-            stack.extend(node.inputs)
-            if did in producers:
-                stack.extend(ref for _, ref in producers[did].args)
-        data = tuple(d for d in self.data.values() if d.id in needed)
-        calls = tuple(m for m in self.calls if m.output in needed)
-        return DagSpec(self.name, tuple(inputs.items()), data, calls, tuple(outputs.items()),
-                       timeout)
+        self.env[decl.name] = Value(did, ctype, depth=type_depth(ctype))
 
     # --- types ---------------------------------------------------------------------------
 
@@ -356,7 +292,7 @@ class _Compiler:
                     known = [*SCALAR_TYPES, *self.aliases]
                     raise self.fail("E133", f"unknown type '{name}'{suggest(name, known)}",
                                     t.pos)
-                if depth + _type_depth(found) > MAX_NESTING:
+                if depth + type_depth(found) > MAX_NESTING:
                     raise self.fail("E150", f"this type nests more than {MAX_NESTING} "
                                             "levels deep", t.pos)
                 return found
@@ -391,88 +327,7 @@ class _Compiler:
                 return CRecord.from_mapping(merged)
         raise self.fail("E133", "not a type", None)  # pragma: no cover
 
-    # --- emission ------------------------------------------------------------------------
-
-    def transform(self, op: str, params: tuple[tuple[str, Any], ...],
-                  args: list[_Value], ctype: CType, label: str, depth: int = 0) -> _Value:
-        if op in PURE_OPS and all(a.is_const for a in args):
-            try:
-                value = evaluate(Transform(op, params), [a.const for a in args])
-            except Exception:  # leave it to run time, where the failure is reported
-                pass
-            else:
-                return self.literal(value, ctype, depth)
-        key = ("t", op, params, tuple(a.ref for a in args))
-        if key in self.cse:
-            return self.cse[key]
-        self.counter += 1
-        did = f"t:{self.counter}"
-        self.data[did] = DataNode(did, label, ctype, Transform(op, params),
-                                  tuple(a.ref for a in args))
-        value = _Value(did, ctype, depth=depth)
-        self.cse[key] = value
-        return value
-
-    def literal(self, value: Any, ctype: CType, depth: int = 0) -> _Value:
-        key = ("lit", render(ctype), _freeze(value))
-        if key in self.cse:
-            return self.cse[key]
-        self.counter += 1
-        did = f"lit:{self.counter}"
-        self.data[did] = DataNode(did, f"literal {_short(value)}", ctype,
-                                  Transform("literal", (("type", ctype), ("value", value))))
-        result = _Value(did, ctype, value, True, depth)
-        self.cse[key] = result
-        return result
-
-    def call(self, mdef: ModuleDefinition, args: list[_Value], options: CallOptions,
-             label: str | None) -> _Value:
-        plain = options is NO_OPTIONS
-        constant = True
-        for a in args:
-            if not a.is_const:
-                constant = False
-                break
-        if constant and plain and mdef.name.startswith(_FOLDABLE_PREFIXES):
-            try:
-                value = mdef.func(*(a.const for a in args))
-                value = mdef.check_output(value)
-            except Exception:
-                pass
-            else:
-                return self.literal(value, mdef.output)
-        if self.lazy_calls and options.lazy is None:
-            options = replace(options, lazy=True)
-            plain = False
-        shape = self.call_shapes.get(mdef.name)
-        if shape is None:  # what every call of this module shares, computed once
-            params = list(mdef.inputs)
-            order = sorted(range(len(params)), key=params.__getitem__)
-            out_type = call_output_type(mdef.output, mdef.options)
-            shape = self.call_shapes[mdef.name] = (
-                [(params[i], i) for i in order], out_type, _type_depth(out_type),
-                mdef.name.rsplit(".", 1)[-1])
-        slots, out_type, depth, base = shape
-        bound = tuple([(p, args[i].ref) for p, i in slots])
-        key = ("call", mdef.name, bound, "" if plain else repr(sorted(
-            options.as_dict().items(), key=lambda kv: kv[0])))
-        found = self.cse.get(key)
-        if found is not None:
-            return found
-        if not plain:
-            out_type = call_output_type(mdef.output, mdef.options.merged(options))
-            depth = _type_depth(out_type)
-        base = label or base
-        n = self.call_counts[base] = self.call_counts.get(base, 0) + 1
-        node_name = base if n == 1 else f"{base}#{n}"
-        out = f"{node_name}.out"
-        self.data[out] = DataNode(out, out, out_type)
-        self.calls.append(ModuleNode(f"mod:{node_name}", node_name, mdef.name, bound, out,
-                                     options))
-        value = self.cse[key] = _Value(out, out_type, depth=depth)
-        return value
-
-    def _nested(self, ctype: CType, parts: Iterable[_Value], pos: A.Pos | None) -> int:
+    def _nested(self, ctype: CType, parts: Iterable[Value], pos: A.Pos | None) -> int:
         """The depth of a value built from ``parts``; E150 past the limit."""
         depth = 1 + max((p.depth for p in parts), default=0)
         if depth > MAX_NESTING:
@@ -480,18 +335,12 @@ class _Compiler:
                                     f"levels deep ({render(ctype)[:40]}...)", pos)
         return depth
 
-    def _tagged(self, v: _Value, union: CType) -> _Value:
-        """``v`` as a value of ``union``: tagged with its variant unless already one."""
-        if not isinstance(union, CUnion) or isinstance(v.type, CUnion):
-            return v
-        return self.transform("tag", (("tag", render(v.type)),), [v], union, "tag", v.depth)
-
     # --- expressions ---------------------------------------------------------------------
 
-    def expr(self, e: A.Expr) -> _Value:
+    def expr(self, e: A.Expr) -> Value:
         return run(self._expr(e))
 
-    def _quick(self, e: A.Expr) -> _Value | None:
+    def _quick(self, e: A.Expr) -> Value | None:
         """The value of a name or a literal, without a step on the trampoline (most
         operands are one); None for anything else."""
         kind = type(e)
@@ -501,14 +350,14 @@ class _Compiler:
             return self.literal(e.value, INT)  # type: ignore[union-attr]
         return None
 
-    def _operand(self, e: A.Expr) -> Step[_Value]:
+    def _operand(self, e: A.Expr) -> Step[Value]:
         """``yield from self._operand(e)``: ``e``'s value, quickly when it is simple."""
         value = self._quick(e)
         if value is None:
             value = yield self._expr(e)
         return value
 
-    def _expr(self, e: A.Expr) -> Step[_Value]:
+    def _expr(self, e: A.Expr) -> Step[Value]:
         match e:
             case A.Name(name):
                 if name not in self.env:
@@ -617,14 +466,14 @@ class _Compiler:
                 return self._match((yield self._expr(subject)), cases, e.pos)
         raise self.fail("E199", f"unsupported expression {type(e).__name__}", None)
 
-    def _expect(self, v: _Value, t: CType, node: Any, what: str) -> _Value:
+    def _expect(self, v: Value, t: CType, node: Any, what: str) -> Value:
         if not is_subtype(v.type, t):
             raise self.fail("E122", f"{what} needs {render(t)}, got {render(v.type)}",
                             getattr(node, "pos", None))
         return v
 
-    def _coalesce(self, first: _Value, second: _Value, left: A.Expr, right: A.Expr
-                  ) -> _Value:
+    def _coalesce(self, first: Value, second: Value, left: A.Expr, right: A.Expr
+                  ) -> Value:
         if not isinstance(first.type, COptional):
             raise self.fail("E122", f"'??' needs an Optional value on its left, got "
                                     f"{render(first.type)} (which is never missing)",
@@ -637,22 +486,22 @@ class _Compiler:
         return self.transform("coalesce", (), [first, second], result, "coalesce",
                               max(first.depth, second.depth))
 
-    def _choice(self, op: str, params: tuple[tuple[str, Any], ...], conds: list[_Value],
-                results: list[_Value]) -> _Value:
+    def _choice(self, op: str, params: tuple[tuple[str, Any], ...], conds: list[Value],
+                results: list[Value]) -> Value:
         # Branches of different types make a union (as in the original): each value is
         # tagged with its variant so that match and JSON see a proper union value.
         ctype = common_type(r.type for r in results)
         if ctype is None:
             ctype = CUnion.of(*(r.type for r in results))
-            results = [self._tagged(r, ctype) for r in results]
+            results = [self.tagged(r, ctype) for r in results]
         return self.transform(op, params, conds + results, ctype, op,
                               max(r.depth for r in results))
 
-    def _string(self, parts: tuple[Any, ...]) -> Step[_Value]:
+    def _string(self, parts: tuple[Any, ...]) -> Step[Value]:
         if all(isinstance(p, str) for p in parts):
             return self.literal("".join(parts), STRING)
         template: list[str | int] = []
-        values: list[_Value] = []
+        values: list[Value] = []
         for p in parts:
             if isinstance(p, str):
                 template.append(p)
@@ -662,12 +511,15 @@ class _Compiler:
         return self.transform("interpolate", (("parts", tuple(template)),), values, STRING,
                               "interpolation")
 
-    def _arith(self, e: A.Arith) -> Step[_Value]:
+    def _arith(self, e: A.Arith) -> Step[Value]:
         acc = yield from self._operand(e.first)
         for op, operand in e.rest:
             right = self._quick(operand)
             if right is None:
                 right = yield self._expr(operand)
+            if type(acc.type) is CInt and type(right.type) is CInt:  # the common case
+                acc = self.call(self.modules[ARITH[op]], [acc, right], NO_OPTIONS, None)
+                continue
             if op == "+" and is_recordish(acc.type) and is_recordish(right.type):
                 acc = self.transform("merge", (), [acc, right],
                                      merge_type(acc.type, right.type), "merge",
@@ -682,7 +534,7 @@ class _Compiler:
             acc = self.call(self.modules[ARITH[op]], [acc, right], NO_OPTIONS, None)
         return acc
 
-    def _compare(self, a: _Value, op: str, b: _Value, pos: A.Pos | None) -> _Value:
+    def _compare(self, a: Value, op: str, b: Value, pos: A.Pos | None) -> Value:
         ints = is_subtype(a.type, INT) and is_subtype(b.type, INT)
         strings = is_subtype(a.type, STRING) and is_subtype(b.type, STRING)
         if op in ("==", "!="):
@@ -718,7 +570,7 @@ class _Compiler:
     def higher_order(self, name: str) -> str | None:
         return self.resolver.higher_order(name)
 
-    def _call(self, e: A.Call) -> Step[_Value]:
+    def _call(self, e: A.Call) -> Step[Value]:
         higher = self.higher_order(e.func)
         if higher is not None:
             if e.options:
@@ -748,7 +600,7 @@ class _Compiler:
             args.append(v)
         # A fallback's expression is compiled here (on the trampoline); its calls are
         # made lazy: they run only when the fallback is taken.
-        fallback: _Value | None = None
+        fallback: Value | None = None
         for o in e.options:
             if o.name == "fallback" and o.value is not None and not isinstance(
                     o.value, A.Duration | A.Rate):
@@ -767,8 +619,8 @@ class _Compiler:
             return self.call(mdef, args, options, None)
         return self._call_with_fallback(mdef, args, options, fallback)
 
-    def _call_with_fallback(self, mdef: ModuleDefinition, args: list[_Value],
-                            options: CallOptions, fallback: _Value) -> _Value:
+    def _call_with_fallback(self, mdef: ModuleDefinition, args: list[Value],
+                            options: CallOptions, fallback: Value) -> Value:
         # `F(a) with fallback: expr` for a non-constant expr: the call is made with
         # on_error: wrap (retry, timeout, cache ... apply to it as usual, and the
         # runtime wraps the outcome only once every attempt has failed), then an inline
@@ -781,7 +633,7 @@ class _Compiler:
         return self.transform("if", (), [ok, value, fallback], mdef.output, "fallback",
                               max(value.depth, fallback.depth))
 
-    def _hof(self, op: str, e: A.Call) -> Step[_Value]:
+    def _hof(self, op: str, e: A.Call) -> Step[Value]:
         lam: Any = e.args[1] if len(e.args) == 2 else None
         if isinstance(lam, A.Name) and lam.name in self.lambdas:
             lam = self.lambdas[lam.name]
@@ -802,7 +654,7 @@ class _Compiler:
                 raise self.fail("E122", f"the lambda's parameter is {render(declared)}, but "
                                         f"the items are {render(elem)}", lam.pos)
             elem = declared
-        captures: list[_Value] = []
+        captures: list[Value] = []
         body, body_type = LambdaCompiler(self, {pname: (("param",), elem)},
                                           captures).compile(lam.body)
         if op in ("filter", "all", "any") and not is_subtype(body_type, BOOLEAN):
@@ -813,14 +665,14 @@ class _Compiler:
             result: CType = type(items.type)(items.type.element)
         elif op == "map":
             result = CList(body_type)
-            depth = 1 + _type_depth(body_type)
+            depth = 1 + type_depth(body_type)
         else:
             result = BOOLEAN
             depth = 0
         return self.transform(op, (("body", body),), [items, *captures], result, op, depth)
 
-    def _match(self, subject: _Value, cases: tuple[tuple[A.Pattern, A.Expr], ...],
-               pos: A.Pos | None) -> _Value:
+    def _match(self, subject: Value, cases: tuple[tuple[A.Pattern, A.Expr], ...],
+               pos: A.Pos | None) -> Value:
         st = subject.type
         members = list(st.members) if isinstance(st, CUnion) else [st]
         # Indexes over the variants, so that each case costs what it matches, not the
@@ -833,7 +685,7 @@ class _Compiler:
                     by_field.setdefault(fname, set()).add(i)
         covered: set[int] = set()
         compiled: list[tuple[str, Any, tuple[Any, ...]]] = []
-        captures: list[_Value] = []
+        captures: list[Value] = []
         body_types: list[CType] = []
         for pattern, body in cases:
             bindings: dict[str, tuple[tuple[Any, ...], CType]] = {}
@@ -873,7 +725,7 @@ class _Compiler:
             raise self.fail("E122", "the cases of 'match' have different types: "
                             + ", ".join(render(t) for t in body_types), pos)
         return self.transform("match", (("cases", tuple(compiled)),), [subject, *captures],
-                              result, "match", 1 + _type_depth(result))
+                              result, "match", 1 + type_depth(result))
 
 
 def _example_fits(example: CType, declared: CType) -> bool:
@@ -893,22 +745,6 @@ def _example_fits(example: CType, declared: CType) -> bool:
         have, want = example.field_map, declared.field_map
         return set(have) == set(want) and all(_example_fits(have[n], want[n]) for n in want)
     return False
-
-
-def _short(value: Any) -> str:
-    text = repr(value) if not isinstance(value, list | dict) or len(value) < 8 else \
-        f"<{type(value).__name__} of {len(value)}>"
-    return text[:50]
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return ("list", tuple(_freeze(v) for v in value))
-    if isinstance(value, Tagged):
-        return ("tagged", value.tag, _freeze(value.value))
-    return (type(value).__name__, value)
 
 
 def _line(pos: A.Pos | None) -> int:

@@ -25,7 +25,8 @@ from constellation.lang.trampoline import Step, run
 from constellation.lang.type_rules import common_type, field_type
 
 if TYPE_CHECKING:
-    from constellation.lang.compiler import _Compiler, _Value
+    from constellation.lang.compiler import _Compiler
+    from constellation.lang.emission import Value
 
 __all__ = ["ARITH", "ORDER", "LambdaCompiler"]
 
@@ -44,7 +45,7 @@ class LambdaCompiler:
     """
 
     def __init__(self, outer: _Compiler, bindings: dict[str, tuple[tuple[Any, ...], CType]],
-                 captures: list[_Value], *, in_match: bool = False) -> None:
+                 captures: list[Value], *, in_match: bool = False) -> None:
         self.outer = outer
         self.bindings = bindings  # names bound inside: a lambda's parameter, match fields
         self.captures = captures
