@@ -31,7 +31,7 @@ def check(tree: Any, source: str) -> int:
 
 @pytest.mark.parametrize("size", sorted(SIZES))
 @pytest.mark.parametrize("shape", sorted(SCALING_SHAPES))
-def test_parse(benchmark: Any, shape: str, size: str) -> None:
+def test_parsing_each_shape_at_each_size(benchmark: Any, shape: str, size: str) -> None:
     source = SCALING_SHAPES[shape](SIZES[size])
     benchmark.extra_info["bytes"] = len(source)
     tree = benchmark.pedantic(parse, (source,), rounds=3 if size == "100KB" else 1,
@@ -41,7 +41,7 @@ def test_parse(benchmark: Any, shape: str, size: str) -> None:
 
 @pytest.mark.parametrize("size", sorted(SIZES))
 @pytest.mark.parametrize("shape", sorted(SCALING_SHAPES))
-def test_check(benchmark: Any, shape: str, size: str) -> None:
+def test_checking_each_shape_at_each_size(benchmark: Any, shape: str, size: str) -> None:
     source = SCALING_SHAPES[shape](SIZES[size])
     benchmark.extra_info["bytes"] = len(source)
     tree = parse(source)
