@@ -226,3 +226,16 @@ def test_comparing_an_int_with_a_string_is_a_type_mismatch(engine: Constellation
     assert error_codes(engine, 'in a: Int\nx = a != "1"\nout x\n') == ["E122"]
     # Same types that == does not compare stay E127.
     assert error_codes(engine, "in a: Float\nx = a == 1.5\nout x\n") == ["E127"]
+
+
+def test_a_cached_call_with_a_computed_fallback_caches_only_real_results(
+        engine: Constellation) -> None:
+    source = ("in t: String\nin d: String\n"
+              "x = Reliable(t) with cache: 1min, fallback: d\nout x\n")
+    assert outputs(engine, source, t="c", d="D") == {"x": "C"}
+    assert outputs(engine, source, t="c", d="D") == {"x": "C"}
+    assert CALLS == ["Reliable(c)"]  # the second run was a cache hit
+    failing = ("in t: String\nin d: String\n"
+               "x = Unreliable(t) with cache: 1min, fallback: d\nout x\n")
+    assert outputs(engine, failing, t="c", d="D") == {"x": "D"}
+    assert outputs(engine, failing, t="c", d="E") == {"x": "E"}  # no fallback was stored
