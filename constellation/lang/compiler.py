@@ -511,6 +511,15 @@ class _Compiler(Emission):
         return self.transform("interpolate", (("parts", tuple(template)),), values, STRING,
                               "interpolation")
 
+    def operator_module(self, name: str, op: str, pos: A.Pos | None) -> ModuleDefinition:
+        """The standard-library module an operator maps to (E110 if it is not
+        registered, as with ``Constellation(stdlib=False)``)."""
+        mdef = self.modules.get(name)
+        if mdef is None:
+            raise self.fail("E110", f"'{op}' needs the standard-library module {name}, "
+                                    "which is not registered", pos)
+        return mdef
+
     def _arith(self, e: A.Arith) -> Step[Value]:
         acc = yield from self._operand(e.first)
         for op, operand in e.rest:
@@ -518,7 +527,8 @@ class _Compiler(Emission):
             if right is None:
                 right = yield self._expr(operand)
             if type(acc.type) is CInt and type(right.type) is CInt:  # the common case
-                acc = self.call(self.modules[ARITH[op]], [acc, right], NO_OPTIONS, None)
+                acc = self.call(self.operator_module(ARITH[op], op, operand.pos),
+                                [acc, right], NO_OPTIONS, None)
                 continue
             if op == "+" and is_recordish(acc.type) and is_recordish(right.type):
                 acc = self.transform("merge", (), [acc, right],
@@ -531,7 +541,8 @@ class _Compiler(Emission):
                         side.type, CString) else ""
                     raise self.fail("E126", f"'{op}' needs Int operands, got "
                                             f"{render(side.type)}{hint}", operand.pos)
-            acc = self.call(self.modules[ARITH[op]], [acc, right], NO_OPTIONS, None)
+            acc = self.call(self.operator_module(ARITH[op], op, operand.pos), [acc, right],
+                            NO_OPTIONS, None)
         return acc
 
     def _compare(self, a: Value, op: str, b: Value, pos: A.Pos | None) -> Value:
@@ -539,10 +550,11 @@ class _Compiler(Emission):
         strings = is_subtype(a.type, STRING) and is_subtype(b.type, STRING)
         if op in ("==", "!="):
             if ints:
-                result = self.call(self.modules["stdlib.compare.eq-int"], [a, b],
+                result = self.call(self.operator_module("stdlib.compare.eq-int", op, pos), [a, b],
                                    NO_OPTIONS, None)
             elif strings:
-                result = self.call(self.modules["stdlib.compare.eq-string"], [a, b],
+                result = self.call(self.operator_module("stdlib.compare.eq-string", op, pos),
+                                   [a, b],
                                    NO_OPTIONS, None)
             elif a.type != b.type:
                 # Operands of different types: a type mismatch, as in the original.
@@ -557,7 +569,7 @@ class _Compiler(Emission):
         if not ints:
             raise self.fail("E127", f"'{op}' compares Ints, not {render(a.type)} and "
                                     f"{render(b.type)}", pos)
-        return self.call(self.modules[ORDER[op]], [a, b], NO_OPTIONS, None)
+        return self.call(self.operator_module(ORDER[op], op, pos), [a, b], NO_OPTIONS, None)
 
     # --- calls -----------------------------------------------------------------------
 

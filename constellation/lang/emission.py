@@ -39,7 +39,7 @@ FOLDABLE_PREFIXES = ("stdlib.math.", "stdlib.string.", "stdlib.list.", "stdlib.b
                      "stdlib.compare.", "stdlib.convert.")
 
 
-@dataclass
+@dataclass(slots=True)  # one per expression: slots make them smaller and faster to build
 class Value:
     """A compiled expression: the data node holding it, its type, its constant value
     (when ``is_const``) and how deeply its type nests (an upper bound)."""

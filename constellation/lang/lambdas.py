@@ -122,6 +122,7 @@ class LambdaCompiler:
                     rnode, rt = yield self._compile(operand, sub)
                     if not (is_subtype(t, INT) and is_subtype(rt, INT)):
                         raise o.fail("E126", f"'{op}' needs Int operands", operand.pos)
+                    o.operator_module(ARITH[op], op, operand.pos)
                     node, t = ("call", ARITH[op], (node, rnode)), INT
                 return node, t
             case A.Compare(left, op, right):
@@ -130,8 +131,10 @@ class LambdaCompiler:
                 ints = is_subtype(at, INT) and is_subtype(bt, INT)
                 if op in ("==", "!="):
                     if ints:
+                        o.operator_module("stdlib.compare.eq-int", op, e.pos)
                         node = ("call", "stdlib.compare.eq-int", (a, b))
                     elif is_subtype(at, STRING) and is_subtype(bt, STRING):
+                        o.operator_module("stdlib.compare.eq-string", op, e.pos)
                         node = ("call", "stdlib.compare.eq-string", (a, b))
                     elif at != bt:
                         raise o.fail("E122", f"'{op}' needs two values of the same type, "
@@ -142,6 +145,7 @@ class LambdaCompiler:
                     return (("not", node) if op == "!=" else node), BOOLEAN
                 if not ints:
                     raise o.fail("E127", f"'{op}' compares Ints", e.pos)
+                o.operator_module(ORDER[op], op, e.pos)
                 return ("call", ORDER[op], (a, b)), BOOLEAN
             case A.BoolOp(op, operands):
                 nodes = []

@@ -172,3 +172,16 @@ def test_the_engine_refuses_a_lone_surrogate_with_e108_not_a_unicode_error() -> 
         assert info.value.errors[0].code == "E108"
         result_source = "in x: String\nout x\n"
         assert engine.compile(result_source)  # and the engine carries on
+
+
+@pytest.mark.parametrize("source", [
+    "in a: Int\nx = a + 1\nout x\n",
+    'in a: String\nx = a == "b"\nout x\n',
+    "in xs: List<Int>\nx = filter(xs, (v) => v > 1)\nout x\n",
+])
+def test_operators_without_the_standard_library_are_e110_not_a_key_error(
+        source: str) -> None:
+    with pytest.raises(CompilationError) as info:
+        compile_source(source, {})
+    assert info.value.errors[0].code == "E110"
+    assert "not registered" in info.value.errors[0].message
