@@ -68,11 +68,15 @@ class NotFast(Exception):  # noqa: N818 - a signal to use the lark path
         item_offset: where the declaration (or annotation) before the one it gave up
             in starts, in characters; everything before it was parsed. Lark can be
             asked about the rest alone: a syntax error there is the program's first.
+        problem: the syntax is fine so far, but something lark reports after parsing
+            (a bad escape, a lambda parameter that is not a name, a parenthesized
+            group that is no lambda): only a whole lark parse gives its diagnostics.
     """
 
-    def __init__(self, item_offset: int = 0) -> None:
+    def __init__(self, item_offset: int = 0, *, problem: bool = False) -> None:
         super().__init__(item_offset)
         self.item_offset = item_offset
+        self.problem = problem
 
 
 def parse_items_fast(source: str) -> list[Any]:
@@ -84,8 +88,8 @@ def parse_items_fast(source: str) -> list[Any]:
     p = _Parser(source)
     try:
         items = run(p.items())
-    except NotFast:
-        raise NotFast(p.offsets[p.resume_start]) from None
+    except NotFast as gave_up:
+        raise NotFast(p.offsets[p.resume_start], problem=gave_up.problem) from None
     if p.bad_character:  # the tokens ended early, at a character nothing takes
         raise NotFast(p.offsets[p.resume_start])
     return items
@@ -366,11 +370,11 @@ class _Parser:
                 params = []
                 for item, type_ in group:
                     if not isinstance(item, A.Name):
-                        raise NotFast  # E105, reported by the lark path
+                        raise NotFast(problem=True)  # E105, reported by the lark path
                     params.append((item.name, type_))
                 return A.Lambda(tuple(params), (yield self.expr()), pos)
             if len(group) != 1 or group[0][1] is not None:
-                raise NotFast  # a group that is no lambda: an error
+                raise NotFast(problem=True)  # a group that is no lambda: an error
             first = group[0][0]
             if self.kinds[self.i] not in _CONTINUES:
                 return first
@@ -517,7 +521,7 @@ class _Parser:
         if k == "(":
             group, _ = yield from self.group()
             if len(group) != 1 or group[0][1] is not None:
-                raise NotFast
+                raise NotFast(problem=True)  # a group that is no lambda: an error
             return group[0][0]
         if k == "[":
             pos = self.take_pos()
@@ -629,7 +633,7 @@ def _string_parts(body: str) -> tuple[str | A.Expr, ...]:
         if ch == "\\":
             esc = body[i + 1] if i + 1 < len(body) else ""
             if esc not in _ESCAPES:
-                raise NotFast  # E104, reported by the lark path
+                raise NotFast(problem=True)  # E104, reported by the lark path
             text.append(_ESCAPES[esc])
             i += 2
             continue
@@ -638,7 +642,10 @@ def _string_parts(body: str) -> tuple[str | A.Expr, ...]:
             if text:
                 parts.append("".join(text))
                 text = []
-            parts.append(parse_expression_fast(m.group(1)))
+            try:
+                parts.append(parse_expression_fast(m.group(1)))
+            except NotFast:  # reported by the lark path, as a problem of the string
+                raise NotFast(problem=True) from None
             i = m.end()
             continue
         text.append(ch)

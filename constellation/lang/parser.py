@@ -130,7 +130,7 @@ def parse(source: str) -> A.Pipeline:
             # syntax error is found by parsing from the declaration the fast path gave
             # up in (everything before it parsed), which keeps a late error in a large
             # file cheap; the whole source is parsed only if there is none.
-            if gave_up.item_offset:
+            if gave_up.item_offset and not gave_up.problem:
                 _raise_syntax_error_after(source, gave_up.item_offset)
         return _parse_with_lark(source)
 
