@@ -1,10 +1,12 @@
 """The fast path of the parser: a hand-written tokenizer and recursive-descent parser.
 
-It accepts exactly the programs of ``grammar.lark`` that have no problem at all, and
-builds the same syntax tree (positions included) as the lark path in
-:mod:`constellation.lang.parser`. On anything else — a syntax error, a bad escape, a
-lambda parameter that is not a name — it gives up (:class:`NotFast`) and the caller
-parses with lark, whose diagnostics are the reference. Lark's LALR parser spends most
+It accepts exactly the programs of ``grammar.lark``, builds the same syntax tree
+(positions included) as the lark path in :mod:`constellation.lang.parser`, and finds
+the same problems that lark's tree builder reports (bad escapes, lambda parameters that
+are not names, ``${...}`` that do not parse, groups that are no lambda), in the same
+order. On a syntax error, or anything it does not take, it gives up
+(:class:`NotFast`) and the caller parses with lark, whose diagnostics are the
+reference. Lark's LALR parser spends most
 of its time reducing through the eleven precedence levels of every operand; this one
 parses each level as a loop, several times faster.
 
@@ -61,6 +63,29 @@ _COMPARE = {"==", "!=", "<=", ">=", "<", ">"}
 _CONTINUES = _ADD | _MUL | _COMPARE | {"??", "WHEN", "OR", "AND", ".", "[", "{"}
 
 
+BAD_LAMBDA_MESSAGE = ("lambda parameters must be names, as in (x) => ... or "
+                      "(x: Int) => ...")
+
+
+def bad_escape_message(escape: str) -> str:
+    """The E104 message for the escape ``\\<escape>``."""
+    return f"unknown escape '\\{escape}' in a string; use " r'\n \t \r \\ \" or \$'
+
+
+Problem = tuple[str, str, A.Pos | None]
+"""A problem found while building the tree: code, message, position."""
+
+
+class Group(list):  # type: ignore[type-arg]
+    """``( ... )``: a parenthesized expression, or the parameter list of a lambda; its
+    items are ``(expression, type or None)``. One that is neither is left in the tree
+    for the parser's group resolution to report (E101)."""
+
+    def __init__(self, items: list[Any], pos: A.Pos | None) -> None:
+        super().__init__(items)
+        self.pos = pos
+
+
 class NotFast(Exception):  # noqa: N818 - a signal to use the lark path
     """The fast path does not take this source (it may be invalid): use lark.
 
@@ -68,19 +93,18 @@ class NotFast(Exception):  # noqa: N818 - a signal to use the lark path
         item_offset: where the declaration (or annotation) before the one it gave up
             in starts, in characters; everything before it was parsed. Lark can be
             asked about the rest alone: a syntax error there is the program's first.
-        problem: the syntax is fine so far, but something lark reports after parsing
-            (a bad escape, a lambda parameter that is not a name, a parenthesized
-            group that is no lambda): only a whole lark parse gives its diagnostics.
     """
 
-    def __init__(self, item_offset: int = 0, *, problem: bool = False) -> None:
+    def __init__(self, item_offset: int = 0) -> None:
         super().__init__(item_offset)
         self.item_offset = item_offset
-        self.problem = problem
 
 
-def parse_items_fast(source: str) -> list[Any]:
-    """The declarations and annotations of a whole program, in order.
+def parse_items_fast(source: str) -> tuple[list[Any], list[Problem], set[int]]:
+    """The declarations and annotations of a whole program, in order; the problems
+    found building them, in lark's order (bad escapes, lambda parameters that are not
+    names, ``${...}`` that do not parse); and the indexes of the items that hold a
+    :class:`Group` to resolve (and report).
 
     Raises:
         NotFast: the lark path must parse it.
@@ -88,15 +112,15 @@ def parse_items_fast(source: str) -> list[Any]:
     p = _Parser(source)
     try:
         items = run(p.items())
-    except NotFast as gave_up:
-        raise NotFast(p.offsets[p.resume_start], problem=gave_up.problem) from None
+    except NotFast:
+        raise NotFast(p.offsets[p.resume_start]) from None
     if p.bad_character:  # the tokens ended early, at a character nothing takes
         raise NotFast(p.offsets[p.resume_start])
-    return items
+    return items, p.problems, p.group_items
 
 
 def parse_expression_fast(source: str) -> A.Expr:
-    """One expression (the text of a ``${...}``).
+    """One expression (the text of a ``${...}``) without any problem.
 
     Raises:
         NotFast: the lark path must parse it.
@@ -104,6 +128,8 @@ def parse_expression_fast(source: str) -> A.Expr:
     p = _Parser(source)
     e = run(p.expr())
     p.expect("$END")
+    if p.problems or p.group_items:
+        raise NotFast
     return e
 
 
@@ -167,6 +193,9 @@ class _Parser:
         self.resume_start = 0
         self.item_start = 0
         self.call_ends: dict[int, int] = {}  # a call's first token -> the one after it
+        self.problems: list[Problem] = []
+        self.group_items: set[int] = set()  # items holding a Group to resolve
+        self.item_count = 0
 
     # --- tokens ------------------------------------------------------------------------
 
@@ -213,6 +242,7 @@ class _Parser:
         items: list[Any] = []
         while True:
             self.resume_start, self.item_start = self.item_start, self.i
+            self.item_count = len(items)
             k = self.peek()
             if k == "$END":
                 return items
@@ -367,15 +397,15 @@ class _Parser:
             group, pos = yield from self.group()
             if self.peek() == "=>":
                 self.i += 1
+                body = yield self.expr()
                 params = []
                 for item, type_ in group:
-                    if not isinstance(item, A.Name):
-                        raise NotFast(problem=True)  # E105, reported by the lark path
+                    if not isinstance(item, A.Name):  # as lark's builder: reported, left out
+                        self.problems.append(("E105", BAD_LAMBDA_MESSAGE, pos))
+                        continue
                     params.append((item.name, type_))
-                return A.Lambda(tuple(params), (yield self.expr()), pos)
-            if len(group) != 1 or group[0][1] is not None:
-                raise NotFast(problem=True)  # a group that is no lambda: an error
-            first = group[0][0]
+                return A.Lambda(tuple(params), body, pos)
+            first = self.resolved(group, pos)
             if self.kinds[self.i] not in _CONTINUES:
                 return first
         return (yield from self.coalesce(first, start))
@@ -514,15 +544,13 @@ class _Parser:
             return A.FloatLit(float(text), pos)
         if k == "STRING":
             text, pos = self.take()
-            return A.StringLit(_string_parts(text[1:-1]), pos)
+            return A.StringLit(_string_parts(text[1:-1], pos, self.problems), pos)
         if k == "TRUE" or k == "FALSE":
             pos = self.take_pos()
             return A.BoolLit(k == "TRUE", pos)
         if k == "(":
-            group, _ = yield from self.group()
-            if len(group) != 1 or group[0][1] is not None:
-                raise NotFast(problem=True)  # a group that is no lambda: an error
-            return group[0][0]
+            group, pos = yield from self.group()
+            return self.resolved(group, pos)  # type: ignore[no-any-return]
         if k == "[":
             pos = self.take_pos()
             items = []
@@ -579,6 +607,14 @@ class _Parser:
             return A.Match(subject, tuple(match_cases), pos)
         raise NotFast
 
+    def resolved(self, group: list[tuple[A.Expr, A.TypeExpr | None]], pos: A.Pos) -> Any:
+        """A parenthesized expression: the expression itself; a group that is neither
+        that nor a lambda's parameters stays, for group resolution to report."""
+        if len(group) == 1 and group[0][1] is None:
+            return group[0][0]
+        self.group_items.add(self.item_count)
+        return Group(group, pos)
+
     def match_case(self) -> Step[tuple[A.Pattern, A.Expr]]:
         k = self.peek()
         pattern: A.Pattern
@@ -622,7 +658,8 @@ class _Parser:
         return items, pos
 
 
-def _string_parts(body: str) -> tuple[str | A.Expr, ...]:
+def _string_parts(body: str, pos: A.Pos, problems: list[Problem]
+                  ) -> tuple[str | A.Expr, ...]:
     if "\\" not in body and "$" not in body:
         return (body,)
     parts: list[str | A.Expr] = []
@@ -633,8 +670,8 @@ def _string_parts(body: str) -> tuple[str | A.Expr, ...]:
         if ch == "\\":
             esc = body[i + 1] if i + 1 < len(body) else ""
             if esc not in _ESCAPES:
-                raise NotFast(problem=True)  # E104, reported by the lark path
-            text.append(_ESCAPES[esc])
+                problems.append(("E104", bad_escape_message(esc), pos))
+            text.append(_ESCAPES.get(esc, esc))
             i += 2
             continue
         m = _INTERP.match(body, i) if ch == "$" else None
@@ -644,8 +681,15 @@ def _string_parts(body: str) -> tuple[str | A.Expr, ...]:
                 text = []
             try:
                 parts.append(parse_expression_fast(m.group(1)))
-            except NotFast:  # reported by the lark path, as a problem of the string
-                raise NotFast(problem=True) from None
+            except NotFast:  # lark reports it (the text is short), as lark's builder does
+                from constellation.core.errors import CompilationError
+                from constellation.lang.parser import parse_expression
+
+                try:
+                    parts.append(parse_expression(m.group(1)))
+                except CompilationError as exc:
+                    problems.extend((d.code, f"in ${{...}} of a string: {d.message}", pos)
+                                    for d in exc.errors)
             i = m.end()
             continue
         text.append(ch)

@@ -16,7 +16,7 @@ import difflib
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lark import Lark, Token, Tree, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
@@ -25,7 +25,17 @@ from lark.visitors import Transformer_NonRecursive
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.lang import ast as A
 from constellation.lang.collector import collector_paused
-from constellation.lang.descent import NotFast, parse_expression_fast, parse_items_fast
+from constellation.lang.descent import (
+    BAD_LAMBDA_MESSAGE,
+    Group,
+    NotFast,
+    bad_escape_message,
+    parse_expression_fast,
+    parse_items_fast,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Container
 
 __all__ = ["SourceLines", "decode_source", "parse", "parse_expression", "snippet"]
 
@@ -124,15 +134,25 @@ def parse(source: str) -> A.Pipeline:
     _check_text(source)
     with collector_paused(len(source)):
         try:
-            return _assemble(parse_items_fast(source), source, groups=False)
+            items, problems, group_items = parse_items_fast(source)
         except NotFast as gave_up:
             # Not a valid program as it stands: lark parses it and reports why. A
             # syntax error is found by parsing from the declaration the fast path gave
             # up in (everything before it parsed), which keeps a late error in a large
             # file cheap; the whole source is parsed only if there is none.
-            if gave_up.item_offset and not gave_up.problem:
+            if gave_up.item_offset:
                 _raise_syntax_error_after(source, gave_up.item_offset)
-        return _parse_with_lark(source)
+            return _parse_with_lark(source)
+        # As on the lark path: the assembly's problems first, then the tree's.
+        pipeline = _assemble(items, source, groups=group_items)
+        if problems:
+            lines = SourceLines(source)
+            raise CompilationError([
+                Diagnostic(code, message, *((pos.line, pos.column,
+                                              lines.snippet(pos.line, pos.column))
+                                             if pos else (0, 0, "")))
+                for code, message, pos in problems])
+        return pipeline
 
 
 def _raise_syntax_error_after(source: str, offset: int) -> None:
@@ -376,8 +396,7 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
         for item in group:
             expr, type_ = item
             if not isinstance(expr, A.Name):
-                self._problem(E_BAD_LAMBDA, "lambda parameters must be names, as in "
-                                            "(x) => ... or (x: Int) => ...", _pos(meta))
+                self._problem(E_BAD_LAMBDA, BAD_LAMBDA_MESSAGE, _pos(meta))
                 continue
             params.append((expr.name, type_))
         return A.Lambda(tuple(params), body, _pos(meta))
@@ -519,8 +538,7 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
             if ch == "\\":
                 esc = body[i + 1] if i + 1 < len(body) else ""
                 if esc not in _ESCAPES:
-                    self._problem(E_BAD_ESCAPE, f"unknown escape '\\{esc}' in a string; use "
-                                                r'\n \t \r \\ \" or \$', _pos(tok))
+                    self._problem(E_BAD_ESCAPE, bad_escape_message(esc), _pos(tok))
                 text.append(_ESCAPES.get(esc, esc))
                 i += 2
                 continue
@@ -549,12 +567,7 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
         return super().__default__(data, children, meta)  # type: ignore[no-untyped-call]
 
 
-class _Group(list):  # type: ignore[type-arg]
-    """``( ... )``: a parenthesized expression, or the parameter list of a lambda."""
-
-    def __init__(self, items: list[Any], pos: A.Pos | None) -> None:
-        super().__init__(items)
-        self.pos = pos
+_Group = Group  # one class on both paths: group resolution recognizes either
 
 
 def _duration(text: Any, tok: Any = None) -> A.Duration:
@@ -563,9 +576,10 @@ def _duration(text: Any, tok: Any = None) -> A.Duration:
     return A.Duration(int(m.group(1)), m.group(2), _pos(tok if tok is not None else text))
 
 
-def _assemble(items: list[Any], source: str, *, groups: bool = True) -> A.Pipeline:
-    """Resolve groups (unless the fast path already did), attach annotations, check
-    the pipeline's shape."""
+def _assemble(items: list[Any], source: str, *, groups: Container[int] | None = None
+              ) -> A.Pipeline:
+    """Resolve groups (in every item, or only in the items ``groups`` lists: the fast
+    path resolved the others), attach annotations, check the pipeline's shape."""
     problems: list[Diagnostic] = []
     pipeline_annotations: list[A.Annotation] = []
     pending: list[A.Annotation] = []
@@ -576,8 +590,8 @@ def _assemble(items: list[Any], source: str, *, groups: bool = True) -> A.Pipeli
         problems.append(Diagnostic(code, message, line, col,
                                    snippet(source, line, col) if pos else ""))
 
-    for item in items:
-        if groups:
+    for index, item in enumerate(items):
+        if groups is None or index in groups:
             item = _resolve_groups(item, problem)
         if isinstance(item, A.Annotation):
             if item.name == "timeout":

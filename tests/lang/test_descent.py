@@ -40,7 +40,10 @@ def fast_or_none(source: str) -> A.Pipeline | None:
     from constellation.lang.parser import _assemble
 
     try:
-        return _assemble(parse_items_fast(source), source, groups=False)
+        items, problems, groups = parse_items_fast(source)
+        if problems or groups:
+            return None
+        return _assemble(items, source, groups=groups)
     except (NotFast, CompilationError):
         return None
 
@@ -99,6 +102,17 @@ def test_positions_are_those_of_each_constructs_first_token() -> None:
     "in x: Int\ny = a.if(x) + if.a(x) + a.in(x)\nout y\n",
 ])
 def test_tricky_programs_parse_the_same_on_both_paths(source: str) -> None:
+    agree(source)
+
+
+@pytest.mark.parametrize("source", [
+    'in x: Int\ny = "a\\q ${} b \\z" + f((x, 1), (2, x))\nout y\n',
+    "in x: Int\ny = ((x + 1, y) => \"\\w\") + (a: Int)\nz = ()\nout y\n",
+    '@example("\\e")\nin x: Int\ny = "${(a, b)} ${1 +}"\nout y\n',
+    "in x: Int\ny = [(x, x)]\n@example(1)\nout y\n",
+])
+def test_problems_found_after_parsing_are_lark_s_in_lark_s_order(source: str) -> None:
+    assert located(source, parse) is not None
     agree(source)
 
 
