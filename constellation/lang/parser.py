@@ -1,11 +1,13 @@
 """Parse constellation-lang source into a :class:`~constellation.lang.ast.Pipeline`.
 
-The grammar (``grammar.lark``) is LALR(1). A valid program is parsed by the fast
-hand-written parser of :mod:`constellation.lang.descent` (several times faster than
-lark's); anything it does not take is parsed by lark, whose diagnostics are the
-reference, and whose tree becomes AST nodes without recursion
-(``Transformer_NonRecursive``). Either way deeply nested parentheses or long operator
-chains cannot overflow the stack. Syntax errors become a
+The grammar (``grammar.lark``) is LALR(1) and lark is the reference parser. Programs
+are parsed by the hand-written parser of :mod:`constellation.lang.descent`, which
+builds the same tree and reports the same problems several times faster; where it
+stops at a syntax error, lark parses from the declaration before that point and its
+diagnostic is reported; the few programs it does not take otherwise are parsed by lark
+whole (its tree becomes AST nodes without recursion, ``Transformer_NonRecursive``).
+Either way deeply nested parentheses or long operator chains cannot overflow the
+stack. Syntax errors become a
 :class:`~constellation.core.errors.CompilationError` whose diagnostics carry code, line,
 column and a caret under the offending spot.
 """
