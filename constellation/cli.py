@@ -102,10 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _read(path: Path) -> str:
+    from constellation.core.errors import CompilationError
+    from constellation.lang.parser import decode_source
+
     try:
-        return path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return decode_source(data)
+    except CompilationError as exc:  # not UTF-8: E109 at the first bad byte
+        _print_diagnostics(path, exc.errors, sys.stderr)
+        raise _UsageError(f"{path} is not UTF-8 text") from None
 
 
 def _print_diagnostics(path: Path, diagnostics: Sequence[Any], stream: Any) -> None:

@@ -308,7 +308,7 @@ class Constellation:
         # clears it, since names may then resolve differently.
         started = time.perf_counter()
         observer = self._runtime.observer
-        key = (hashlib.sha256(source.encode()).hexdigest(), name)
+        key = (hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest(), name)
         with self._compile_lock:
             cached = self._compiled.get(key)
             if cached is not None:

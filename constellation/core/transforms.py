@@ -116,6 +116,7 @@ _EVALUATORS: dict[str, Callable[[dict[str, Any], Sequence[Any]], Any]] = {
     "and": lambda _p, a: all(a),
     "or": lambda _p, a: any(a),
     "not": lambda _p, a: not a[0],
+    "tag": lambda p, a: Tagged(p["tag"], a[0]),  # a value of a union: its variant's tag
 }
 
 # Operations whose result depends only on their inputs: safe to fold at compile time.
@@ -218,7 +219,8 @@ def compile_transform(transform: Transform,
 # the DagSpec's structure: ("param",) ("cap", i) ("lit", v) ("call", module, (args...))
 # ("field", e, name) ("not", e) ("and", (es...)) ("or", (es...)) ("if", c, a, b)
 # ("guard", v, c) ("coalesce", a, b) ("list", (es...)) ("record", names, (es...))
-# ("interp", template, (es...)) where the template holds text and indexes into es.
+# ("interp", template, (es...)) where the template holds text and indexes into es,
+# ("tag", tag, e) a value of a union type, tagged with its variant.
 # Inputs of the transform: the list first, then the captured values in order.
 
 Body = Callable[[Any, Sequence[Any]], Any]
@@ -267,6 +269,9 @@ def _lambda_closure(node: Any, modules: Mapping[str, ModuleDefinition]) -> Body:
         parts = [_lambda_closure(a, modules) for a in node[2]]
         return lambda x, caps: "".join(
             p if isinstance(p, str) else _render(parts[p](x, caps)) for p in template)
+    if kind == "tag":
+        tag, inner = node[1], _lambda_closure(node[2], modules)
+        return lambda x, caps: Tagged(tag, inner(x, caps))
     if kind == "coalesce":
         a, b = (_lambda_closure(n, modules) for n in node[1:])
 

@@ -157,11 +157,8 @@ class CUnion(CType):
     @staticmethod
     def of(*members: CType) -> CType:
         """Build a union, flattening nested unions and dropping duplicates."""
-        flat: list[CType] = []
-        for m in members:
-            for x in m.members if isinstance(m, CUnion) else (m,):
-                if x not in flat:
-                    flat.append(x)
+        flat = list(dict.fromkeys(  # dedupe in order; a set keeps thousands linear
+            x for m in members for x in (m.members if isinstance(m, CUnion) else (m,))))
         if len(flat) == 1:
             return flat[0]
         return CUnion(tuple(sorted(flat, key=render)))
@@ -214,31 +211,49 @@ class Tagged:
 
 
 def render(t: CType) -> str:
-    """Render a type the way constellation-lang writes it (``Map<String, List<Int>>``)."""
-    match t:
-        case CString():
-            return "String"
-        case CInt():
-            return "Int"
-        case CFloat():
-            return "Float"
-        case CBoolean():
-            return "Boolean"
-        case CNothing():
-            return "Nothing"
-        case CList(e):
-            return f"List<{render(e)}>"
-        case CSeq(e):
-            return f"Seq<{render(e)}>"
-        case CMap(k, v):
-            return f"Map<{render(k)}, {render(v)}>"
-        case COptional(i):
-            return f"Optional<{render(i)}>"
-        case CRecord(fields):
-            return "{" + ", ".join(f"{n}: {render(ft)}" for n, ft in fields) + "}"
-        case CUnion(members):
-            return " | ".join(render(m) for m in members)
-    raise TypeError(f"not a CType: {t!r}")
+    """Render a type the way constellation-lang writes it (``Map<String, List<Int>>``).
+
+    Iterative, so a type nested any number of levels deep renders without recursion.
+    """
+    out: list[str] = []
+    stack: list[CType | str] = [t]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        name = _SCALAR_NAMES.get(item.__class__)
+        if name is not None:
+            out.append(name)
+            continue
+        parts: list[CType | str]
+        match item:
+            case CList(e):
+                parts = ["List<", e, ">"]
+            case CSeq(e):
+                parts = ["Seq<", e, ">"]
+            case CMap(k, v):
+                parts = ["Map<", k, ", ", v, ">"]
+            case COptional(i):
+                parts = ["Optional<", i, ">"]
+            case CRecord(fields):
+                parts = ["{"]
+                for n, (fname, ft) in enumerate(fields):
+                    parts += [f"{', ' if n else ''}{fname}: ", ft]
+                parts.append("}")
+            case CUnion(members):
+                parts = []
+                for n, m in enumerate(members):
+                    parts += [" | "] if n else []
+                    parts.append(m)
+            case _:
+                raise TypeError(f"not a CType: {item!r}")
+        stack.extend(reversed(parts))
+    return "".join(out)
+
+
+_SCALAR_NAMES: dict[type, str] = {CString: "String", CInt: "Int", CFloat: "Float",
+                                  CBoolean: "Boolean", CNothing: "Nothing"}
 
 
 def is_subtype(sub: CType, sup: CType) -> bool:

@@ -123,7 +123,11 @@ def create_app(engine: Constellation, settings: ServerSettings, *,
                                       f"{first['message']}", {"problems": problems})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:
+            located = await _undecodable_body(request)
+            if located is not None:
+                return error_response(located)
         code = {404: "E607", 405: "E608"}.get(exc.status_code, "E600")
         return api_error(exc.status_code, code, str(exc.detail), {})
 
@@ -160,3 +164,19 @@ def _publish_errors_in_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _undecodable_body(request: Request) -> ConstellationError | None:
+    """E109 at the first byte that is not UTF-8, when that is why the body was refused."""
+    from constellation.core.errors import CompilationError
+    from constellation.lang.parser import decode_source
+
+    try:
+        body = await request.body()
+    except Exception:  # the body is gone: nothing more to say than the parser did
+        return None
+    try:
+        decode_source(body)
+    except CompilationError as exc:
+        return exc
+    return None

@@ -7,17 +7,36 @@ from typing import TYPE_CHECKING, Any
 from constellation.core.options import BACKOFFS, ON_ERROR, CallOptions, Priority
 from constellation.core.types import coerce, is_subtype, render
 from constellation.lang import ast as A
+from constellation.lang.resolution import suggest
 
 if TYPE_CHECKING:
     from constellation.core.modules import ModuleDefinition
     from constellation.lang.compiler import _Compiler
+    from constellation.lang.emission import Value
 
-__all__ = ["check_options"]
+# A fallback that is not a constant: the compiler lowers it (see _Compiler._call).
+_EXPRESSION = object()
+
+__all__ = ["NO_OPTIONS", "check_options"]
+
+NO_OPTIONS = CallOptions()
+"""The options of a call without ``with`` (shared: most calls have none)."""
 
 
-def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefinition
-                  ) -> CallOptions | None:
-    """Validate a call's options (errors E140-E145, warnings W201-W204); None on error."""
+def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefinition,
+                  fallback: Value | None = None) -> CallOptions | None:
+    """Validate a call's options (errors E140-E145, warnings W201-W204); None on error.
+
+    Args:
+        c: the compiler (for diagnostics).
+        options: the call's ``with`` options.
+        mdef: the module called.
+        fallback: the compiled value of the ``fallback`` option, if it has one (None
+            when it did not compile). A constant becomes ``CallOptions.fallback``; any
+            other expression is left out, for the compiler to lower.
+    """
+    if not options:
+        return NO_OPTIONS
     values: dict[str, Any] = {}
     ok = True
     seen: set[str] = set()
@@ -28,11 +47,18 @@ def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefin
             continue
         seen.add(o.name)
         try:
-            values[o.name] = _option_value(c, o, mdef)
+            values[o.name] = _option_value(c, o, mdef, fallback)
         except c.Failed:
             ok = False
     if not ok:
         return None
+    if values.get("fallback") is _EXPRESSION:
+        del values["fallback"]
+        if values.get("on_error") == "wrap":
+            c.error("E145", "a fallback that is not a constant cannot be combined with "
+                            "on_error: wrap; use one or the other", options[0].pos)
+            return None
+        values.pop("on_error", None)  # a fallback always gives a value: on_error is moot
     pos = options[0].pos if options else None
     if "delay" in values and "retry" not in values:
         c.error("W201", "'delay' has no effect without 'retry'", pos, "warning")
@@ -46,7 +72,8 @@ def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefin
                    "warning")
     return CallOptions(**values)
 
-def _option_value(c: _Compiler, o: A.Option, mdef: ModuleDefinition) -> Any:
+def _option_value(c: _Compiler, o: A.Option, mdef: ModuleDefinition,
+                  fallback: Value | None) -> Any:
     name, v = o.name, o.value
     if name == "lazy":
         if v is None:
@@ -96,13 +123,14 @@ def _option_value(c: _Compiler, o: A.Option, mdef: ModuleDefinition) -> Any:
     if name == "fallback":
         if v is None or isinstance(v, A.Duration | A.Rate):
             raise c.fail("E142", "fallback takes a value", o.pos)
-        value = c.expr(v)
-        if not is_subtype(value.type, mdef.output):
-            raise c.fail("E144", f"fallback is {render(value.type)}, but "
-                                    f"{mdef.name} returns {render(mdef.output)}", o.pos)
-        if not value.is_const:
-            raise c.fail("E145", "fallback must be a constant value for now", o.pos)
-        return coerce(mdef.output, value.const)
+        if fallback is None:  # its expression did not compile: already reported
+            raise c.Failed()
+        if not is_subtype(fallback.type, mdef.output):
+            raise c.fail("E144", f"fallback is {render(fallback.type)}, but "
+                                 f"{mdef.name} returns {render(mdef.output)}", o.pos)
+        if not fallback.is_const:
+            return _EXPRESSION
+        return coerce(mdef.output, fallback.const)
     known = ["retry", "timeout", "delay", "backoff", "fallback", "cache", "cache_backend",
              "throttle", "concurrency", "on_error", "priority", "lazy"]
-    raise c.fail("E140", f"unknown option '{name}'{c._suggest(name, known)}", o.pos)
+    raise c.fail("E140", f"unknown option '{name}'{suggest(name, known)}", o.pos)

@@ -1,8 +1,13 @@
 """Parse constellation-lang source into a :class:`~constellation.lang.ast.Pipeline`.
 
-The grammar (``grammar.lark``) is LALR(1) and parsed by lark; the tree becomes AST nodes
-without recursion (``Transformer_NonRecursive``), so deeply nested parentheses or long
-operator chains cannot overflow the stack. Syntax errors become a
+The grammar (``grammar.lark``) is LALR(1) and lark is the reference parser. Programs
+are parsed by the hand-written parser of :mod:`constellation.lang.descent`, which
+builds the same tree and reports the same problems several times faster; where it
+stops at a syntax error, lark parses from the declaration before that point and its
+diagnostic is reported; the few programs it does not take otherwise are parsed by lark
+whole (its tree becomes AST nodes without recursion, ``Transformer_NonRecursive``).
+Either way deeply nested parentheses or long operator chains cannot overflow the
+stack. Syntax errors become a
 :class:`~constellation.core.errors.CompilationError` whose diagnostics carry code, line,
 column and a caret under the offending spot.
 """
@@ -13,7 +18,7 @@ import difflib
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lark import Lark, Token, Tree, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
@@ -21,8 +26,20 @@ from lark.visitors import Transformer_NonRecursive
 
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.lang import ast as A
+from constellation.lang.collector import collector_paused
+from constellation.lang.descent import (
+    BAD_LAMBDA_MESSAGE,
+    Group,
+    NotFast,
+    bad_escape_message,
+    parse_expression_fast,
+    parse_items_fast,
+)
 
-__all__ = ["parse", "parse_expression", "snippet"]
+if TYPE_CHECKING:
+    from collections.abc import Container
+
+__all__ = ["SourceLines", "decode_source", "parse", "parse_expression", "snippet"]
 
 # Error codes of this module (see docs/error-reference.md).
 E_SYNTAX = "E101"
@@ -32,6 +49,10 @@ E_BAD_ESCAPE = "E104"
 E_BAD_LAMBDA = "E105"
 E_ANNOTATION = "E106"
 E_NO_OUTPUT = "E107"
+E_SURROGATE = "E108"
+E_NOT_UTF8 = "E109"
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _KEYWORDS = {"type", "in", "out", "use", "as", "with", "lazy", "when", "or", "and", "not",
              "if", "else", "branch", "otherwise", "match", "is", "true", "false"}
@@ -46,11 +67,61 @@ def _lark() -> Lark:
 
 def snippet(source: str, line: int, column: int) -> str:
     """The source line and a caret under ``column`` (both 1-based)."""
-    lines = source.splitlines()
-    if not 1 <= line <= len(lines):
-        return ""
-    text = lines[line - 1]
-    return f"{text}\n{' ' * (max(column, 1) - 1)}^"
+    return SourceLines(source).snippet(line, column)
+
+
+class SourceLines:
+    """A source split into lines once, for the caret snippets of many diagnostics.
+
+    Lines end at ``\n`` only, as the parser counts them.
+    """
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._lines: list[str] | None = None
+
+    def snippet(self, line: int, column: int) -> str:
+        """The source line and a caret under ``column`` (both 1-based), or ``""``."""
+        if self._lines is None:
+            self._lines = self._source.split("\n")
+        if not 1 <= line <= len(self._lines):
+            return ""
+        text = self._lines[line - 1].rstrip("\r")
+        return f"{text}\n{' ' * (max(column, 1) - 1)}^"
+
+
+def decode_source(data: bytes) -> str:
+    """Source text from bytes read from a file or a request: UTF-8 (a BOM is dropped).
+
+    Raises:
+        CompilationError: E109, at the line and column of the first byte that is not
+            UTF-8 (the column counts the characters before it on its line, plus one).
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = exc.start
+        before = data[:bad].decode("utf-8-sig", "replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        text = data.decode("utf-8-sig", "replace")
+        raise _error(text, E_NOT_UTF8, f"the source is not UTF-8 text: byte "
+                                       f"0x{data[bad]:02x} cannot be decoded "
+                                       f"({exc.reason})", line, column) from None
+
+
+def _check_text(source: str) -> None:
+    # A lone surrogate is a str but not text: it cannot be encoded (hashing, JSON,
+    # storage would fail later), so it is refused here, located.
+    bad = _SURROGATE.search(source)
+    if bad is not None:
+        at = bad.start()
+        line = source.count("\n", 0, at) + 1
+        column = at - (source.rfind("\n", 0, at) + 1) + 1
+        raise _error(source, E_SURROGATE, f"the source holds a lone surrogate "
+                                          f"U+{ord(bad.group()):04X}, which is not a "
+                                          "character (write the character itself)",
+                     line, column)
 
 
 def parse(source: str) -> A.Pipeline:
@@ -62,6 +133,50 @@ def parse(source: str) -> A.Pipeline:
     if not isinstance(source, str):
         raise CompilationError([Diagnostic(E_SYNTAX, "source must be a string, got "
                                                      f"{type(source).__name__}")])
+    _check_text(source)
+    with collector_paused(len(source)):
+        try:
+            items, problems, group_items = parse_items_fast(source)
+        except NotFast as gave_up:
+            # Not a valid program as it stands: lark parses it and reports why. A
+            # syntax error is found by parsing from the declaration the fast path gave
+            # up in (everything before it parsed), which keeps a late error in a large
+            # file cheap; the whole source is parsed only if there is none.
+            if gave_up.item_offset:
+                _raise_syntax_error_after(source, gave_up.item_offset)
+            return _parse_with_lark(source)
+        # As on the lark path: the assembly's problems first, then the tree's.
+        pipeline = _assemble(items, source, groups=group_items)
+        if problems:
+            lines = SourceLines(source)
+            raise CompilationError([
+                Diagnostic(code, message, *((pos.line, pos.column,
+                                              lines.snippet(pos.line, pos.column))
+                                             if pos else (0, 0, "")))
+                for code, message, pos in problems])
+        return pipeline
+
+
+def _raise_syntax_error_after(source: str, offset: int) -> None:
+    """Raise the syntax error lark finds in ``source[offset:]`` (which starts at a
+    declaration), located in ``source``; return if it finds none."""
+    try:
+        _parse_tree(source[offset:], "start")
+    except CompilationError as exc:
+        base_line = source.count("\n", 0, offset)
+        base_column = offset - (source.rfind("\n", 0, offset) + 1)
+        lines = SourceLines(source)
+        moved = []
+        for d in exc.errors:
+            line = d.line + base_line
+            column = d.column + (base_column if d.line == 1 else 0)
+            moved.append(Diagnostic(d.code, d.message, line, column,
+                                    lines.snippet(line, column), d.severity))
+        raise CompilationError(moved) from None
+
+
+def _parse_with_lark(source: str) -> A.Pipeline:
+    """The reference path of :func:`parse` (tests compare the fast path with it)."""
     tree = _parse_tree(source, "start")
     builder = _Builder(source)
     items = builder.transform(tree)
@@ -73,6 +188,11 @@ def parse(source: str) -> A.Pipeline:
 
 def parse_expression(source: str) -> A.Expr:
     """Parse one expression (used for ``${...}`` and by tools)."""
+    _check_text(source)
+    try:
+        return parse_expression_fast(source)
+    except NotFast:
+        pass
     tree = _parse_tree(source, "expr")
     builder = _Builder(source)
     expr = builder.transform(tree)
@@ -278,8 +398,7 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
         for item in group:
             expr, type_ = item
             if not isinstance(expr, A.Name):
-                self._problem(E_BAD_LAMBDA, "lambda parameters must be names, as in "
-                                            "(x) => ... or (x: Int) => ...", _pos(meta))
+                self._problem(E_BAD_LAMBDA, BAD_LAMBDA_MESSAGE, _pos(meta))
                 continue
             params.append((expr.name, type_))
         return A.Lambda(tuple(params), body, _pos(meta))
@@ -421,8 +540,7 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
             if ch == "\\":
                 esc = body[i + 1] if i + 1 < len(body) else ""
                 if esc not in _ESCAPES:
-                    self._problem(E_BAD_ESCAPE, f"unknown escape '\\{esc}' in a string; use "
-                                                r'\n \t \r \\ \" or \$', _pos(tok))
+                    self._problem(E_BAD_ESCAPE, bad_escape_message(esc), _pos(tok))
                 text.append(_ESCAPES.get(esc, esc))
                 i += 2
                 continue
@@ -451,12 +569,7 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
         return super().__default__(data, children, meta)  # type: ignore[no-untyped-call]
 
 
-class _Group(list):  # type: ignore[type-arg]
-    """``( ... )``: a parenthesized expression, or the parameter list of a lambda."""
-
-    def __init__(self, items: list[Any], pos: A.Pos | None) -> None:
-        super().__init__(items)
-        self.pos = pos
+_Group = Group  # one class on both paths: group resolution recognizes either
 
 
 def _duration(text: Any, tok: Any = None) -> A.Duration:
@@ -465,8 +578,10 @@ def _duration(text: Any, tok: Any = None) -> A.Duration:
     return A.Duration(int(m.group(1)), m.group(2), _pos(tok if tok is not None else text))
 
 
-def _assemble(items: list[Any], source: str) -> A.Pipeline:
-    """Resolve groups, attach annotations, check the pipeline's shape."""
+def _assemble(items: list[Any], source: str, *, groups: Container[int] | None = None
+              ) -> A.Pipeline:
+    """Resolve groups (in every item, or only in the items ``groups`` lists: the fast
+    path resolved the others), attach annotations, check the pipeline's shape."""
     problems: list[Diagnostic] = []
     pipeline_annotations: list[A.Annotation] = []
     pending: list[A.Annotation] = []
@@ -477,8 +592,9 @@ def _assemble(items: list[Any], source: str) -> A.Pipeline:
         problems.append(Diagnostic(code, message, line, col,
                                    snippet(source, line, col) if pos else ""))
 
-    for item in items:
-        item = _resolve_groups(item, problem)
+    for index, item in enumerate(items):
+        if groups is None or index in groups:
+            item = _resolve_groups(item, problem)
         if isinstance(item, A.Annotation):
             if item.name == "timeout":
                 if declarations or pending:

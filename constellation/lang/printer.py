@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from constellation.lang import ast as A
+from constellation.lang.trampoline import Step, run
 
 __all__ = ["print_expr", "print_pipeline", "print_type"]
 
@@ -48,19 +49,8 @@ def _declaration(d: A.Declaration) -> list[str]:
         return [f"use {d.path}" + (f" as {d.alias}" if d.alias else "")]
     value = d.value
     if isinstance(value, A.Call) and value.options:
-        opts = ", ".join(_option(o) for o in value.options)
-        return [f"{d.name} = {_call(value)} with {opts}"]
+        return [f"{d.name} = {run(_call_steps(value))}"]
     return [f"{d.name} = {print_expr(value)}"]
-
-
-def _option(o: A.Option) -> str:
-    if o.value is None:
-        return o.name
-    if isinstance(o.value, A.Duration):
-        return f"{o.name}: {_duration(o.value)}"
-    if isinstance(o.value, A.Rate):
-        return f"{o.name}: {o.value.count}/{_duration(o.value.per)}"
-    return f"{o.name}: {print_expr(o.value)}"
 
 
 def _duration(d: A.Duration) -> str:
@@ -68,18 +58,31 @@ def _duration(d: A.Duration) -> str:
 
 
 def print_type(t: A.TypeExpr) -> str:
-    """A type expression."""
+    """A type expression (nested to any depth, without recursion)."""
+    return run(_type_steps(t))
+
+
+def _types(items: Any) -> Step[list[str]]:
+    out: list[str] = []
+    for item in items:
+        out.append((yield _type_steps(item)))  # noqa: PERF401 - yield cannot be in a comprehension
+    return out
+
+
+def _type_steps(t: A.TypeExpr) -> Step[str]:
     match t:
         case A.TName(name):
             return name
         case A.TGeneric(name, args):
-            return f"{name}<{', '.join(print_type(a) for a in args)}>"
+            return f"{name}<{', '.join((yield from _types(args)))}>"
         case A.TRecord(fields):
-            return "{" + ", ".join(f"{n}: {print_type(ft)}" for n, ft in fields) + "}"
+            texts = yield from _types(ft for _, ft in fields)
+            return "{" + ", ".join(f"{n}: {ft}" for (n, _), ft in zip(fields, texts,
+                                                                       strict=True)) + "}"
         case A.TUnion(members):
-            return " | ".join(print_type(m) for m in members)
+            return " | ".join((yield from _types(members)))
         case A.TMerge(parts):
-            return " + ".join(print_type(p) for p in parts)
+            return " + ".join((yield from _types(parts)))
     raise TypeError(f"not a type expression: {t!r}")
 
 
@@ -107,12 +110,26 @@ def _level(e: Any) -> int:
 
 
 def print_expr(e: A.Expr, min_level: int = LAMBDA) -> str:
-    """An expression, parenthesized if it binds looser than ``min_level``."""
-    text = _expr(e)
+    """An expression, parenthesized if it binds looser than ``min_level``.
+
+    Runs on the trampoline: expressions nested to any depth print without recursion.
+    """
+    return run(_print(e, min_level))
+
+
+def _print(e: Any, min_level: int = LAMBDA) -> Step[str]:
+    text = yield _expr(e)
     return f"({text})" if _level(e) < min_level else text
 
 
-def _expr(e: Any) -> str:
+def _all(items: Any, min_level: int = LAMBDA) -> Step[list[str]]:
+    out: list[str] = []
+    for item in items:
+        out.append((yield _print(item, min_level)))  # noqa: PERF401 - yield cannot be in a comprehension
+    return out
+
+
+def _expr(e: Any) -> Step[str]:
     match e:
         case A.Name(name):
             return name
@@ -123,57 +140,85 @@ def _expr(e: Any) -> str:
         case A.BoolLit(value):
             return "true" if value else "false"
         case A.StringLit(parts):
-            return '"' + "".join(_string_part(p) for p in parts) + '"'
+            texts = []
+            for p in parts:
+                texts.append(_text(p) if isinstance(p, str) else  # noqa: PERF401 - yield cannot be in a comprehension
+                             "${" + (yield _print(p)) + "}")
+            return '"' + "".join(texts) + '"'
         case A.ListLit(items):
-            return "[" + ", ".join(print_expr(i) for i in items) + "]"
+            return "[" + ", ".join((yield from _all(items))) + "]"
         case A.RecordLit(fields):
-            return "{" + ", ".join(f"{n}: {print_expr(v)}" for n, v in fields) + "}"
+            values = yield from _all(v for _, v in fields)
+            return "{" + ", ".join(f"{n}: {v}" for (n, _), v in zip(fields, values,
+                                                                     strict=True)) + "}"
         case A.Call(options=options) if options:
             # Options need parentheses unless the call is a whole assignment
             # (handled in _declaration): "f(x) with retry: 1" would swallow what follows.
-            opts = ", ".join(_option(o) for o in options)
-            return f"({_call(e)} with {opts})"
+            return f"({(yield from _call_steps(e))})"
         case A.Call():
-            return _call(e)
+            return (yield from _call_steps(e))
         case A.Arith(first, rest):
             level = _level(e)
-            text = print_expr(first, level + 1)
-            for op, operand in rest:
-                text += f" {op} {print_expr(operand, level + 1)}"
+            text: str = yield _print(first, level + 1)
+            operands = yield from _all((operand for _, operand in rest), level + 1)
+            for (op, _), operand_text in zip(rest, operands, strict=True):
+                text += f" {op} {operand_text}"
             return text
         case A.Compare(left, op, right):
-            return f"{print_expr(left, ADD)} {op} {print_expr(right, ADD)}"
+            return f"{(yield _print(left, ADD))} {op} {(yield _print(right, ADD))}"
         case A.BoolOp(op, operands):
             inner = AND if op == "or" else NOT
-            return f" {op} ".join(print_expr(o, inner) for o in operands)
+            return f" {op} ".join((yield from _all(operands, inner)))
         case A.Not(operand):
-            return f"not {print_expr(operand, NOT)}"
+            return f"not {(yield _print(operand, NOT))}"
         case A.Guard(value, condition):
-            return f"{print_expr(value, OR)} when {print_expr(condition, OR)}"
+            return f"{(yield _print(value, OR))} when {(yield _print(condition, OR))}"
         case A.Coalesce(left, right):
-            return f"{print_expr(left, GUARD)} ?? {print_expr(right, COALESCE)}"
+            return f"{(yield _print(left, GUARD))} ?? {(yield _print(right, COALESCE))}"
         case A.If(condition, then, otherwise):
-            return f"if ({print_expr(condition)}) {print_expr(then)} else {print_expr(otherwise)}"
+            c, a, b = yield from _all((condition, then, otherwise))
+            return f"if ({c}) {a} else {b}"
         case A.Branch(cases, otherwise):
-            body = ", ".join(f"{print_expr(c)} -> {print_expr(v)}" for c, v in cases)
+            texts = yield from _all([x for case in cases for x in case] + [otherwise])
+            body = ", ".join(f"{texts[2 * i]} -> {texts[2 * i + 1]}" for i in range(len(cases)))
             sep = ", " if cases else ""
-            return f"branch {{ {body}{sep}otherwise -> {print_expr(otherwise)} }}"
+            return f"branch {{ {body}{sep}otherwise -> {texts[-1]} }}"
         case A.Match(subject, cases):
-            body = ", ".join(f"{_pattern(p)} -> {print_expr(v)}" for p, v in cases)
-            return f"match {print_expr(subject, PRIMARY)} {{ {body} }}"
+            subject_text = yield _print(subject, PRIMARY)
+            values = yield from _all(v for _, v in cases)
+            body = ", ".join(f"{_pattern(p)} -> {v}" for (p, _), v in zip(cases, values,
+                                                                           strict=True))
+            return f"match {subject_text} {{ {body} }}"
         case A.Lambda(params, body):
             ps = ", ".join(n if t is None else f"{n}: {print_type(t)}" for n, t in params)
-            return f"({ps}) => {print_expr(body)}"
+            return f"({ps}) => {(yield _print(body))}"
         case A.FieldAccess(target, field):
-            return f"{print_expr(target, POSTFIX)}.{field}"
+            return f"{(yield _print(target, POSTFIX))}.{field}"
         case A.Project(target, fields, brackets):
             close = "]" if brackets == "[" else "}"
-            return f"{print_expr(target, POSTFIX)}{brackets}{', '.join(fields)}{close}"
+            return f"{(yield _print(target, POSTFIX))}{brackets}{', '.join(fields)}{close}"
     raise TypeError(f"not an expression: {e!r}")
 
 
-def _call(c: A.Call) -> str:
-    return f"{c.func}({', '.join(print_expr(a) for a in c.args)})"
+def _call_steps(c: A.Call) -> Step[str]:
+    args = yield from _all(c.args)
+    text = f"{c.func}({', '.join(args)})"
+    if c.options:
+        opts = []
+        for o in c.options:
+            opts.append((yield from _option_steps(o)))  # noqa: PERF401 - yield cannot be in a comprehension
+        text += " with " + ", ".join(opts)
+    return text
+
+
+def _option_steps(o: A.Option) -> Step[str]:
+    if o.value is None:
+        return o.name
+    if isinstance(o.value, A.Duration):
+        return f"{o.name}: {_duration(o.value)}"
+    if isinstance(o.value, A.Rate):
+        return f"{o.name}: {o.value.count}/{_duration(o.value.per)}"
+    return f"{o.name}: {(yield _print(o.value))}"
 
 
 def _pattern(p: A.Pattern) -> str:
@@ -191,10 +236,8 @@ _STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "$": "\\$", "\n": "\\n", "\t": "\\t
                    "\r": "\\r"}
 
 
-def _string_part(part: Any) -> str:
-    if isinstance(part, str):
-        return "".join(_STRING_ESCAPES.get(ch, ch) for ch in part)
-    return "${" + print_expr(part) + "}"
+def _text(part: str) -> str:
+    return "".join(_STRING_ESCAPES.get(ch, ch) for ch in part)
 
 
 def _float(value: float) -> str:

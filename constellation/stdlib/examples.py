@@ -87,11 +87,13 @@ def multiply_each(numbers: list[int], multiplier: int) -> list[int]:
     return [n * multiplier for n in numbers]
 
 
-@module("Range", description="Integers from start (inclusive) to end (exclusive)")
+@module("Range", description="Integers from start to end, both included (empty when end "
+                              "< start)")
 def range_(start: int, end: int) -> list[int]:
-    if end - start > 10_000_000:
+    # Inclusive of end, as in the original: Range(1, 5) is [1, 2, 3, 4, 5].
+    if end - start + 1 > 10_000_000:
         raise ValueError(f"Range({start}, {end}) is too large (more than 10,000,000 items)")
-    return list(range(start, end))
+    return list(range(start, end + 1))
 
 
 @module("FormatNumber", description="Format with thousands separators")

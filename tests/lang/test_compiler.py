@@ -107,7 +107,8 @@ def test_name_resolution_follows_use_declarations(engine: Constellation) -> None
 
 
 def test_errors_are_located_and_reported_together(engine: Constellation) -> None:
-    found = codes(engine, "in x: Int\ny = Uppercse(x)\nz = Trim(x)\nw = q\nx = 1\n"
+    # (`x = 1` would rebind the input x, which is allowed; `y` is assigned twice.)
+    found = codes(engine, "in x: Int\ny = Uppercse(x)\nz = Trim(x)\nw = q\ny = 1\n"
                           "v = Trim(\"a\") with retry: -1\nout y\nout nope\n")
     assert [c for c, *_ in found] == ["E110", "E122", "E130", "E131", "E141", "E130"]
     assert "did you mean 'Uppercase'" in found[0][3]
