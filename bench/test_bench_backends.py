@@ -12,13 +12,13 @@ import pytest
 
 from bench.workloads import MODULES, chain, diamond
 from constellation import Backends, Constellation, SchedulerConfig
-from constellation.spi import InMemoryMetrics, NoOpListener, NoOpMetrics, NoOpTracer
+from constellation.spi import NoOpListener, NoOpMetrics, NoOpTracer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
-def _full() -> Backends:
+def _tracer() -> Any:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,13 +27,17 @@ def _full() -> Backends:
 
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    return OpenTelemetryTracer(provider.get_tracer("bench"))
 
-    class Listener(NoOpListener):
-        pass
 
-    return Backends(metrics=InMemoryMetrics(),
-                    tracer=OpenTelemetryTracer(provider.get_tracer("bench")),
-                    listener=Listener())
+def _metrics() -> Any:
+    from constellation.spi import PrometheusMetrics
+
+    return PrometheusMetrics()
+
+
+def _full() -> Backends:
+    return Backends(metrics=_metrics(), tracer=_tracer(), listener=QuietListener())
 
 
 class QuietListener(NoOpListener):
@@ -66,6 +70,8 @@ CONFIGS = {
     "noop": lambda: Backends(metrics=NoOpMetrics(), tracer=NoOpTracer(),
                              listener=NoOpListener()),
     "full": _full,
+    "metrics": lambda: Backends(metrics=_metrics()),
+    "tracing": lambda: Backends(tracer=_tracer()),
 }
 
 
