@@ -73,6 +73,10 @@ _LISTENER_EVENTS = (ExecutionStartedEvent, ModuleStartedEvent, ModuleFinishedEve
 # The most events handed to a durable listener's on_batch at once.
 _BATCH = 2_000
 
+# Seconds the listener lets events gather after each batch (see _ListenerActor._deliver):
+# events reach the backends at most this much later.
+_GATHER = 0.002
+
 
 class Observer:
     """Reports runtime events to the configured backends (see the module docstring).
@@ -138,13 +142,17 @@ class Observer:
             self.actor.post(_EVENTS_POSTED)
 
     def take_events(self) -> list[Any]:
-        """The listener's side: give the wake-up token back, then take every event
-        waiting. (In this order, an event appended after the take finds the token and
-        posts a new wake-up: none is left behind.)"""
-        self._wake.append(True)
+        """The listener's side: every event waiting (the wake-up token stays taken)."""
         events = self.events
         popleft = events.popleft
         return [popleft() for _ in range(len(events))]
+
+    def rearm(self) -> list[Any]:
+        """The listener's side, going idle: give the wake-up token back, then take what
+        slipped in before. (In this order, an event appended after the take finds the
+        token and posts a new wake-up: none is left behind.)"""
+        self._wake.append(True)
+        return self.take_events()
 
     # --- event sites (called on the runtime's threads; cheap) ------------------------------
 
@@ -276,7 +284,7 @@ class _ListenerActor(PooledActor):
     def on_receive(self, message: Any) -> Any:
         kind = type(message)
         if kind is EventsPosted:
-            self._handle(self.observer.take_events())
+            self._deliver()
         elif kind is FlushEvents:
             self._handle(self.observer.take_events())
             if self.batch:
@@ -285,6 +293,24 @@ class _ListenerActor(PooledActor):
         else:
             return super().on_receive(message)
         return None
+
+    def _deliver(self) -> None:
+        """Handle batches until the buffer stays empty for a gathering pause.
+
+        After each batch the listener waits ``_GATHER`` seconds (holding no lock and not
+        the GIL) before taking the next: events of that time arrive without any message
+        or thread wake-up, and the runtime's threads are not made to hand the GIL over
+        to the listener for every few events. Another message (a flush, a stop) ends
+        the loop, so it waits at most one batch."""
+        obs = self.observer
+        inbox = self.actor_inbox._messages  # type: ignore[attr-defined]
+        events = obs.take_events()
+        while events and not inbox:
+            self._handle(events)
+            time.sleep(_GATHER)
+            events = obs.take_events()
+        self._handle(events)
+        self._handle(obs.rearm())
 
     def _handle(self, events: list[Any]) -> None:
         """One batch: each event in order, then the combined metrics, then the durable

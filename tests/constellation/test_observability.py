@@ -231,8 +231,9 @@ def test_events_reach_the_listener_in_batches_with_every_events_meaning() -> Non
         pipeline = engine.compile(SOURCE)
         results = [engine.run(pipeline, {"t": f" {i} "}) for i in range(20)]
         assert all(r.ok for r in results)
-        # Held: the events wait in the buffer, with at most one message for all of them.
-        assert observer.pending >= 19 * 6
+        # Held: the events wait in the buffer (all but the first batch's), with at most
+        # one message for all of them.
+        assert observer.pending >= 10 * 6
         assert len(observer.actor.actor_inbox._messages) <= 1  # type: ignore[attr-defined]
         gate.set()
     # Every event, in order within each execution.
