@@ -214,11 +214,13 @@ class _Sums:
     """The metrics of one batch that can be combined without changing what the backend
     ends up holding: counter increments summed per (name, tags), gauges' last values."""
 
-    __slots__ = ("counters", "gauges", "scheduler")
+    __slots__ = ("counters", "gauges", "modules", "scheduler")
 
     def __init__(self) -> None:
         # (name, tags as a tuple of pairs or None) -> total
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...] | None], float] = {}
+        # (name, module name) -> total: the per-call counters, tagged module_name only
+        self.modules: dict[tuple[str, str], float] = {}
         self.gauges: dict[tuple[str, tuple[tuple[str, str], ...] | None], float] = {}
         self.scheduler = False  # set the scheduler gauges (read when the batch ends)
 
@@ -226,6 +228,11 @@ class _Sums:
         key = (name, None if tags is None else tuple(tags.items()))
         counters = self.counters
         counters[key] = counters.get(key, 0.0) + value
+
+    def count_module(self, name: str, module: str) -> None:
+        key = (name, module)
+        modules = self.modules
+        modules[key] = modules.get(key, 0.0) + 1.0
 
     def gauge(self, name: str, value: float, tags: dict[str, str] | None) -> None:
         self.gauges[(name, None if tags is None else tuple(tags.items()))] = value
@@ -332,6 +339,9 @@ class _ListenerActor(PooledActor):
             self._flush()
 
     def _report(self, sums: _Sums, metrics: MetricsProvider) -> None:
+        for (name, module), total in sums.modules.items():
+            self._safely(metrics, "counter", metrics.counter, name, total,
+                         {"module_name": module})
         for (name, tags), total in sums.counters.items():
             self._safely(metrics, "counter", metrics.counter, name, total,
                          None if tags is None else dict(tags))
@@ -353,19 +363,20 @@ class _ListenerActor(PooledActor):
         kind = type(message)
         if kind is ModuleStartedEvent:
             h = message.handle
-            sums.count("constellation.module.started", 1.0, {"module_name": message.module})
+            if obs.metrics is not None:
+                sums.count_module("constellation.module.started", message.module)
             if listener is not None:
                 self._tell(listener, "on_module_start",
                            ModuleEvent(h.execution_id, message.node, message.module,
                                        message.attempt, timestamp=time.time()))
         elif kind is ModuleFinishedEvent:
             h = message.handle
-            tags = {"module_name": message.module}
-            outcome = "failed" if message.error is not None else "completed"
-            sums.count(f"constellation.module.{outcome}", 1.0, tags)
             if obs.metrics is not None:
+                sums.count_module("constellation.module.failed" if message.error is not None
+                                  else "constellation.module.completed", message.module)
                 self._safely(metrics, "histogram", metrics.histogram,
-                             "constellation.module.duration_ms", message.duration_ms, tags)
+                             "constellation.module.duration_ms", message.duration_ms,
+                             {"module_name": message.module})
             if listener is not None:
                 event = ModuleEvent(h.execution_id, message.node, message.module,
                                     message.attempt, message.duration_ms, message.error,
