@@ -23,9 +23,11 @@ Who sends what::
     node        -> limiter     GateAcquire, GateRelease;   limiter -> node GateGranted
     breaker/limiter -> node    ServiceFailed (its turn for the node's request raised)
     runtime     -> breaker/limiter  StopActor
-    any thread  -> listener    ExecutionStartedEvent, ModuleStartedEvent,
-                               ModuleFinishedEvent, ExecutionFinishedEvent, CompiledEvent,
-                               RejectedEvent, MetricEvent, FlushEvents (see ``_observer``)
+    any thread  -> listener    EventsPosted: events are waiting in the observer's buffer
+                               (one message per batch of ExecutionStartedEvent,
+                               ModuleStartedEvent, ModuleFinishedEvent, ExecutionFinishedEvent,
+                               CompiledEvent, RejectedEvent, MetricEvent; see ``_observer``)
+    engine      -> listener    FlushEvents
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ __all__ = [
     "ExecutionFinished",
     "ExecutionFinishedEvent",
     "ExecutionStartedEvent",
+    "EventsPosted",
     "FlushEvents",
     "GateAcquire",
     "GateGranted",
@@ -254,6 +257,14 @@ class CompiledEvent(NamedTuple):
 
 class RejectedEvent(NamedTuple):
     """A submission was rejected with QueueFullError."""
+
+
+class EventsPosted(NamedTuple):
+    """Any thread → listener: events wait in the observer's buffer; take every one.
+
+    Sent by the thread whose event found no such message on its way (see
+    ``Observer._emit``): while the listener is behind, events only go into the buffer,
+    and the listener handles all that accumulated as one batch."""
 
 
 class FlushEvents(NamedTuple):

@@ -1,11 +1,21 @@
 """Observer: the runtime's link to the metrics, tracing and listener backends.
 
 An engine with none of them configured has no observer at all, so instrumentation costs
-one ``is None`` check per event site. Otherwise events are posted, fire-and-forget, to a
+one ``is None`` check per event site. Otherwise events go, fire-and-forget, to a
 listener actor that runs on its own single thread: backends are called there, never on a
 pipeline's threads, so a backend that raises is logged and counted and one that is slow
-delays only the events. The actor's mailbox is bounded; events past the bound are
-dropped, counted and logged.
+delays only the events. The backlog is bounded; events past the bound are dropped,
+counted and logged.
+
+Events travel in batches. An event site appends its event to the observer's buffer (a
+deque: lock-free) and only the event that finds no wake-up on its way posts one,
+:class:`EventsPosted`; the listener actor then takes every event in the buffer in one
+turn. So the listener receives one message per batch, however many events a burst of
+executions produces, and while it is behind, event sites pay an append. Within a batch,
+counter increments are summed per (name, tags) and each gauge is set once, to its last
+value: the totals and final values are those of one call per event (the gauges are read
+from the scheduler when the listener runs, then as now); histogram observations, spans
+and listener callbacks stay one per event, in order.
 
 Spans are created by the listener actor after the fact, with the start and end times
 recorded where the work happened, so every ``module(<name>)`` span is a child of its
@@ -25,11 +35,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor
 from constellation.actors._messages import (
     CompiledEvent,
+    EventsPosted,
     ExecutionFinishedEvent,
     ExecutionStartedEvent,
     FlushEvents,
@@ -61,6 +73,10 @@ _LISTENER_EVENTS = (ExecutionStartedEvent, ModuleStartedEvent, ModuleFinishedEve
 # The most events handed to a durable listener's on_batch at once.
 _BATCH = 2_000
 
+# Seconds the listener lets events gather after each batch (see _ListenerActor._deliver):
+# events reach the backends at most this much later.
+_GATHER = 0.002
+
 
 class Observer:
     """Reports runtime events to the configured backends (see the module docstring).
@@ -86,6 +102,13 @@ class Observer:
         self._drop_lock = threading.Lock()
         self.failures = 0  # written by the listener thread only
         self.lost = 0  # events a durable listener's on_batch refused after retries
+        # Events waiting for the listener actor, appended by any thread, taken only by
+        # the listener.
+        self.events: deque[Any] = deque()
+        # The wake-up token: holds one item while no EventsPosted is on its way. Taking
+        # it is list.pop(), giving it back list.append(); both are atomic in CPython.
+        self._wake: list[bool] = [True]
+        self._closed = False
         self.pool = ThreadPool(1, "constellation-listener")
         self.actor = _ListenerActor.spawn_running(self, _dispatcher=self.pool)
         self.actor.end_turn()
@@ -93,10 +116,11 @@ class Observer:
     @property
     def pending(self) -> int:
         """Events waiting for the listener actor."""
-        return len(self.actor.actor_inbox._messages)  # type: ignore[attr-defined]
+        return len(self.events)
 
     def _emit(self, event: Any) -> None:
-        if self.pending >= self.max_pending and not (
+        events = self.events
+        if len(events) >= self.max_pending and not (
                 self.durable and type(event) in _LISTENER_EVENTS):
             with self._drop_lock:  # emitted from many threads
                 self.dropped += 1
@@ -105,7 +129,30 @@ class Observer:
                 logger.warning("event backlog full (%d): %d event(s) dropped so far",
                                self.max_pending, dropped)
             return
-        self.actor.post(event)
+        if self._closed:  # stopped: nobody will take it (a dead letter, as before)
+            self.pool.dead_letter()
+            return
+        events.append(event)
+        wake = self._wake
+        if wake:
+            try:
+                wake.pop()
+            except IndexError:  # another thread took it a moment ago: its message will do
+                return
+            self.actor.post(_EVENTS_POSTED)
+
+    def take_events(self) -> list[Any]:
+        """The listener's side: every event waiting (the wake-up token stays taken)."""
+        events = self.events
+        popleft = events.popleft
+        return [popleft() for _ in range(len(events))]
+
+    def rearm(self) -> list[Any]:
+        """The listener's side, going idle: give the wake-up token back, then take what
+        slipped in before. (In this order, an event appended after the take finds the
+        token and posts a new wake-up: none is left behind.)"""
+        self._wake.append(True)
+        return self.take_events()
 
     # --- event sites (called on the runtime's threads; cheap) ------------------------------
 
@@ -156,14 +203,43 @@ class Observer:
         flushed = self.actor.post(FlushEvents(done)) and done.wait(timeout)
         if not flushed:
             logger.warning("stopping with %d event(s) not delivered", self.pending)
+        self._closed = True
         self.actor.actor_ref.stop(block=False)
         self.pool.shutdown(wait=False)
         self.pool.join(max(0.0, deadline - time.monotonic()))
         return flushed
 
 
+class _Sums:
+    """The metrics of one batch that can be combined without changing what the backend
+    ends up holding: counter increments summed per (name, tags), gauges' last values."""
+
+    __slots__ = ("counters", "gauges", "modules", "scheduler")
+
+    def __init__(self) -> None:
+        # (name, tags as a tuple of pairs or None) -> total
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...] | None], float] = {}
+        # (name, module name) -> total: the per-call counters, tagged module_name only
+        self.modules: dict[tuple[str, str], float] = {}
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...] | None], float] = {}
+        self.scheduler = False  # set the scheduler gauges (read when the batch ends)
+
+    def count(self, name: str, value: float, tags: dict[str, str] | None) -> None:
+        key = (name, None if tags is None else tuple(tags.items()))
+        counters = self.counters
+        counters[key] = counters.get(key, 0.0) + value
+
+    def count_module(self, name: str, module: str) -> None:
+        key = (name, module)
+        modules = self.modules
+        modules[key] = modules.get(key, 0.0) + 1.0
+
+    def gauge(self, name: str, value: float, tags: dict[str, str] | None) -> None:
+        self.gauges[(name, None if tags is None else tuple(tags.items()))] = value
+
+
 class _ListenerActor(PooledActor):
-    """Calls the backends for each event, one at a time, on the observer's thread."""
+    """Calls the backends for each batch of events, on the observer's thread."""
 
     def __init__(self, observer: Observer) -> None:
         super().__init__()
@@ -213,6 +289,73 @@ class _ListenerActor(PooledActor):
         logger.error("the listener actor failed on an event; event dropped", exc_info=exc)
 
     def on_receive(self, message: Any) -> Any:
+        kind = type(message)
+        if kind is EventsPosted:
+            self._deliver()
+        elif kind is FlushEvents:
+            self._handle(self.observer.take_events())
+            if self.batch:
+                self._flush()
+            message.done.set()
+        else:
+            return super().on_receive(message)
+        return None
+
+    def _deliver(self) -> None:
+        """Handle batches until the buffer stays empty for a gathering pause.
+
+        After each batch the listener waits ``_GATHER`` seconds (holding no lock and not
+        the GIL) before taking the next: events of that time arrive without any message
+        or thread wake-up, and the runtime's threads are not made to hand the GIL over
+        to the listener for every few events. Another message (a flush, a stop) ends
+        the loop, so it waits at most one batch."""
+        obs = self.observer
+        inbox = self.actor_inbox._messages  # type: ignore[attr-defined]
+        events = obs.take_events()
+        while events and not inbox:
+            self._handle(events)
+            time.sleep(_GATHER)
+            events = obs.take_events()
+        self._handle(events)
+        self._handle(obs.rearm())
+
+    def _handle(self, events: list[Any]) -> None:
+        """One batch: each event in order, then the combined metrics, then the durable
+        listener's group commit."""
+        if not events:
+            return
+        sums = _Sums()
+        for event in events:
+            try:
+                self._event(event, sums)
+            except BaseException as exc:
+                self.turn_failed(exc)
+            if len(self.batch) >= _BATCH:
+                self._flush()
+        if self.observer.metrics is not None:
+            self._report(sums, self.observer.metrics)
+        # Group commit: what accumulated while the listener was busy goes in one call.
+        if self.batch:
+            self._flush()
+
+    def _report(self, sums: _Sums, metrics: MetricsProvider) -> None:
+        for (name, module), total in sums.modules.items():
+            self._safely(metrics, "counter", metrics.counter, name, total,
+                         {"module_name": module})
+        for (name, tags), total in sums.counters.items():
+            self._safely(metrics, "counter", metrics.counter, name, total,
+                         None if tags is None else dict(tags))
+        for (name, tags), value in sums.gauges.items():
+            self._safely(metrics, "gauge", metrics.gauge, name, value,
+                         None if tags is None else dict(tags))
+        if sums.scheduler:
+            active, queued = self.observer.gauges()
+            self._safely(metrics, "gauge", metrics.gauge, "constellation.scheduler.active",
+                         float(active), None)
+            self._safely(metrics, "gauge", metrics.gauge, "constellation.scheduler.queued",
+                         float(queued), None)
+
+    def _event(self, message: Any, sums: _Sums) -> None:
         obs = self.observer
         metrics = obs.metrics or _NOOP_METRICS
         listener = obs.listener
@@ -220,20 +363,20 @@ class _ListenerActor(PooledActor):
         kind = type(message)
         if kind is ModuleStartedEvent:
             h = message.handle
-            self._safely(metrics, "counter", metrics.counter, "constellation.module.started",
-                         1.0, {"module_name": message.module})
+            if obs.metrics is not None:
+                sums.count_module("constellation.module.started", message.module)
             if listener is not None:
                 self._tell(listener, "on_module_start",
                            ModuleEvent(h.execution_id, message.node, message.module,
                                        message.attempt, timestamp=time.time()))
         elif kind is ModuleFinishedEvent:
             h = message.handle
-            tags = {"module_name": message.module}
-            outcome = "failed" if message.error is not None else "completed"
-            self._safely(metrics, "counter", metrics.counter,
-                         f"constellation.module.{outcome}", 1.0, tags)
-            self._safely(metrics, "histogram", metrics.histogram,
-                         "constellation.module.duration_ms", message.duration_ms, tags)
+            if obs.metrics is not None:
+                sums.count_module("constellation.module.failed" if message.error is not None
+                                  else "constellation.module.completed", message.module)
+                self._safely(metrics, "histogram", metrics.histogram,
+                             "constellation.module.duration_ms", message.duration_ms,
+                             {"module_name": message.module})
             if listener is not None:
                 event = ModuleEvent(h.execution_id, message.node, message.module,
                                     message.attempt, message.duration_ms, message.error,
@@ -244,7 +387,7 @@ class _ListenerActor(PooledActor):
                 self._safely(tracer, "start_span", self._module_span, tracer, message)
         elif kind is ExecutionStartedEvent:
             h = message.handle
-            self._gauges(metrics)
+            sums.scheduler = True
             if listener is not None:
                 self._tell(listener, "on_execution_start",
                            ExecutionEvent(h.execution_id, h.plan.name,
@@ -253,11 +396,10 @@ class _ListenerActor(PooledActor):
             if tracer is not None:
                 self._safely(tracer, "start_span", self._execution_span, tracer, message)
         elif kind is ExecutionFinishedEvent:
-            self._execution_finished(message, metrics, listener)
+            self._execution_finished(message, metrics, listener, sums)
         elif kind is CompiledEvent:
-            self._safely(metrics, "counter", metrics.counter,
-                         "constellation.compilation.total", 1.0,
-                         {"cache_hit": "true" if message.cache_hit else "false"})
+            sums.count("constellation.compilation.total", 1.0,
+                       {"cache_hit": "true" if message.cache_hit else "false"})
             self._safely(metrics, "histogram", metrics.histogram,
                          "constellation.compilation.duration_ms", message.duration_ms, None)
             if tracer is not None and not message.cache_hit:
@@ -267,30 +409,19 @@ class _ListenerActor(PooledActor):
 
                 self._safely(tracer, "start_span", compile_span)
         elif kind is MetricEvent:
-            fn = getattr(metrics, message.kind)
-            self._safely(metrics, message.kind, fn, message.name, message.value, message.tags)
+            if message.kind == "counter":
+                sums.count(message.name, message.value, message.tags)
+            elif message.kind == "gauge":
+                sums.gauge(message.name, message.value, message.tags)
+            else:
+                fn = getattr(metrics, message.kind)
+                self._safely(metrics, message.kind, fn, message.name, message.value,
+                             message.tags)
         elif kind is RejectedEvent:
-            self._safely(metrics, "counter", metrics.counter,
-                         "constellation.scheduler.rejected", 1.0, None)
-            self._gauges(metrics)
-        elif kind is FlushEvents:
-            if self.batch:
-                self._flush()
-            message.done.set()
-            return None
+            sums.count("constellation.scheduler.rejected", 1.0, None)
+            sums.scheduler = True
         else:
-            return super().on_receive(message)
-        # Group commit: what accumulated while the listener was busy goes in one call.
-        if self.batch and (len(self.batch) >= _BATCH or not self.actor_inbox._messages):  # type: ignore[attr-defined]
-            self._flush()
-        return None
-
-    def _gauges(self, metrics: MetricsProvider) -> None:
-        active, queued = self.observer.gauges()
-        self._safely(metrics, "gauge", metrics.gauge, "constellation.scheduler.active",
-                     float(active), None)
-        self._safely(metrics, "gauge", metrics.gauge, "constellation.scheduler.queued",
-                     float(queued), None)
+            raise TypeError(f"not an event: {message!r}")
 
     def _execution_span(self, tracer: TracerProvider, message: ExecutionStartedEvent) -> None:
         h = message.handle
@@ -311,15 +442,14 @@ class _ListenerActor(PooledActor):
         span.end(message.started_ns + int(message.duration_ms * 1e6))
 
     def _execution_finished(self, message: ExecutionFinishedEvent, metrics: MetricsProvider,
-                            listener: ExecutionListener | None) -> None:
+                            listener: ExecutionListener | None, sums: _Sums) -> None:
         h, result = message.handle, message.result
         status = result.status.value
-        self._safely(metrics, "counter", metrics.counter, "constellation.execution.total",
-                     1.0, {"status": status})
+        sums.count("constellation.execution.total", 1.0, {"status": status})
         self._safely(metrics, "histogram", metrics.histogram,
                      "constellation.execution.duration_ms", result.duration_ms,
                      {"dag_name": result.pipeline})
-        self._gauges(metrics)
+        sums.scheduler = True
         error = result.errors[0].message if result.errors else None
         if listener is not None:
             self._tell(listener, "on_execution_complete",
@@ -339,3 +469,4 @@ class _ListenerActor(PooledActor):
 
 
 _NOOP_METRICS = NoOpMetrics()
+_EVENTS_POSTED = EventsPosted()

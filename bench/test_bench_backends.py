@@ -12,28 +12,42 @@ import pytest
 
 from bench.workloads import MODULES, chain, diamond
 from constellation import Backends, Constellation, SchedulerConfig
-from constellation.spi import InMemoryMetrics, NoOpListener, NoOpMetrics, NoOpTracer
+from constellation.spi import NoOpListener, NoOpMetrics, NoOpTracer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
-def _full() -> Backends:
+def _tracer() -> Any:
+    """OpenTelemetry SDK spans, exported one by one (simple processor) to an exporter
+    that drops them: the SDK's cost per span, without a heap that grows by every span
+    (an in-memory exporter keeps them all, and the cyclic collector then scans them)."""
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
 
     from constellation.spi import OpenTelemetryTracer
 
+    class Dropping(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    provider.add_span_processor(SimpleSpanProcessor(Dropping()))
+    return OpenTelemetryTracer(provider.get_tracer("bench"))
 
-    class Listener(NoOpListener):
-        pass
 
-    return Backends(metrics=InMemoryMetrics(),
-                    tracer=OpenTelemetryTracer(provider.get_tracer("bench")),
-                    listener=Listener())
+def _metrics() -> Any:
+    from constellation.spi import PrometheusMetrics
+
+    return PrometheusMetrics()
+
+
+def _full() -> Backends:
+    return Backends(metrics=_metrics(), tracer=_tracer(), listener=QuietListener())
 
 
 class QuietListener(NoOpListener):
@@ -66,6 +80,8 @@ CONFIGS = {
     "noop": lambda: Backends(metrics=NoOpMetrics(), tracer=NoOpTracer(),
                              listener=NoOpListener()),
     "full": _full,
+    "metrics": lambda: Backends(metrics=_metrics()),
+    "tracing": lambda: Backends(tracer=_tracer()),
 }
 
 

@@ -61,6 +61,8 @@ class Workload:
     expected: Any
     graph: dict[str, tuple[Callable[..., Any], tuple[str, ...]]]
     sink: str
+    builder: PipelineBuilder | None = None
+    """The builder ``spec`` came from (for the naive ``run(builder.build())`` path)."""
 
 
 def chain(n: int = 1000) -> Workload:
@@ -71,7 +73,7 @@ def chain(n: int = 1000) -> Workload:
         ref = b.call(inc, x=ref)
         graph[f"n{i + 1}"] = (inc.func, (f"n{i}",))
     b.output("result", ref)
-    return Workload("W1 chain", b.build(), {"x": 0}, "result", n, graph, f"n{n}")
+    return Workload("W1 chain", b.build(), {"x": 0}, "result", n, graph, f"n{n}", b)
 
 
 def fan_out(n: int = 1000) -> Workload:
@@ -86,7 +88,7 @@ def fan_out(n: int = 1000) -> Workload:
     total = b.call(sum_all, xs=b.list(leaves))
     graph["sum"] = (lambda *xs: sum(xs), tuple(f"leaf{i}" for i in range(n)))
     b.output("total", total)
-    return Workload("W2 fan-out/fan-in", b.build(), {"x": 0}, "total", n, graph, "sum")
+    return Workload("W2 fan-out/fan-in", b.build(), {"x": 0}, "total", n, graph, "sum", b)
 
 
 def diamond() -> Workload:
@@ -101,7 +103,7 @@ def diamond() -> Workload:
     for i in range(8):
         graph[f"mid{i}"] = (inc.func, ("top",))
     graph["bottom"] = (lambda *xs: sum(xs), tuple(f"mid{i}" for i in range(8)))
-    return Workload("W3 diamond", b.build(), {"x": 0}, "result", 16, graph, "bottom")
+    return Workload("W3 diamond", b.build(), {"x": 0}, "result", 16, graph, "bottom", b)
 
 
 def sleepers(n: int = 64) -> Workload:
@@ -113,4 +115,4 @@ def sleepers(n: int = 64) -> Workload:
     for i in range(n):
         graph[f"s{i}"] = (sleep10.func, ("src",))
     graph["sum"] = (lambda *xs: sum(xs), tuple(f"s{i}" for i in range(n)))
-    return Workload("W4 64x10ms", b.build(), {"x": 0}, "total", 0, graph, "sum")
+    return Workload("W4 64x10ms", b.build(), {"x": 0}, "total", 0, graph, "sum", b)

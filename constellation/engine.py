@@ -136,6 +136,8 @@ class Constellation:
         self._modules: dict[str, ModuleDefinition] = {}
         self._timings: dict[str, ModuleTiming] = {}
         self._compiled: LRUCache[tuple[str, str], Pipeline] = LRUCache(maxsize=256)
+        # Compiled DagSpecs (and PipelineBuilders) by structural key, see _spec_key.
+        self._compiled_specs: LRUCache[tuple[Any, ...], Pipeline] = LRUCache(maxsize=256)
         self._compile_lock = threading.Lock()
         # Compiled pipelines by structural hash, and each name's latest hash (resume).
         self._by_hash: LRUCache[str, Pipeline] = LRUCache(maxsize=1024)
@@ -231,6 +233,7 @@ class Constellation:
         if modules and hasattr(self, "_compiled"):
             with self._compile_lock:
                 self._compiled.clear()
+                self._compiled_specs.clear()
 
     @property
     def modules(self) -> Mapping[str, ModuleDefinition]:
@@ -262,10 +265,23 @@ class Constellation:
             raise CompilationError([Diagnostic(
                 "E100", f"cannot compile a {type(source).__name__}; give a DagSpec, a "
                         "PipelineBuilder or constellation-lang source")])
+        return self._compile_spec(source)
+
+    def _compile_spec(self, source: DagSpec) -> Pipeline:
+        # Like source text, a DagSpec compiles once: the finished pipeline is cached by
+        # the spec's structure, so passing builder.build() to run() each time costs a
+        # lookup. (An unchanged builder returns the same DagSpec, whose structural hash
+        # is computed once.) Registering modules clears the cache.
+        key = _spec_key(source)
+        with self._compile_lock:
+            cached = self._compiled_specs.get(key)
+        if cached is not None:
+            return cached
         spec = resolve(source, self._modules)
         pipeline = Pipeline(spec, ExecutionPlan.build(spec, self._modules, self._timings,
                                                       self._policy_for), self)
         with self._compile_lock:
+            self._compiled_specs[key] = pipeline
             self._by_hash[spec.structural_hash] = pipeline
             self._latest[spec.name] = spec.structural_hash
         return pipeline
@@ -320,7 +336,9 @@ class Constellation:
         with self._compile_lock:
             self._compile_misses += 1
         compiled = compile_source(source, self._modules, name)
-        pipeline = self.compile(compiled.spec)
+        # A pipeline of its own: the spec cache's may be shared with other sources.
+        shared = self._compile_spec(compiled.spec)
+        pipeline = Pipeline(shared.spec, shared.plan, self)
         pipeline.syntactic_hash = compiled.syntactic_hash
         pipeline.warnings = compiled.warnings
         with self._compile_lock:
@@ -713,6 +731,14 @@ _STOP_GRACE = 5.0 + 5.0 + 2.0 + 5.0 + DEADLINE_GRACE + 2.0
 supervisor, flushing events and records (at least a second each), joining the pools
 (see _drain_and_stop), and some slack. A later concurrent call waits this long past the
 first call's drain timeout for its answer."""
+
+
+def _spec_key(spec: DagSpec) -> tuple[Any, ...]:
+    """What makes two DagSpecs compile alike: the structure (its hash, cached on the spec)
+    and the names it does not cover (pipeline, description, data nodes' names, which
+    messages quote)."""
+    return (spec.structural_hash, spec.name, spec.description,
+            tuple([d.name for d in spec.data]))
 
 
 def _check_backend(backend: Any, protocol: type, field: str) -> None:

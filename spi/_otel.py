@@ -18,10 +18,11 @@ __all__ = ["OpenTelemetryTracer"]
 
 
 class _OtelSpan:
-    __slots__ = ("_span",)
+    __slots__ = ("_context", "_span")
 
     def __init__(self, span: Any) -> None:
         self._span = span
+        self._context: Any = None  # the context of its children, built on first use
 
     def set_attribute(self, key: str, value: Any) -> None:
         self._span.set_attribute(key, value)
@@ -60,7 +61,10 @@ class OpenTelemetryTracer:
         """Start a span, as a child of ``parent`` when given."""
         context = None
         if isinstance(parent, _OtelSpan):
-            context = self._trace.set_span_in_context(parent._span)
+            # One context per parent, not per child: an execution has a span per call.
+            context = parent._context
+            if context is None:
+                context = parent._context = self._trace.set_span_in_context(parent._span)
         span = self._tracer.start_span(name, context=context,
                                        attributes=dict(attributes or {}),
                                        start_time=start_time_ns)

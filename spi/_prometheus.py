@@ -52,9 +52,20 @@ class PrometheusMetrics:
             prometheus_client.CollectorRegistry()
         self._buckets = buckets
         self._metrics: dict[tuple[str, str], tuple[Any, tuple[str, ...]]] = {}
+        # The labelled child of each (kind, name, tags) seen: a hit skips the lock and
+        # prometheus-client's labels() (the engine reports the same few series over and
+        # over). Reads and inserts of a dict are atomic in CPython.
+        self._children: dict[tuple[str, str, tuple[tuple[str, str], ...]], Any] = {}
         self._lock = threading.Lock()
 
     def _metric(self, kind: str, name: str, tags: Mapping[str, str] | None) -> Any:
+        key = (kind, name, tuple(tags.items()) if tags else ())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._labelled(kind, name, tags)
+        return child
+
+    def _labelled(self, kind: str, name: str, tags: Mapping[str, str] | None) -> Any:
         labels = tuple(sorted(tags or {}))
         key = (kind, name)
         with self._lock:

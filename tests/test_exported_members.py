@@ -83,3 +83,14 @@ def test_core_import_needs_no_extras() -> None:
             "bad = [m for m in ('fastapi', 'redis', 'psycopg', 'prometheus_client', "
             "'opentelemetry', 'dask') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_isolated_child_imports_none_of_the_runtime() -> None:
+    # The child of every isolation="process" call runs this module: it must start fast.
+    code = ("import sys, constellation.actors._isolated_child; "
+            "loaded = sorted(m for m in sys.modules if m.startswith('constellation') "
+            "or m == 'pykka'); "
+            "assert loaded == ['constellation', 'constellation.actors', "
+            "'constellation.actors._isolated_child'], loaded; "
+            "import constellation.actors as a; assert a.ThreadPool.__name__ == 'ThreadPool'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -76,6 +76,10 @@ class PipelineBuilder:
         self._node_names: dict[str, int] = {}
         self._literal_count = 0
         self._transform_count = 0
+        # The last build() and the state it was built from: a builder only ever grows
+        # (every declaration appends a data node or an output), so the two lengths
+        # tell whether anything changed since.
+        self._built: tuple[tuple[int, int], DagSpec] | None = None
 
     # --- declarations --------------------------------------------------------------
 
@@ -201,13 +205,19 @@ class PipelineBuilder:
     def build(self) -> DagSpec:
         """Return the DagSpec.
 
+        Building an unchanged builder again returns the same (immutable) DagSpec, so its
+        structural hash is computed once and an engine finds it compiled.
+
         Raises:
             ConfigurationError: the pipeline declares no output.
         """
         if not self._outputs:
             raise ConfigurationError(f"pipeline '{self._name}' declares no output",
                                      details={"field": "output"})
-        return DagSpec(
+        state = (len(self._data), len(self._outputs))
+        if self._built is not None and self._built[0] == state:
+            return self._built[1]
+        spec = DagSpec(
             name=self._name,
             inputs=tuple(self._inputs.items()),
             data=tuple(self._data),
@@ -216,6 +226,8 @@ class PipelineBuilder:
             timeout=self._timeout,
             description=self._description,
         )
+        self._built = (state, spec)
+        return spec
 
     # --- helpers ------------------------------------------------------------------
 

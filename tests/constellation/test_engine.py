@@ -32,6 +32,7 @@ from constellation import (
     UnknownModuleError,
     module,
 )
+from constellation.core.types import INT
 
 Factory = Callable[..., Constellation]
 
@@ -601,3 +602,84 @@ def test_aging_serves_a_long_waiting_low_priority_execution_first(
     for h in (blocker, old_low, new_critical, fresh_low):
         assert h.result(10).ok
     assert order == ["blocker", "old-background", "new-critical", "fresh-low"]
+
+
+# --- compile cache -------------------------------------------------------------------
+
+@module("Shout")
+def shout(text: str) -> str:
+    return text.upper()
+
+
+def _shout_builder(name: str = "shout") -> PipelineBuilder:
+    b = PipelineBuilder(name)
+    b.output("loud", b.call("Shout", text=b.input("text", str)))
+    return b
+
+
+def test_an_unchanged_builder_builds_the_same_spec_and_a_changed_one_a_new_spec() -> None:
+    b = _shout_builder()
+    first = b.build()
+    assert b.build() is first
+    b.output("again", b.call("Shout", text=b.literal("x")))
+    second = b.build()
+    assert second is not first
+    assert [name for name, _ in second.outputs] == ["loud", "again"]
+    assert b.build() is second
+
+
+def test_a_dagspec_or_builder_is_compiled_once_by_its_structure(
+        engine_factory: Factory) -> None:
+    engine = engine_factory([shout])
+    b = _shout_builder()
+    pipeline = engine.compile(b.build())
+    assert engine.compile(b.build()) is pipeline
+    assert engine.compile(b) is pipeline
+    # A structurally equal spec built afresh finds it too.
+    assert engine.compile(_shout_builder().build()) is pipeline
+    assert engine.run(b.build(), {"text": "hi"}).outputs == {"loud": "HI"}
+    assert engine.run(b, {"text": "yo"}).outputs == {"loud": "YO"}
+
+
+def test_specs_alike_but_for_their_names_are_compiled_apart(engine_factory: Factory) -> None:
+    engine = engine_factory([shout])
+    one = engine.compile(_shout_builder("one"))
+    two = engine.compile(_shout_builder("two"))
+    assert one.structural_hash == two.structural_hash
+    assert one is not two
+    assert (one.name, two.name) == ("one", "two")
+    assert engine.run(_shout_builder("two"), {"text": "a"}).pipeline == "two"
+
+
+def test_registering_a_module_again_recompiles_cached_specs(engine_factory: Factory) -> None:
+    engine = engine_factory([shout])
+    b = _shout_builder()
+    before = engine.compile(b)
+    assert engine.run(b, {"text": "hi"}).outputs == {"loud": "HI"}
+
+    @module("Shout")
+    def whisper(text: str) -> str:
+        return text.lower()
+
+    engine.register(whisper, replace=True)
+    after = engine.compile(b)
+    assert after is not before
+    assert engine.run(b.build(), {"text": "HI"}).outputs == {"loud": "hi"}
+
+    @module("Shout")
+    def length(text: str) -> int:
+        return len(text)
+
+    engine.register(length, replace=True)  # the output type changes with the module
+    assert engine.compile(b).outputs == {"loud": INT}
+    assert engine.run(b, {"text": "four"}).outputs == {"loud": 4}
+
+
+def test_sources_with_one_structure_keep_their_own_source_hashes(
+        engine_factory: Factory) -> None:
+    engine = engine_factory()
+    a = engine.compile("in t: String\nu = Uppercase(t)\nout u\n")
+    b = engine.compile("# the same pipeline\nin t: String\nu = Uppercase(t)\nout u\n")
+    assert a.structural_hash == b.structural_hash
+    assert a.syntactic_hash != b.syntactic_hash
+    assert engine.compile("in t: String\nu = Uppercase(t)\nout u\n") is a

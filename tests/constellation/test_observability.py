@@ -180,3 +180,116 @@ def test_opentelemetry_spans_parent_module_calls_under_their_execution() -> None
     assert failed_root.attributes["execution_id"] == bad.execution_id
     assert failed_root.status.status_code is StatusCode.ERROR
     assert "compile" in by_name
+
+
+class CallLog(InMemoryMetrics):
+    """In-memory metrics that also count the calls made to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = {"counter": 0, "histogram": 0, "gauge": 0}
+
+    def counter(self, name: str, value: float = 1.0, tags: Any = None) -> None:
+        self.calls["counter"] += 1
+        super().counter(name, value, tags)
+
+    def histogram(self, name: str, value: float, tags: Any = None) -> None:
+        self.calls["histogram"] += 1
+        super().histogram(name, value, tags)
+
+    def gauge(self, name: str, value: float, tags: Any = None) -> None:
+        self.calls["gauge"] += 1
+        super().gauge(name, value, tags)
+
+
+def test_events_reach_the_listener_in_batches_with_every_events_meaning() -> None:
+    gate = threading.Event()
+    seen: list[tuple[str, str, str]] = []
+
+    class Recording(NoOpListener):
+        first = True
+
+        def on_execution_start(self, event: Any) -> None:
+            if self.first:  # hold the listener while the other executions run
+                self.first = False
+                gate.wait(10)
+            seen.append(("start", event.execution_id, ""))
+
+        def on_module_start(self, event: ModuleEvent) -> None:
+            seen.append(("module_start", event.execution_id, event.node))
+
+        def on_module_complete(self, event: ModuleEvent) -> None:
+            seen.append(("module_complete", event.execution_id, event.node))
+
+        def on_execution_complete(self, event: Any) -> None:
+            seen.append(("complete", event.execution_id, event.status))
+
+    metrics = CallLog()
+    with Constellation(backends=Backends(metrics=metrics, listener=Recording())) as engine:
+        observer = engine._runtime.observer
+        assert observer is not None
+        pipeline = engine.compile(SOURCE)
+        results = [engine.run(pipeline, {"t": f" {i} "}) for i in range(20)]
+        assert all(r.ok for r in results)
+        # Held: the events wait in the buffer (all but the first batch's), with at most
+        # one message for all of them.
+        assert observer.pending >= 10 * 6
+        assert len(observer.actor.actor_inbox._messages) <= 1  # type: ignore[attr-defined]
+        gate.set()
+    # Every event, in order within each execution.
+    ids = [r.execution_id for r in results]
+    for eid in ids:
+        mine = [(kind, what) for kind, e, what in seen if e == eid]
+        assert mine == [("start", ""), ("module_start", "Trim"), ("module_complete", "Trim"),
+                        ("module_start", "Uppercase"), ("module_complete", "Uppercase"),
+                        ("complete", "completed")]
+    assert len(seen) == 20 * 6
+
+    def c(name: str, **tags: str) -> float:
+        return metrics.counter_value(name, tags or None)
+
+    # Counters sum to one increment per event; observations stay one per event.
+    assert c("constellation.execution.total", status="completed") == 20
+    assert c("constellation.module.started", module_name="Trim") == 20
+    assert c("constellation.module.completed", module_name="Uppercase") == 20
+    assert c("constellation.compilation.total", cache_hit="false") == 1
+    assert len(metrics.observations("constellation.module.duration_ms",
+                                    {"module_name": "Trim"})) == 20
+    assert len(metrics.observations("constellation.execution.duration_ms",
+                                    {"dag_name": "pipeline"})) == 20
+    assert metrics.gauge_value("constellation.scheduler.queued") == 0
+    # ... with far fewer counter calls than events counted (100 module and execution
+    # increments arrived in a couple of batches).
+    assert metrics.calls["counter"] < 20
+    assert metrics.calls["histogram"] == 20 * 2 + 20 + 1
+
+
+def test_runtime_metrics_are_combined_per_name_and_tags_within_a_batch() -> None:
+    entered, gate = threading.Event(), threading.Event()
+
+    class Holding(CallLog):
+        def histogram(self, name: str, value: float, tags: Any = None) -> None:
+            if name == "hold":
+                entered.set()
+                gate.wait(10)
+            super().histogram(name, value, tags)
+
+    metrics = Holding()
+    with Constellation(backends=Backends(metrics=metrics)) as engine:
+        observer = engine._runtime.observer
+        assert observer is not None
+        observer.metric("histogram", "hold", 0.0)
+        assert entered.wait(10)  # the listener is busy: what follows is one batch
+        for i in range(5):
+            observer.metric("counter", "custom.hits", 2.0, {"kind": "a"})
+            observer.metric("counter", "custom.hits", 1.0, {"kind": "b"})
+            observer.metric("gauge", "custom.level", float(i), None)
+            observer.metric("histogram", "custom.size", float(i), None)
+        gate.set()
+    assert metrics.counter_value("custom.hits", {"kind": "a"}) == 10.0
+    assert metrics.counter_value("custom.hits", {"kind": "b"}) == 5.0
+    assert metrics.gauge_value("custom.level") == 4.0
+    assert metrics.observations("custom.size") == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert metrics.calls["counter"] == 2
+    assert metrics.calls["gauge"] == 1
+    assert metrics.calls["histogram"] == 1 + 5
