@@ -8,7 +8,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._messages import CancelExecution
-from constellation.actors._pool import current_pool
+from constellation.actors._pool import SLOT_HELD, current_pool
+from constellation.actors._pool import _local as _pool_local
 from constellation.core.errors import ExecutionCancelledError, ExecutionTimeoutError
 from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRecord, NodeStatus
 from constellation.core.types import render
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["DEADLINE_GRACE", "Execution", "bare_result"]
 
 logger = logging.getLogger("constellation.runtime")
+
+_PENDING: Any = []  # Execution._callbacks while its done callbacks run (see _complete)
 
 DEADLINE_GRACE = 1.0
 """Seconds past an execution's deadline after which a waiter stops waiting for the
@@ -111,13 +114,14 @@ class Execution:
             TimeoutError: still running after ``timeout`` seconds (it keeps running).
         """
         result = self._result
-        if result is not None:
+        if result is not None and self._callbacks is not _PENDING:
             return result
         with self._lock:
-            if self._result is None and self._event is None:
+            waiting = self._result is None or self._callbacks is _PENDING
+            if waiting and self._event is None:
                 self._event = threading.Event()
             event = self._event
-        if self._result is None and event is not None:
+        if waiting and event is not None:
             pool = current_pool()
             if pool is not None:
                 # A module waiting for another execution: let the pool compensate.
@@ -177,7 +181,13 @@ class Execution:
         return True
 
     def add_done_callback(self, fn: Callable[[ExecutionResult], None]) -> None:
-        """Call ``fn(result)`` when the execution ends (at once if it has)."""
+        """Call ``fn(result)`` when the execution ends (at once, here, if it has).
+
+        Callbacks run on the engine's callback thread, in order, never inside the runtime's
+        own turns: a callback may block or call ``shutdown()``. ``done()`` is true as
+        soon as the result exists; ``result()`` returns once the callbacks have run.
+        Exceptions are logged.
+        """
         with self._lock:
             if self._result is None:
                 if self._callbacks is None:
@@ -208,19 +218,54 @@ class Execution:
             self._status = result.status
             event = self._event
             callbacks = self._callbacks
+            if callbacks:
+                self._callbacks = _PENDING  # waiters in result() wait for them too
         if self._deadline_timer is not None:
             self._runtime.timer.cancel(self._deadline_timer)
         self._runtime.execution_done()
-        if event is not None:
-            event.set()
         if self._help is not None:
             self._help.wake()
-        for fn in callbacks or ():
+        if not callbacks:
+            if event is not None:
+                event.set()
+            return True
+        # Off the runtime's turn: a callback may block, even call shutdown(). Those
+        # waiting in result() are woken once the callbacks have run, as before.
+        try:
+            self._runtime.callbacks_pool.schedule_queued(
+                lambda: self._callbacks_done(callbacks, result))
+        except RuntimeError:  # the pool is shut down: call them here
+            self._callbacks_done(callbacks, result)
+        return True
+
+    def _callbacks_done(self, callbacks: list[Callable[[ExecutionResult], None]],
+                        result: ExecutionResult) -> None:
+        try:
+            _run_callbacks(self.execution_id, callbacks, result)
+        finally:
+            with self._lock:
+                self._callbacks = None
+                event = self._event
+            if event is not None:
+                event.set()
+
+
+def _run_callbacks(execution_id: str, callbacks: list[Callable[[ExecutionResult], None]],
+                   result: ExecutionResult) -> None:
+    # Like module code: user code that may block, so nothing the runtime schedules from
+    # it may wait in this thread's slot behind it (a callback calling shutdown() waits
+    # for the very turns it triggers).
+    local = _pool_local
+    slot = getattr(local, "slot", None)
+    local.slot = SLOT_HELD
+    try:
+        for fn in callbacks:
             try:
                 fn(result)
-            except BaseException:
-                logger.exception("done callback of execution %s failed", self.execution_id)
-        return True
+            except BaseException:  # a user's callback never breaks the runtime
+                logger.exception("done callback of execution %s failed", execution_id)
+    finally:
+        local.slot = slot
 
 
 def bare_result(h: Execution, status: ExecutionStatus, error: ConstellationError

@@ -1,5 +1,7 @@
 """The caller helps: a thread waiting in ``engine.run()`` runs its own execution's work.
 
+Opt-in (``SchedulerConfig(caller_helps=True)``): see the last paragraph but one for why.
+
 A handoff between threads costs ~25-50 µs here, more than a quick module call. Instead
 of parking while pool threads work, the thread that called ``run()`` (outside the
 engine's pools) becomes a temporary helper for that one execution, as a fork-join

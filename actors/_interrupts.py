@@ -83,7 +83,8 @@ def exit_critical() -> None:
     state.depth -= 1
     if state.depth == 0 and state.pending:
         state.pending = False
-        raise KeyboardInterrupt
+        if state.on_interrupt is None:  # a helping caller raises it itself, between tasks
+            raise KeyboardInterrupt
 
 
 def _in_module_code(frame: FrameType | None) -> bool:

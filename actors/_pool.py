@@ -150,23 +150,33 @@ class ThreadPool(Executor):
         self.schedule_queued(task)
 
     def schedule_queued(self, task: Task) -> None:
-        """Put ``task`` on the shared queue (never the caller's slot)."""
-        if self._shutdown:
-            raise RuntimeError(f"{self.name} is shut down")
-        self._enqueue(task)
+        """Put ``task`` on the shared queue (never the caller's slot).
+
+        Raises:
+            RuntimeError: the pool is shut down. (Checked under the pool's lock, with
+                the enqueue: a task accepted here is ahead of the threads' stop
+                signals, so it runs unless ``shutdown(cancel_futures=True)`` drops it.)
+        """
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError(f"{self.name} is shut down")
+            self._queue.put(task)
+            self._assign()
 
     def _enqueue(self, task: Any) -> None:
-        self._queue.put(task)
-        # Assign the task a thread: a waiting one if any is not yet assigned, else a new
-        # one. Only the enqueuer updates the count after a wake-up (a woken thread
-        # touches no lock until it is about to wait again), so a burst of N tasks wakes
-        # N threads without ping-ponging on this lock with each of them.
         with self._lock:
-            if self._idle > 0:
-                self._idle -= 1
-            elif (len(self._threads) < self.max_threads + self._blocked
-                  and not self._shutdown):
-                self._spawn()  # the new thread is this task's: it starts assigned
+            self._queue.put(task)
+            self._assign()
+
+    def _assign(self) -> None:
+        # Under _lock. Assign the queued task a thread: a waiting one if any is not yet
+        # assigned, else a new one. Only the enqueuer updates the count after a wake-up
+        # (a woken thread touches no lock until it is about to wait again), so a burst
+        # of N tasks wakes N threads without ping-ponging on this lock with each of them.
+        if self._idle > 0:
+            self._idle -= 1
+        elif len(self._threads) < self.max_threads + self._blocked and not self._shutdown:
+            self._spawn()  # the new thread is this task's: it starts assigned
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run ``fn(*args, **kwargs)`` on the pool (the ``Executor`` interface)."""

@@ -92,6 +92,7 @@ class Runtime:
         self.cache: CacheBackend | None = None  # the default cache backend
         self.named_caches: dict[str, CacheBackend] = {}
         self._io_pool: ThreadPool | None = None
+        self._callbacks_pool: ThreadPool | None = None
         self._owned_caches: list[CacheBackend] = []
         self._lock = threading.Lock()
         # Written by several threads: only under _lock.
@@ -149,6 +150,15 @@ class Runtime:
             if self._io_pool is None:
                 self._io_pool = ThreadPool(2, "constellation-io")
             return self._io_pool
+
+    @property
+    def callbacks_pool(self) -> ThreadPool:
+        """One thread for executions' done callbacks (user code that may block), made on
+        first use; stopped last, without dropping what is queued."""
+        with self._lock:
+            if self._callbacks_pool is None:
+                self._callbacks_pool = ThreadPool(1, "constellation-callbacks")
+            return self._callbacks_pool
 
     def set_breaker(self, module: str, config: CircuitBreakerConfig | None) -> None:
         """Give ``module`` a circuit breaker with ``config`` (a new one, closed), or
@@ -349,7 +359,9 @@ class Runtime:
             self.workers.shutdown(wait=False, cancel_futures=True)
         if self.own_processes is not None:
             self.own_processes.shutdown()
+        if self._callbacks_pool is not None:
+            self._callbacks_pool.shutdown(wait=False)  # queued callbacks still run
         deadline = time.monotonic() + join_timeout
-        for pool in (self.dispatcher, self.workers):
+        for pool in (self.dispatcher, self.workers, self._callbacks_pool):
             if isinstance(pool, ThreadPool):
                 pool.join(max(0.0, deadline - time.monotonic()))

@@ -42,8 +42,11 @@ class SchedulerConfig:
             (2 to 8).
         caller_helps: a thread waiting in ``engine.run()`` runs its own execution's
             turns and quick module calls itself instead of handing them to the pools
-            (no thread handoff for a sequential run of quick modules). ``False``
-            always hands the work to the pools.
+            (no thread handoff for a sequential run of quick modules). Off by default:
+            a module measured quick that then blocks would hold its caller past the
+            execution's deadline (a thread cannot be interrupted), and the engine's
+            first promise is that no public wait outlives the deadline. Turn it on for
+            pipelines of pure, quick functions.
 
     Raises:
         ConfigurationError: a value is out of range; ``details["field"]`` names it.
@@ -54,7 +57,7 @@ class SchedulerConfig:
     starvation_timeout: float = 30.0
     worker_threads: int = 32
     dispatcher_threads: int | None = None
-    caller_helps: bool = True
+    caller_helps: bool = False
 
     def __post_init__(self) -> None:
         _positive_int(self.max_concurrency, "max_concurrency")

@@ -25,6 +25,7 @@ from cachetools import LRUCache
 from constellation._engine_types import LifecycleState, Pipeline, SchedulerConfig
 from constellation.actors._handle import DEADLINE_GRACE, Execution, bare_result
 from constellation.actors._help import Helper, helping
+from constellation.actors._interrupts import enter_critical, exit_critical
 from constellation.actors._messages import CancelAll, DeadlineReached, SubmitExecution
 from constellation.actors._plan import ExecutionPlan, ModuleTiming
 from constellation.actors._pool import current_pool
@@ -419,6 +420,18 @@ class Constellation:
         handle = Execution(eid, plan, checked, prio, deadline, runtime, preset)
         if helper is not None:
             helper.attach(handle)
+        # From admission to the supervisor's inbox the execution is counted but not yet
+        # anyone's: on the main thread a Ctrl-C in between would leak it, so it waits.
+        critical = enter_critical()
+        try:
+            self._hand_over(handle, eid, deadline)
+        finally:
+            if critical:
+                exit_critical()
+        return handle
+
+    def _hand_over(self, handle: Execution, eid: str, deadline: float) -> None:
+        runtime = self._runtime
         try:
             runtime.admit()
         except QueueFullError:
@@ -440,7 +453,6 @@ class Constellation:
             error = runtime.failed or ShuttingDownError(
                 f"engine is {self.state.value}; the execution was not started")
             handle._complete(bare_result(handle, ExecutionStatus.FAILED, error))
-        return handle
 
     def _check_accepting(self) -> None:
         failed = self._runtime.failed
@@ -631,7 +643,9 @@ class Constellation:
 
     @property
     def thread_budget(self) -> int:
-        """The most threads this engine holds: dispatcher + workers + the timer.
+        """The most threads this engine holds: dispatcher + workers + the timer (+ the
+        listener thread with backends, the record writer with a durable storage, and
+        the done-callback thread once a callback was added).
 
         The one exception: while module code waits for another execution's result
         (a module running a sub-pipeline), the worker pool may add one thread per such
@@ -640,6 +654,7 @@ class Constellation:
         rt = self._runtime
         workers = rt.workers.max_threads if rt.own_workers else 0  # type: ignore[attr-defined]
         listener = 1 if rt.observer is not None else 0
+        listener += 1 if rt._callbacks_pool is not None else 0  # done callbacks' thread
         records = 1 if rt.storage is not None and self._records.threaded else 0
         return rt.dispatcher.max_threads + workers + 1 + listener + records
 

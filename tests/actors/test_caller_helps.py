@@ -15,6 +15,7 @@ from constellation.actors._actor import PooledActor
 from tests.waiting import wait_for
 
 WAIT = 10.0
+HELPS = SchedulerConfig(caller_helps=True)
 CHAIN = "in x: Int\n" + "".join(
     f"a{i} = Tag({'x' if i == 0 else f'a{i - 1}'})\n" for i in range(8)) + "out a7"
 
@@ -42,7 +43,7 @@ def test_a_sequential_run_of_quick_modules_runs_on_the_calling_thread(
     # threshold, and the adaptive placement then rightly sends it to a worker: this
     # test is about where quick calls run, so every measured module counts as quick.
     monkeypatch.setattr(_plan, "FAST_CALL_SECONDS", 1.0)
-    engine = engine_factory([Tag])
+    engine = engine_factory([Tag], scheduler=HELPS)
     pipeline = engine.compile(CHAIN)
     _warm(engine, pipeline)
     calls.clear()
@@ -64,7 +65,8 @@ def test_without_caller_helps_the_pools_run_everything(engine_factory: Any) -> N
 
 def test_a_helping_caller_never_runs_another_executions_module_calls(
         engine_factory: Any) -> None:
-    engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=4))
+    engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=4,
+                                                             caller_helps=True))
     pipeline = engine.compile(CHAIN)
     _warm(engine, pipeline)
     calls.clear()
@@ -110,7 +112,8 @@ def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
                 in_turn.discard(id(self))
 
     monkeypatch.setattr(PooledActor, "_receive_posted", watched)
-    engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=3))
+    engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=3,
+                                                             caller_helps=True))
     pipeline = engine.compile(CHAIN)
     _warm(engine, pipeline)
 
@@ -143,7 +146,8 @@ def test_a_helping_caller_respects_max_concurrency(engine_factory: Any) -> None:
         order.append(f"mark-{x}")
         return x
 
-    engine = engine_factory([Hold, Mark], scheduler=SchedulerConfig(max_concurrency=1))
+    engine = engine_factory([Hold, Mark], scheduler=SchedulerConfig(max_concurrency=1,
+                                                                   caller_helps=True))
     held = engine.submit("in x: Int\na = Hold(x)\nout a", {"x": 1})
     wait_for(lambda: order == ["hold-1"])
     done: list[Any] = []
@@ -166,7 +170,7 @@ def test_a_helping_caller_waiting_on_a_long_module_sees_its_deadline(
         time.sleep(3)
         return x
 
-    engine = engine_factory([Slow])
+    engine = engine_factory([Slow], scheduler=HELPS)
     t0 = time.monotonic()
     r = engine.run("in x: Int\na = Slow(x)\nout a", {"x": 1}, timeout=0.3)
     assert time.monotonic() - t0 < 1.5
@@ -183,7 +187,7 @@ def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any) 
         ctx.cancel_event.wait(WAIT)
         return x
 
-    engine = engine_factory([Wait])
+    engine = engine_factory([Wait], scheduler=HELPS)
     pipeline = engine.compile("in x: Int\na = Wait(x)\nout a")
 
     def cancel_when_started() -> None:
@@ -208,7 +212,7 @@ def test_a_quick_module_on_the_caller_may_run_a_nested_pipeline(
         inner = holder["engine"].run("in x: Int\na = Tag(x)\nout a", {"x": x}, timeout=WAIT)
         return int(inner.outputs["a"]) + 1
 
-    engine = engine_factory([Outer, Tag])
+    engine = engine_factory([Outer, Tag], scheduler=HELPS)
     holder["engine"] = engine
     pipeline = engine.compile("in x: Int\na = Outer(x)\nout a")
     for i in range(30):
@@ -232,7 +236,7 @@ def test_ctrl_c_while_the_caller_runs_a_module_ends_the_run_at_once(
                 pass
         return x
 
-    engine = engine_factory([Spin])
+    engine = engine_factory([Spin], scheduler=HELPS)
     pipeline = engine.compile("in x: Int\na = Spin(x)\nout a")
     for _ in range(20):
         engine.run(pipeline, {"x": 0}, timeout=WAIT)  # measured quick: runs on the caller
@@ -279,7 +283,7 @@ def test_ctrl_c_landing_in_the_runtimes_code_on_the_main_thread_leaves_it_intact
             getattr(signal.getsignal(signal.SIGINT), "__module__", "") != \
             "constellation.actors._interrupts":
         pytest.skip("the test runner set its own SIGINT handler")
-    engine = engine_factory([Tag])
+    engine = engine_factory([Tag], scheduler=HELPS)
     pipeline = engine.compile(CHAIN)
     for _ in range(5):
         engine.run(pipeline, {"x": 1}, timeout=WAIT)
