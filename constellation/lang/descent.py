@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from constellation.lang import ast as A
 from constellation.lang.trampoline import Step, run
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["NotFast", "parse_expression_fast", "parse_items_fast"]
 
@@ -544,7 +547,10 @@ class _Parser:
             return A.FloatLit(float(text), pos)
         if k == "STRING":
             text, pos = self.take()
-            return A.StringLit(_string_parts(text[1:-1], pos, self.problems), pos)
+            problems = self.problems
+            return A.StringLit(string_parts(
+                text[1:-1], _parse_interpolated,
+                lambda code, message: problems.append((code, message, pos))), pos)
         if k == "TRUE" or k == "FALSE":
             pos = self.take_pos()
             return A.BoolLit(k == "TRUE", pos)
@@ -658,10 +664,17 @@ class _Parser:
         return items, pos
 
 
-def _string_parts(body: str, pos: A.Pos, problems: list[Problem]
-                  ) -> tuple[str | A.Expr, ...]:
+def string_parts(body: str, parse: Callable[[str], A.Expr],
+                 report: Callable[[str, str], None]) -> tuple[str | A.Expr, ...]:
+    """The parts of a string literal's ``body``: text (escapes resolved) and the
+    expressions of its ``${...}``. Both parsers use it: ``parse`` parses one
+    interpolated expression (raising CompilationError), ``report(code, message)``
+    records a problem at the literal.
+    """
     if "\\" not in body and "$" not in body:
         return (body,)
+    from constellation.core.errors import CompilationError
+
     parts: list[str | A.Expr] = []
     text: list[str] = []
     i = 0
@@ -670,7 +683,7 @@ def _string_parts(body: str, pos: A.Pos, problems: list[Problem]
         if ch == "\\":
             esc = body[i + 1] if i + 1 < len(body) else ""
             if esc not in _ESCAPES:
-                problems.append(("E104", bad_escape_message(esc), pos))
+                report("E104", bad_escape_message(esc))
             text.append(_ESCAPES.get(esc, esc))
             i += 2
             continue
@@ -680,16 +693,10 @@ def _string_parts(body: str, pos: A.Pos, problems: list[Problem]
                 parts.append("".join(text))
                 text = []
             try:
-                parts.append(parse_expression_fast(m.group(1)))
-            except NotFast:  # lark reports it (the text is short), as lark's builder does
-                from constellation.core.errors import CompilationError
-                from constellation.lang.parser import parse_expression
-
-                try:
-                    parts.append(parse_expression(m.group(1)))
-                except CompilationError as exc:
-                    problems.extend((d.code, f"in ${{...}} of a string: {d.message}", pos)
-                                    for d in exc.errors)
+                parts.append(parse(m.group(1)))
+            except CompilationError as exc:
+                for d in exc.errors:
+                    report(d.code, f"in ${{...}} of a string: {d.message}")
             i = m.end()
             continue
         text.append(ch)
@@ -697,3 +704,12 @@ def _string_parts(body: str, pos: A.Pos, problems: list[Problem]
     if text or not parts:
         parts.append("".join(text))
     return tuple(parts)
+
+
+def _parse_interpolated(source: str) -> A.Expr:
+    try:
+        return parse_expression_fast(source)
+    except NotFast:  # lark reports it (the text is short), as lark's builder does
+        from constellation.lang.parser import parse_expression
+
+        return parse_expression(source)

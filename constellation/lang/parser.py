@@ -31,9 +31,9 @@ from constellation.lang.descent import (
     BAD_LAMBDA_MESSAGE,
     Group,
     NotFast,
-    bad_escape_message,
     parse_expression_fast,
     parse_items_fast,
+    string_parts,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ __all__ = ["SourceLines", "decode_source", "parse", "parse_expression", "snippet
 E_SYNTAX = "E101"
 E_UNTERMINATED = "E102"
 E_BAD_CHARACTER = "E103"
-E_BAD_ESCAPE = "E104"
 E_BAD_LAMBDA = "E105"
 E_ANNOTATION = "E106"
 E_NO_OUTPUT = "E107"
@@ -283,8 +282,6 @@ def _unwrap(children: list[Any]) -> Any:
     return children[0]
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "$": "$"}
-_INTERP = re.compile(r"\$\{([^}]*)\}")
 
 
 class _Builder(Transformer_NonRecursive[Token, Any]):
@@ -529,39 +526,10 @@ class _Builder(Transformer_NonRecursive[Token, Any]):
 
     def string_lit(self, children: list[Any]) -> A.StringLit:
         tok = children[0]
-        return A.StringLit(self._string_parts(str(tok)[1:-1], tok), _pos(tok))
-
-    def _string_parts(self, body: str, tok: Token) -> tuple[str | A.Expr, ...]:
-        parts: list[str | A.Expr] = []
-        text: list[str] = []
-        i = 0
-        while i < len(body):
-            ch = body[i]
-            if ch == "\\":
-                esc = body[i + 1] if i + 1 < len(body) else ""
-                if esc not in _ESCAPES:
-                    self._problem(E_BAD_ESCAPE, bad_escape_message(esc), _pos(tok))
-                text.append(_ESCAPES.get(esc, esc))
-                i += 2
-                continue
-            m = _INTERP.match(body, i) if ch == "$" else None
-            if m is not None:
-                if text:
-                    parts.append("".join(text))
-                    text = []
-                try:
-                    parts.append(parse_expression(m.group(1)))
-                except CompilationError as exc:
-                    for d in exc.errors:
-                        self._problem(d.code, f"in ${{...}} of a string: {d.message}",
-                                      _pos(tok))
-                i = m.end()
-                continue
-            text.append(ch)
-            i += 1
-        if text or not parts:
-            parts.append("".join(text))
-        return tuple(parts)
+        pos = _pos(tok)
+        return A.StringLit(string_parts(
+            str(tok)[1:-1], parse_expression,
+            lambda code, message: self._problem(code, message, pos)), pos)
 
     def __default__(self, data: Any, children: list[Any], meta: Any) -> Any:
         if data == "lambda":  # a Python keyword, so not a method name
