@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from logging import DEBUG
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor
 from constellation.actors._handle import bare_result
 from constellation.actors._internal import internal_error
+from constellation.actors._log import EXECUTION, log
 from constellation.actors._messages import (
     Abandon,
     CancelExecution,
@@ -106,6 +108,10 @@ class ExecutionActor(PooledActor):
         if observer is not None:
             observer.execution_started(handle)
         plan = self.plan
+        if EXECUTION.isEnabledFor(DEBUG):
+            log(EXECUTION, DEBUG, "execution %s of %s started (%d module calls)",
+                handle.execution_id, plan.name, len(plan.nodes),
+                execution_id=handle.execution_id, pipeline=plan.name)
         ready: list[int] = list(plan.root_nodes)
         try:
             for t in plan.sources:

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from constellation.actors._log import EXECUTION, log
 from constellation.actors._messages import CancelExecution
 from constellation.actors._pool import SLOT_HELD, current_pool
 from constellation.actors._pool import _local as _pool_local
@@ -223,6 +224,9 @@ class Execution:
         if self._deadline_timer is not None:
             self._runtime.timer.cancel(self._deadline_timer)
         self._runtime.execution_done()
+        level = _END_LEVELS.get(result.status, logging.WARNING)
+        if EXECUTION.isEnabledFor(level):
+            _log_end(self, result, level)
         if self._help is not None:
             self._help.wake()
         if not callbacks:
@@ -266,6 +270,19 @@ def _run_callbacks(execution_id: str, callbacks: list[Callable[[ExecutionResult]
                 logger.exception("done callback of execution %s failed", execution_id)
     finally:
         local.slot = slot
+
+
+_END_LEVELS = {ExecutionStatus.COMPLETED: logging.DEBUG, ExecutionStatus.FAILED: logging.ERROR}
+
+
+def _log_end(handle: Execution, result: ExecutionResult, level: int) -> None:
+    error = result.errors[0] if result.errors else None
+    because = f": {error.code} {error.message}" if error is not None else ""
+    log(EXECUTION, level, "execution %s of %s %s in %.1f ms%s", handle.execution_id,
+        handle.plan.name, result.status.value, result.duration_ms, because,
+        execution_id=handle.execution_id, pipeline=handle.plan.name,
+        status=result.status.value, duration_ms=result.duration_ms,
+        code=None if error is None else error.code)
 
 
 def bare_result(h: Execution, status: ExecutionStatus, error: ConstellationError

@@ -27,11 +27,13 @@ import json
 import logging
 import time
 from functools import partial
+from logging import ERROR, WARNING
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor, _Inbox, _StopFlag
 from constellation.actors._context import RUNNING, Attempt, CallContext
 from constellation.actors._internal import describe, internal_error
+from constellation.actors._log import MODULE, log
 from constellation.actors._messages import (
     Abandon,
     AttemptFinished,
@@ -276,6 +278,9 @@ class NodeActor(PooledActor):
 
     def _report(self, value: Any, error: ConstellationError | None,
                 duration_ms: float | None = None) -> None:
+        if error is not None and MODULE.isEnabledFor(ERROR):
+            self._log(ERROR, "%s; failed after %d attempt(s)", error.message,
+                      self.attempts, attempt=self.attempts, code=error.code)
         policy = self.policy
         if self.granted and policy is not None and policy.limiter is not None:
             self.granted = False
@@ -285,6 +290,12 @@ class NodeActor(PooledActor):
         self.parent.post_and_run(NodeFinished(self.node.index, value, error, self.attempts,
                                               duration_ms))
         self._stop()
+
+    def _log(self, level: int, message: str, *args: Any, **fields: Any) -> None:
+        handle = self.handle
+        log(MODULE, level, message, *args, execution_id=handle.execution_id,
+            pipeline=handle.plan.name, node=self.node.name,
+            module_name=self.node.module.name, **fields)
 
     def _release(self) -> None:
         """Abandon the running attempt and give back what the node holds."""
@@ -368,6 +379,8 @@ class NodeActor(PooledActor):
             f"within {policy.timeout:g} s", details={"node": self.node.name,
                                                      "module": mdef.name, "attempt": n,
                                                      "timeout": policy.timeout})
+        self._log(WARNING, "%s", error.message, attempt=n, timeout=policy.timeout,
+                  code=error.code)
         self._end_attempt(False, (policy.timeout or 0.0) * 1000.0, error.message)
         self._failed(error, retry=True)
 
@@ -378,6 +391,9 @@ class NodeActor(PooledActor):
             delay = policy.retry.should_retry(error, self.attempts)
             if delay is not None:
                 n = self.attempts + 1
+                self._log(WARNING, "%s; attempt %d failed, retrying in %.3g s",
+                          error.message, self.attempts, delay, attempt=self.attempts,
+                          delay=delay, code=error.code)
                 if delay <= 0:
                     self._attempt()
                 else:
@@ -385,6 +401,8 @@ class NodeActor(PooledActor):
                         delay, lambda: self.post(RetryDue(n)))
                 return
         if policy.has_fallback:
+            self._log(WARNING, "%s; using its fallback after %d attempt(s)", error.message,
+                      self.attempts, attempt=self.attempts, code=error.code)
             self._succeed(policy.fallback, store=False)
             return
         mode = policy.on_error
@@ -395,8 +413,8 @@ class NodeActor(PooledActor):
                           "code": error.code}, None)
         else:
             if mode == "log":
-                logger.warning("execution %s: %s; using the zero value (on_error: log)",
-                               self.handle.execution_id, error.message)
+                self._log(WARNING, "execution %s: %s; using the zero value (on_error: log)",
+                          self.handle.execution_id, error.message, attempt=self.attempts)
             self._report(policy.zero, None)
 
     def _succeed(self, value: Any, *, store: bool) -> None:

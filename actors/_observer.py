@@ -17,6 +17,11 @@ value: the totals and final values are those of one call per event (the gauges a
 from the scheduler when the listener runs, then as now); histogram observations, spans
 and listener callbacks stay one per event, in order.
 
+A listener's callbacks that it does not implement (inherited from
+:class:`~constellation.spi.NoOpListener` unchanged) are never called, and their events
+are not built: a listener with only ``on_execution_complete`` costs one event per
+execution, not one per module call as well.
+
 Spans are created by the listener actor after the fact, with the start and end times
 recorded where the work happened, so every ``module(<name>)`` span is a child of its
 ``execute(<pipeline>)`` span whichever threads ran them.
@@ -51,7 +56,7 @@ from constellation.actors._messages import (
     RejectedEvent,
 )
 from constellation.actors._pool import ThreadPool
-from constellation.spi._listener import ExecutionEvent, ModuleEvent
+from constellation.spi._listener import ExecutionEvent, ModuleEvent, NoOpListener
 from constellation.spi._metrics import NoOpMetrics
 
 if TYPE_CHECKING:
@@ -98,6 +103,11 @@ class Observer:
         self.gauges = gauges
         self.max_pending = max_pending
         self.durable = bool(getattr(listener, "durable", False))
+        # The listener's callbacks that do something (see implemented()).
+        self.callbacks = implemented(listener)
+        # Whether a ModuleStartedEvent has a taker (only metrics and the listener's
+        # on_module_start use it).
+        self.wants_module_start = metrics is not None or "on_module_start" in self.callbacks
         self.dropped = 0
         self._drop_lock = threading.Lock()
         self.failures = 0  # written by the listener thread only
@@ -163,7 +173,8 @@ class Observer:
     def module_started(self, handle: Execution, node: str, module: str, attempt: int
                        ) -> None:
         """A module call is about to start."""
-        self._emit(ModuleStartedEvent(handle, node, module, attempt))
+        if self.wants_module_start:
+            self._emit(ModuleStartedEvent(handle, node, module, attempt))
 
     def module_finished(self, handle: Execution, node: str, module: str, attempt: int,
                         duration_ms: float, error: str | None) -> None:
@@ -251,6 +262,7 @@ class _ListenerActor(PooledActor):
         self.batch: list[tuple[str, Any]] = []
 
     def _tell(self, listener: Any, callback: str, event: Any) -> None:
+        # (The event sites call this only for a callback in observer.callbacks.)
         if self.on_batch is not None:
             self.batch.append((callback, event))
         else:
@@ -365,7 +377,7 @@ class _ListenerActor(PooledActor):
             h = message.handle
             if obs.metrics is not None:
                 sums.count_module("constellation.module.started", message.module)
-            if listener is not None:
+            if "on_module_start" in obs.callbacks:
                 self._tell(listener, "on_module_start",
                            ModuleEvent(h.execution_id, message.node, message.module,
                                        message.attempt, timestamp=time.time()))
@@ -377,18 +389,19 @@ class _ListenerActor(PooledActor):
                 self._safely(metrics, "histogram", metrics.histogram,
                              "constellation.module.duration_ms", message.duration_ms,
                              {"module_name": message.module})
-            if listener is not None:
+            callback = "on_module_failed" if message.error is not None \
+                else "on_module_complete"
+            if callback in obs.callbacks:
                 event = ModuleEvent(h.execution_id, message.node, message.module,
                                     message.attempt, message.duration_ms, message.error,
                                     time.time())
-                self._tell(listener, "on_module_failed" if message.error is not None
-                           else "on_module_complete", event)
+                self._tell(listener, callback, event)
             if tracer is not None:
                 self._safely(tracer, "start_span", self._module_span, tracer, message)
         elif kind is ExecutionStartedEvent:
             h = message.handle
             sums.scheduler = True
-            if listener is not None:
+            if "on_execution_start" in obs.callbacks:
                 self._tell(listener, "on_execution_start",
                            ExecutionEvent(h.execution_id, h.plan.name,
                                           h.plan.structural_hash, "running",
@@ -451,7 +464,7 @@ class _ListenerActor(PooledActor):
                      {"dag_name": result.pipeline})
         sums.scheduler = True
         error = result.errors[0].message if result.errors else None
-        if listener is not None:
+        if "on_execution_complete" in self.observer.callbacks:
             self._tell(listener, "on_execution_complete",
                        ExecutionEvent(h.execution_id, result.pipeline,
                                       result.structural_hash, status, result.duration_ms,
@@ -466,6 +479,33 @@ class _ListenerActor(PooledActor):
                 span.end(message.time_ns)
 
             self._safely(self.observer.tracer, "end", end_span)
+
+
+_CALLBACKS = ("on_execution_start", "on_module_start", "on_module_complete",
+              "on_module_failed", "on_execution_complete")
+
+
+def implemented(listener: Any) -> frozenset[str]:
+    """The callbacks of ``listener`` that are worth calling: all but those it inherits
+    unchanged from NoOpListener, and those it lacks. Read once, when the engine is
+    built. A durable listener (its events are records) gets every callback, and one
+    whose attribute lookup raises gets that callback (and its failure is counted)."""
+    if listener is None:
+        return frozenset()
+    if getattr(listener, "durable", False):
+        return frozenset(_CALLBACKS)
+    found = set()
+    for name in _CALLBACKS:
+        try:
+            fn = getattr(listener, name)
+        except AttributeError:  # a duck-typed listener without this callback
+            continue
+        except BaseException:  # it raises when asked: let it raise where it is counted
+            found.add(name)
+            continue
+        if getattr(fn, "__func__", None) is not getattr(NoOpListener, name):
+            found.add(name)
+    return frozenset(found)
 
 
 _NOOP_METRICS = NoOpMetrics()

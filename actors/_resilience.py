@@ -19,10 +19,12 @@ import heapq
 import itertools
 import math
 from dataclasses import dataclass
+from logging import INFO, WARNING
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor
 from constellation.actors._internal import internal_error
+from constellation.actors._log import BREAKER, log
 from constellation.actors._messages import (
     BreakerAnswer,
     BreakerAsk,
@@ -151,7 +153,7 @@ class CircuitBreaker(PooledActor):
         if self.state is BreakerState.OPEN:
             if self.runtime.clock() - self.opened_at < self.config.reset_timeout:
                 return False, False
-            self._set(BreakerState.HALF_OPEN)
+            self._set(BreakerState.HALF_OPEN, node)
         if self.probe_owner is not None:
             return False, False
         self.probe_owner = node
@@ -162,10 +164,10 @@ class CircuitBreaker(PooledActor):
             self.probe_owner = None
             if ok is True:
                 self.failures = 0
-                self._set(BreakerState.CLOSED)
+                self._set(BreakerState.CLOSED, node)
             elif ok is False:
                 self.opened_at = self.runtime.clock()
-                self._set(BreakerState.OPEN)
+                self._set(BreakerState.OPEN, node, probe=True)
             return
         if self.state is not BreakerState.CLOSED or ok is None:
             return  # a call that started before the breaker opened
@@ -175,11 +177,29 @@ class CircuitBreaker(PooledActor):
         self.failures += 1
         if self.failures >= self.config.failure_threshold:
             self.opened_at = self.runtime.clock()
-            self._set(BreakerState.OPEN)
+            self._set(BreakerState.OPEN, node)
 
-    def _set(self, state: BreakerState) -> None:
+    def _set(self, state: BreakerState, node: Any = None, *, probe: bool = False) -> None:
         self.state = state
         self._metric("gauge", "constellation.circuit_breaker.state", state.gauge)
+        level = INFO if state is BreakerState.HALF_OPEN else WARNING
+        if not BREAKER.isEnabledFor(level):
+            return
+        if state is BreakerState.OPEN:
+            why = "the probe call failed" if probe else \
+                f"{self.failures} consecutive failed calls"
+            message = (f"circuit breaker of module {self.module} opened ({why}); calls "
+                       f"fail at once for {self.config.reset_timeout:g} s")
+        elif state is BreakerState.CLOSED:
+            message = f"circuit breaker of module {self.module} closed: the probe call succeeded"
+        else:
+            message = f"circuit breaker of module {self.module} lets one probe call through"
+        handle = getattr(node, "handle", None)  # the call that moved it, for context
+        log(BREAKER, level, "%s", message, module_name=self.module,
+            execution_id=None if handle is None else handle.execution_id,
+            pipeline=None if handle is None else handle.plan.name,
+            node=None if node is None or not hasattr(node, "node") else node.node.name,
+            state=state.value)
 
     def _metric(self, kind: str, name: str, value: float) -> None:
         observer = self.runtime.observer

@@ -9,6 +9,9 @@ Peers:
                    the calling thread (skipped, with a note, when ``apache-hamilton`` is
                    not installed).
 
+Constellation runs twice: as configured by default, and with
+``SchedulerConfig(caller_helps=True)`` (column ``helps``; ``run()`` only).
+
 Every engine gets a pool of the same size (``--workers``, by default one thread per core;
 W4 uses 64): Constellation's ``worker_threads``, the ``tpe`` pool, dask's pool. Hamilton
 has none: it runs on the caller. The table states the sizes.
@@ -137,6 +140,12 @@ class Engines:
         self.engine = Constellation(MODULES, scheduler=SchedulerConfig(
             max_concurrency=64, worker_threads=workers, max_queue_size=None))
         self.pipeline = self.engine.compile(wl.spec)
+        # The same engine with the caller helping its run() (opt-in: see
+        # docs/performance-tuning.md, "Where calls run").
+        self.helping = Constellation(MODULES, scheduler=SchedulerConfig(
+            max_concurrency=64, worker_threads=workers, max_queue_size=None,
+            caller_helps=True))
+        self.helping_pipeline = self.helping.compile(wl.spec)
         self.pool = ThreadPoolExecutor(workers)
         self.dask_pool = ThreadPoolExecutor(workers)
         self.callers = ThreadPoolExecutor(8)  # submitters for the peers' W3 throughput
@@ -149,12 +158,18 @@ class Engines:
 
     def close(self) -> None:
         self.engine.shutdown()
+        self.helping.shutdown()
         for pool in (self.pool, self.dask_pool, self.callers):
             pool.shutdown()
 
     # one execution each
     def constellation(self) -> None:
         r = self.engine.run(self.pipeline, self.wl.inputs)
+        assert r.ok, (r.status, r.errors)
+        assert r.outputs[self.wl.output] == self.wl.expected
+
+    def helps(self) -> None:
+        r = self.helping.run(self.helping_pipeline, self.wl.inputs)
         assert r.ok, (r.status, r.errors)
         assert r.outputs[self.wl.output] == self.wl.expected
 
@@ -182,7 +197,8 @@ class Engines:
         assert out[self.wl.sink] == self.wl.expected
 
     def single(self) -> dict[str, Runner]:
-        runners: dict[str, Runner] = {"constellation": self.constellation, "tpe": self.tpe}
+        runners: dict[str, Runner] = {"constellation": self.constellation,
+                                      "helps": self.helps, "tpe": self.tpe}
         if "dask" in self.peers:
             runners["dask"] = self.dask
         if "hamilton" in self.peers:
@@ -285,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     print()
-    cols = ["constellation", "tpe", "dask", "hamilton"]
+    cols = ["constellation", "helps", "tpe", "dask", "hamilton"]
     print(f"{'workload':<18} {'unit':<20} {'pool':>4} "
           + " ".join(f"{c:>13}" for c in cols) + " " + " ".join(
               f"{c[:4] + '/tpe':>9}" for c in cols if c != "tpe"))
@@ -296,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
                           for c in cols if c != "tpe")
         print(f"{name:<18} {unit:<20} {workers:>4} {cells} {ratios}")
     print("\nW1, W2, W4: lower is better; W3 (executions/s): higher is better.")
+    print("helps: Constellation with SchedulerConfig(caller_helps=True): the thread in "
+          "run() runs its execution's turns and quick calls (submit() never helps, so "
+          "'W3 all at once' has no such column).")
+    if "hamilton" in rows[-1][3]:
+        seq = rows[-1][3]
+        print(f"W3 run() loop against Hamilton: constellation "
+              f"{seq['constellation'] / seq['hamilton']:.2f}x, helps "
+              f"{seq['helps'] / seq['hamilton']:.2f}x (executions/s; > 1 is faster)")
     dispatcher = Runtime.default_dispatcher_threads()
     print(f"pool: threads of Constellation's worker pool (worker_threads; it also runs "
           f"{dispatcher} dispatcher threads for actor turns), of the tpe pool and of dask's "

@@ -51,7 +51,27 @@ def _full() -> Backends:
 
 
 class QuietListener(NoOpListener):
-    """A well-behaved listener: the baseline for the raising and sleeping ones."""
+    """A well-behaved listener that takes every event (it counts them): the baseline for
+    the raising and sleeping ones. (A listener that implements no callback is never
+    called at all, so it would measure nothing.)"""
+
+    def __init__(self) -> None:
+        self.events = 0
+
+    def on_execution_start(self, event: Any) -> None:
+        self.events += 1
+
+    def on_module_start(self, event: Any) -> None:
+        self.events += 1
+
+    def on_module_complete(self, event: Any) -> None:
+        self.events += 1
+
+    def on_module_failed(self, event: Any) -> None:
+        self.events += 1
+
+    def on_execution_complete(self, event: Any) -> None:
+        self.events += 1
 
 
 class RaisingListener(NoOpListener):

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from constellation.actors._plan import ExecutionPlan
     from constellation.core.dag import DagSpec
     from constellation.core.errors import Diagnostic
+    from constellation.core.results import ExecutionResult
     from constellation.core.types import CType
     from constellation.engine import Constellation
 
@@ -126,3 +127,21 @@ class Pipeline:
     def outputs(self) -> dict[str, CType | None]:
         """Declared outputs and their types."""
         return self.spec.output_types
+
+    def to_mermaid(self, result: ExecutionResult | None = None, *,
+                   transforms: bool = False) -> str:
+        """A Mermaid flowchart of the pipeline: inputs, module calls (with their module,
+        output type and call options), outputs. Inline transforms are collapsed into
+        the edges unless ``transforms`` is true; ``result`` colours each call by its
+        status in that execution. See :mod:`constellation.core.graph`."""
+        from constellation.core.graph import graph_of, to_mermaid
+
+        return to_mermaid(graph_of(self.spec, result, transforms=transforms))
+
+    def to_dot(self, result: ExecutionResult | None = None, *,
+               transforms: bool = False) -> str:
+        """The same picture as :meth:`to_mermaid`, as Graphviz DOT text (``dot -Tsvg``
+        draws it; ``constellation graph FILE.cst --format svg`` does that for you)."""
+        from constellation.core.graph import graph_of, to_dot
+
+        return to_dot(graph_of(self.spec, result, transforms=transforms))

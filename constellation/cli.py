@@ -1,14 +1,22 @@
 """The ``constellation`` command.
 
     constellation run FILE.cst [--input name=value ...] [--inputs inputs.json] [--timeout S]
+                               [--progress] [-v | -q]
     constellation check FILE.cst
     constellation modules [--json]
+    constellation graph FILE.cst [--format mermaid|dot|svg|png] [-o FILE] [--transforms]
     constellation version
 
 ``run`` prints ``{"status": ..., "outputs": {...}}`` (plus ``errors`` when there are any)
 as JSON. Exit codes: 0 completed, 1 the execution did not complete, 2 usage or compile
-error. ``check`` prints each diagnostic as ``file:line:col: CODE message`` with the
-source line and a caret, and exits 2 when there is an error.
+error. ``--progress`` shows each node as it starts, retries, finishes or fails, on
+standard error (a live table on a terminal when ``rich`` is installed, plain lines
+otherwise); ``-v``/``-vv`` show the engine's INFO/DEBUG log records and ``-q``/``-qq``
+only its errors/nothing (the default shows its warnings), also on standard error.
+``check`` prints each diagnostic as ``file:line:col: CODE message`` with the
+source line and a caret, and exits 2 when there is an error. ``graph`` prints (or writes
+with ``-o``) a picture of the pipeline: Mermaid or DOT text, or SVG/PNG drawn by
+Graphviz's ``dot`` when it is installed.
 """
 
 from __future__ import annotations
@@ -35,18 +43,36 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="constellation", description="Constellation: an embeddable pipeline engine.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run a .cst pipeline and print its outputs as JSON")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more (INFO; -vv: DEBUG) on standard error")
+    common.add_argument("-q", "--quiet", action="count", default=0,
+                        help="log less (errors only; -qq: nothing)")
+    run = sub.add_parser("run", parents=[common],
+                         help="run a .cst pipeline and print its outputs as JSON")
     run.add_argument("file", type=Path)
     run.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
                      help="an input; the value is JSON unless the input is a String")
     run.add_argument("--inputs", type=Path, metavar="FILE.json",
                      help="a JSON object of inputs (--input values override it)")
     run.add_argument("--timeout", type=float, default=None, help="seconds")
-    check = sub.add_parser("check", help="compile a .cst pipeline and print diagnostics")
+    run.add_argument("--progress", action="store_true",
+                     help="show each node's progress live on standard error")
+    check = sub.add_parser("check", parents=[common],
+                           help="compile a .cst pipeline and print diagnostics")
     check.add_argument("file", type=Path)
     mods = sub.add_parser("modules", help="list modules and functions with their signatures")
     mods.add_argument("--json", action="store_true", help="print JSON instead of text")
     sub.add_parser("version", help="print the version")
+    graph = sub.add_parser("graph", parents=[common],
+                           help="draw a .cst pipeline's DAG (Mermaid, DOT, SVG, PNG)")
+    graph.add_argument("file", type=Path)
+    graph.add_argument("--format", choices=("mermaid", "dot", "svg", "png"),
+                       default="mermaid", help="default: mermaid")
+    graph.add_argument("-o", "--output", type=Path, metavar="FILE",
+                       help="write here instead of standard output (required for png)")
+    graph.add_argument("--transforms", action="store_true",
+                       help="draw inline transforms as nodes instead of collapsing them")
     serve = sub.add_parser(
         "serve", help="run the HTTP daemon (the 'http' extra); every option can also be "
                       "set as CONSTELLATION_<OPTION> in the environment")
@@ -80,6 +106,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse's usage errors exit 2 already
         return int(exc.code or 0)
+    restore = _configure_logging(getattr(args, "verbose", 0) - getattr(args, "quiet", 0)) \
+        if hasattr(args, "verbose") else None
+    try:
+        return _dispatch(parser, args)
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _configure_logging(verbosity: int) -> Any:
+    """Send the engine's log records to standard error at the level ``-v``/``-q`` chose;
+    returns what undoes it (main() may run more than once in a process: tests)."""
+    import logging
+
+    level = {-2: logging.CRITICAL + 10, -1: logging.ERROR, 0: logging.WARNING,
+             1: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 1 else
+                                  logging.CRITICAL + 10)
+    lg = logging.getLogger("constellation")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    saved = lg.level
+    lg.addHandler(handler)
+    lg.setLevel(level)
+
+    def restore() -> None:
+        lg.removeHandler(handler)
+        lg.setLevel(saved)
+
+    return restore
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         if args.command == "version":
             from constellation import __version__
@@ -90,8 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _modules(as_json=args.json)
         if args.command == "check":
             return _check(args.file)
+        if args.command == "graph":
+            return _graph(args.file, args.format, args.output, transforms=args.transforms)
         if args.command == "run":
-            return _run(args.file, args.input, args.inputs, args.timeout)
+            return _run(args.file, args.input, args.inputs, args.timeout,
+                        progress=args.progress)
         if args.command == "serve":
             return _serve(args)
     except _UsageError as exc:
@@ -144,11 +205,47 @@ def _check(path: Path) -> int:
     return EXIT_OK
 
 
-def _run(path: Path, pairs: list[str], inputs_file: Path | None, timeout: float | None
-         ) -> int:
+def _graph(path: Path, fmt: str, output: Path | None, *, transforms: bool) -> int:
+    from constellation.core.errors import CompilationError, ConfigurationError
+    from constellation.core.graph import render_graphviz
+    from constellation.engine import Constellation
+
+    if fmt == "png" and output is None:
+        raise _UsageError("--format png writes binary data: give -o FILE.png")
+    source = _read(path)
+    with Constellation() as engine:
+        try:
+            pipeline = engine.compile(source, name=path.stem)
+        except CompilationError as exc:
+            _print_diagnostics(path, exc.errors, sys.stderr)
+            return EXIT_USAGE
+    text = pipeline.to_mermaid(transforms=transforms) if fmt == "mermaid" \
+        else pipeline.to_dot(transforms=transforms)
+    data: bytes
+    if fmt in ("svg", "png"):
+        try:
+            data = render_graphviz(text, fmt)
+        except ConfigurationError as exc:
+            raise _UsageError(exc.message) from None
+    else:
+        data = text.encode()
+    if output is None:
+        sys.stdout.write(data.decode())
+        return EXIT_OK
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise _UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    return EXIT_OK
+
+
+def _run(path: Path, pairs: list[str], inputs_file: Path | None, timeout: float | None,
+         *, progress: bool = False) -> int:
     from constellation.core.errors import CompilationError, ConstellationError
     from constellation.core.types import CString, from_json, to_json
     from constellation.engine import Constellation
+    from constellation.progress import progress_listener
+    from constellation.spi._backends import Backends
 
     source = _read(path)
     raw: dict[str, Any] = {}
@@ -160,45 +257,53 @@ def _run(path: Path, pairs: list[str], inputs_file: Path | None, timeout: float 
         if not isinstance(loaded, dict):
             raise _UsageError(f"{inputs_file} must hold a JSON object of inputs")
         raw.update(loaded)
-    with Constellation() as engine:
-        try:
-            pipeline = engine.compile(source, name=path.stem)
-        except CompilationError as exc:
-            _print_diagnostics(path, exc.errors, sys.stderr)
-            return EXIT_USAGE
-        types = pipeline.inputs
-        for pair in pairs:
-            name, sep, text = pair.partition("=")
-            if not sep:
-                raise _UsageError(f"--input takes name=value, got {pair!r}")
-            if name not in types:
-                declared = ", ".join(types) or "none"
-                raise _UsageError(f"{path} has no input {name!r} (it declares {declared})")
-            if isinstance(types[name], CString):
-                raw[name] = text
-            else:
-                try:
-                    raw[name] = json.loads(text)
-                except json.JSONDecodeError:
-                    raise _UsageError(f"--input {name}: {text!r} is not a JSON value of "
-                                      f"type {types[name]}") from None
-        try:
-            inputs = {n: from_json(types[n], v, f"input '{n}'") if n in types else v
-                      for n, v in raw.items()}
-            result = engine.run(pipeline, inputs, timeout=timeout)
-        except ConstellationError as exc:
-            print(f"constellation: {exc.message}", file=sys.stderr)
-            return EXIT_USAGE
-        out_types = pipeline.outputs
-        body: dict[str, Any] = {
-            "status": result.status.value,
-            "outputs": {n: to_json(out_types[n], v) if out_types.get(n) else v  # type: ignore[arg-type]
-                        for n, v in result.outputs.items()},
-        }
-        if result.errors:
-            body["errors"] = [e.to_dict() for e in result.errors]
-        if result.missing_inputs:
-            body["missing_inputs"] = dict(result.missing_inputs)
+    shown = progress_listener() if progress else None
+    try:
+        with Constellation(backends=None if shown is None else Backends(listener=shown)
+                           ) as engine:
+            try:
+                pipeline = engine.compile(source, name=path.stem)
+            except CompilationError as exc:
+                _print_diagnostics(path, exc.errors, sys.stderr)
+                return EXIT_USAGE
+            types = pipeline.inputs
+            for pair in pairs:
+                name, sep, text = pair.partition("=")
+                if not sep:
+                    raise _UsageError(f"--input takes name=value, got {pair!r}")
+                if name not in types:
+                    declared = ", ".join(types) or "none"
+                    raise _UsageError(f"{path} has no input {name!r} (it declares "
+                                      f"{declared})")
+                if isinstance(types[name], CString):
+                    raw[name] = text
+                else:
+                    try:
+                        raw[name] = json.loads(text)
+                    except json.JSONDecodeError:
+                        raise _UsageError(f"--input {name}: {text!r} is not a JSON value "
+                                          f"of type {types[name]}") from None
+            try:
+                inputs = {n: from_json(types[n], v, f"input '{n}'") if n in types else v
+                          for n, v in raw.items()}
+                result = engine.run(pipeline, inputs, timeout=timeout)
+            except ConstellationError as exc:
+                print(f"constellation: {exc.message}", file=sys.stderr)
+                return EXIT_USAGE
+            out_types = pipeline.outputs
+            body: dict[str, Any] = {
+                "status": result.status.value,
+                "outputs": {n: to_json(out_types[n], v) if out_types.get(n) else v  # type: ignore[arg-type]
+                            for n, v in result.outputs.items()},
+            }
+            if result.errors:
+                body["errors"] = [e.to_dict() for e in result.errors]
+            if result.missing_inputs:
+                body["missing_inputs"] = dict(result.missing_inputs)
+        # Leaving the engine delivered every event: the display is complete.
+    finally:
+        if shown is not None:
+            shown.close()
     print(json.dumps(body, indent=2, default=str))
     return EXIT_OK if result.ok else EXIT_FAILED
 

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
+from logging import WARNING
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from constellation._engine_types import LifecycleState, Pipeline, SchedulerConfi
 from constellation.actors._handle import DEADLINE_GRACE, Execution, bare_result
 from constellation.actors._help import Helper, helping
 from constellation.actors._interrupts import enter_critical, exit_critical
+from constellation.actors._log import EXECUTION, log
 from constellation.actors._messages import CancelAll, DeadlineReached, SubmitExecution
 from constellation.actors._plan import ExecutionPlan, ModuleTiming
 from constellation.actors._pool import current_pool
@@ -434,9 +436,11 @@ class Constellation:
         runtime = self._runtime
         try:
             runtime.admit()
-        except QueueFullError:
+        except QueueFullError as exc:
             if runtime.observer is not None:
                 runtime.observer.rejected()
+            log(EXECUTION, WARNING, "submission of %s rejected: %s", handle.plan.name,
+                exc.message, execution_id=eid, pipeline=handle.plan.name, code=exc.code)
             raise
         try:
             handle._deadline_timer = runtime.timer.call_at(

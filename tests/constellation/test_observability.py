@@ -293,3 +293,42 @@ def test_runtime_metrics_are_combined_per_name_and_tags_within_a_batch() -> None
     assert metrics.calls["counter"] == 2
     assert metrics.calls["gauge"] == 1
     assert metrics.calls["histogram"] == 1 + 5
+
+
+def test_only_the_callbacks_a_listener_implements_are_called() -> None:
+    """A listener with one callback gets its events and no others are built for it; one
+    whose lookup raises is still called (and its failures counted)."""
+
+    class Completions(NoOpListener):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def on_execution_complete(self, event: Any) -> None:
+            self.seen.append(event.status)
+
+    class Raising(NoOpListener):
+        def __getattribute__(self, name: str) -> Any:
+            if name.startswith("on_"):
+                raise RuntimeError("listener bug")
+            return object.__getattribute__(self, name)
+
+    completions = Completions()
+    with Constellation(backends=Backends(listener=completions)) as engine:
+        observer = engine._runtime.observer
+        assert observer is not None
+        for _ in range(3):
+            assert engine.run(SOURCE, {"t": " a "}).ok
+        engine.shutdown()
+        assert observer.failures == 0
+    assert completions.seen == ["completed"] * 3
+    with Constellation(backends=Backends(listener=Completions())) as engine:
+        observer = engine._runtime.observer
+        assert observer is not None
+        assert observer.callbacks == {"on_execution_complete"}
+        assert not observer.wants_module_start  # nothing would take the event
+    with Constellation(backends=Backends(listener=Raising())) as engine:
+        observer = engine._runtime.observer
+        assert observer is not None
+        assert engine.run(SOURCE, {"t": " a "}).ok
+        engine.shutdown()
+        assert observer.failures == 6  # 1 start + 2 module starts + 2 ends + 1 end
