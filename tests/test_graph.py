@@ -207,3 +207,15 @@ def test_the_picture_in_the_docs_is_current() -> None:
     assert done.stdout == DOCS_PICTURE.read_text(), (
         "docs/images/data-pipeline.svg is stale: regenerate it with `constellation graph "
         "examples/pipelines/data-pipeline.cst --format svg -o docs/images/data-pipeline.svg`")
+
+
+def test_the_graph_as_json_has_the_same_nodes_and_edges_as_the_dot() -> None:
+    import json
+
+    with Constellation() as engine:
+        pipeline = engine.compile((ROOT / "examples/pipelines/data-pipeline.cst").read_text())
+    body = json.loads(json.dumps(graph_of(pipeline.spec).as_dict()))
+    nodes, edges = parse_dot(pipeline.to_dot())
+    assert {n["id"] for n in body["nodes"]} == nodes
+    assert {(e["source"], e["target"]) for e in body["edges"]} == edges
+    assert {n["kind"] for n in body["nodes"]} == {"input", "module", "output"}

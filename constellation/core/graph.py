@@ -75,6 +75,16 @@ class Graph:
     nodes: tuple[GraphNode, ...]
     edges: tuple[GraphEdge, ...] = field(default=())
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"name", "nodes": [{"id", "kind", "label", "status"}], "edges":
+        [{"source", "target", "label"}]}`` (what the daemon's ``/pipelines/{ref}/graph``
+        serves and its dashboard draws)."""
+        return {"name": self.name,
+                "nodes": [{"id": n.id, "kind": n.kind, "label": list(n.label),
+                           "status": n.status} for n in self.nodes],
+                "edges": [{"source": e.source, "target": e.target, "label": e.label}
+                          for e in self.edges]}
+
 
 def _duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
