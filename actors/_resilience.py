@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
+import logging
 import math
 from dataclasses import dataclass
 from logging import INFO, WARNING
@@ -36,7 +37,7 @@ from constellation.actors._messages import (
     ServiceFailed,
     StopActor,
 )
-from constellation.core.errors import ConfigurationError
+from constellation.core.errors import ConfigurationError, ModuleExecutionError
 
 if TYPE_CHECKING:
     from constellation.actors._runtime import Runtime
@@ -45,12 +46,16 @@ if TYPE_CHECKING:
     from constellation.spi._cache import CacheBackend
     from constellation.spi._retry import RetryPolicy
 
+logger = logging.getLogger("constellation.runtime")
+
 __all__ = [
     "BreakerState",
     "CallLimiter",
     "CallPolicy",
     "CircuitBreaker",
     "CircuitBreakerConfig",
+    "RetryWhen",
+    "retry_when",
 ]
 
 
@@ -339,3 +344,48 @@ class CallPolicy:
     priority: int | None
     isolation: str
     output: CType
+
+
+# --- retry conditions -------------------------------------------------------------------
+
+
+class RetryWhen:
+    """A retry policy that retries only failures that match (``retry_on``/``retry_if``).
+
+    The exception tested is the module's own when it raised (a ``ConnectionError``), else
+    the engine's error for the attempt (a ModuleTimeoutError for a timeout, a
+    ModuleOutputTypeError for a wrong return type). A predicate that raises means "do
+    not retry" (logged).
+    """
+
+    __slots__ = ("inner", "retry_if", "retry_on")
+
+    def __init__(self, inner: RetryPolicy, retry_on: tuple[type[BaseException], ...] | None,
+                 retry_if: Any) -> None:
+        self.inner = inner
+        self.retry_on = retry_on
+        self.retry_if = retry_if
+
+    def should_retry(self, error: BaseException, attempt: int) -> float | None:
+        """The inner policy's delay, for a failure that matches; else None."""
+        cause = error.__cause__ if isinstance(error, ModuleExecutionError) \
+            and error.__cause__ is not None else error
+        if self.retry_on is not None and not isinstance(cause, self.retry_on):
+            return None
+        if self.retry_if is not None:
+            try:
+                wanted = bool(self.retry_if(cause))
+            except Exception:
+                logger.exception("retry_if %r raised; not retrying", self.retry_if)
+                return None
+            if not wanted:
+                return None
+        return self.inner.should_retry(error, attempt)
+
+
+def retry_when(inner: RetryPolicy, retry_on: tuple[type[BaseException], ...] | None,
+               retry_if: Any) -> RetryPolicy:
+    """``inner``, restricted by the conditions when there are any."""
+    if retry_on is None and retry_if is None:
+        return inner
+    return RetryWhen(inner, retry_on, retry_if)

@@ -15,6 +15,7 @@ from constellation.actors._resilience import (
     CallPolicy,
     CircuitBreaker,
     CircuitBreakerConfig,
+    retry_when,
 )
 from constellation.actors._runners import ProcessPoolRunner, runner_for
 from constellation.actors._timer import TimerService
@@ -210,7 +211,8 @@ class Runtime:
                     limiter.end_turn()
                     self.limiters[key] = limiter
         return CallPolicy(
-            retry=policy_for(options.retry, options.delay, options.backoff),
+            retry=retry_when(policy_for(options.retry, options.delay, options.backoff),
+                             options.retry_on, options.retry_if),
             timeout=options.timeout,
             has_fallback=options.fallback is not None,
             fallback=options.fallback,

@@ -12,15 +12,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
 from constellation.core.errors import ConfigurationError
 from constellation.core.hints import from_annotation
 from constellation.core.modules import ModuleDefinition
-from constellation.core.options import CallOptions
+from constellation.core.options import CallOptions, call_options
 from constellation.core.type_syntax import TypeSyntaxError, parse_type
 from constellation.core.types import (
     BOOLEAN,
@@ -30,6 +29,9 @@ from constellation.core.types import (
     CList,
     CType,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 __all__ = ["PipelineBuilder", "Ref"]
 
@@ -149,18 +151,13 @@ class PipelineBuilder:
         bound: dict[str, str] = {}
         for pname, value in {**(args or {}), **kwargs}.items():
             bound[pname] = self._as_ref(value).data_id
-        if isinstance(options, Mapping):
-            try:
-                options = CallOptions(**options)
-            except TypeError as exc:
-                raise ConfigurationError(f"node '{node_name}': {exc}",
-                                         details={"field": "options"}) from None
+        options = call_options(options, f"node '{node_name}'")
         mid = f"mod:{node_name}"
         out_id = f"{node_name}.out"
         out_type = module.output if isinstance(module, ModuleDefinition) else None
         self._data.append(DataNode(out_id, out_id, out_type))
         self._modules.append(ModuleNode(mid, node_name, mod_name, tuple(sorted(bound.items())),
-                                        out_id, options or CallOptions()))
+                                        out_id, options))
         return Ref(out_id, node_name, id(self))
 
     def field(self, ref: Ref, name: str) -> Ref:

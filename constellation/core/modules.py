@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints, overload
 
 from constellation.core.errors import ConfigurationError
 from constellation.core.hints import from_annotation
-from constellation.core.options import CallOptions
+from constellation.core.options import CallOptions, call_options
 from constellation.core.types import CType, coerce, render
 
 if TYPE_CHECKING:
@@ -193,11 +193,7 @@ def _define(
     if isolation not in _ISOLATIONS:
         raise ConfigurationError(f"module {mod_name}: isolation must be 'thread' or "
                                  f"'process', got {isolation!r}", details={"field": "isolation"})
-    try:
-        call_options = CallOptions(**options)
-    except TypeError as exc:
-        raise ConfigurationError(f"module {mod_name}: {exc}", details={"field": "options"}) \
-            from None
+    defaults = call_options(options, f"module {mod_name}")
     try:
         hints = get_type_hints(func, localns=localns)
     except Exception as exc:
@@ -249,7 +245,7 @@ def _define(
         output=output,
         version=version,
         description=description,
-        options=call_options,
+        options=defaults,
         takes_ctx=takes_ctx,
         isolation=isolation,
         _dataclass_params=dataclass_params,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from constellation.core.options import BACKOFFS, ON_ERROR, CallOptions, Priority
+from constellation.core.options import BACKOFFS, ON_ERROR, OPTIONS, CallOptions, Priority
 from constellation.core.types import coerce, is_subtype, render
 from constellation.lang import ast as A
 from constellation.lang.resolution import suggest
@@ -131,6 +131,8 @@ def _option_value(c: _Compiler, o: A.Option, mdef: ModuleDefinition,
         if not fallback.is_const:
             return _EXPRESSION
         return coerce(mdef.output, fallback.const)
-    known = ["retry", "timeout", "delay", "backoff", "fallback", "cache", "cache_backend",
-             "throttle", "concurrency", "on_error", "priority", "lazy"]
+    if name in OPTIONS:  # a Python-only option (retry_on, retry_if)
+        raise c.fail("E140", f"option '{name}' takes {OPTIONS[name][0]}: it can be set "
+                             "from Python only (@module or the builder's options)", o.pos)
+    known = [n for n, (_, in_language) in OPTIONS.items() if in_language]
     raise c.fail("E140", f"unknown option '{name}'{suggest(name, known)}", o.pos)
