@@ -31,10 +31,13 @@ from constellation._engine_types import Pipeline
 from constellation.core.builder import PipelineBuilder
 from constellation.core.dag import DagSpec
 from constellation.core.errors import (
+    CompilationError,
     ConfigurationError,
     ConstellationError,
+    InputError,
     NoCanaryError,
     PipelineConflictError,
+    PipelineError,
     PipelineStoreError,
     UnknownHashError,
     UnknownPipelineError,
@@ -627,7 +630,7 @@ class PipelineCatalog:
 
     # --- running ------------------------------------------------------------------------
 
-    def _pick(self, ref: str) -> tuple[Pipeline, CanaryStats | None, bool]:
+    def _pick(self, ref: str) -> tuple[str, str, CanaryStats | None, bool]:
         route = self._resolve(ref)
         stats = None
         h = route.structural_hash
@@ -637,7 +640,7 @@ class PipelineCatalog:
                 stats = self._canaries.get(ref)
             if stats is not None and stats.pick():
                 h, candidate = route.canary.candidate, True
-        return self._pipeline(h, route.name), stats, candidate
+        return h, route.name, stats, candidate
 
     def run(self, ref: str, inputs: Mapping[str, Any] | None = None, *,
             timeout: float | None = None, priority: Priority | int | str = Priority.NORMAL
@@ -645,16 +648,23 @@ class PipelineCatalog:
         """Run the pipeline a ref names (as ``engine.run(ref, ...)`` does): a name's
         current version, or its canary's candidate for the canary's share of runs.
 
+        A canary side counts a run that ends FAILED or TIMED_OUT as failed, and one
+        that does not start because of that side's pipeline (it does not rebuild, or
+        the inputs do not fit it); a full queue or a stopping engine is not a side's
+        failure and is not counted.
+
         Raises:
             UnknownPipelineError, UnknownHashError: nothing by that ref; and what
                 ``engine.run`` raises.
         """
-        pipeline, stats, candidate = self._pick(ref)
+        h, name, stats, candidate = self._pick(ref)
         if stats is None:
-            return self._engine.run(pipeline, inputs, timeout=timeout, priority=priority)
+            return self._engine.run(self._pipeline(h, name), inputs, timeout=timeout,
+                                    priority=priority)
         try:
-            result = self._engine.run(pipeline, inputs, timeout=timeout, priority=priority)
-        except ConstellationError:
+            result = self._engine.run(self._pipeline(h, name), inputs, timeout=timeout,
+                                      priority=priority)
+        except _SIDE_FAILURES:
             stats.ended(candidate, None)
             raise
         stats.ended(candidate, result)
@@ -664,14 +674,19 @@ class PipelineCatalog:
                timeout: float | None = None, priority: Priority | int | str = Priority.NORMAL
                ) -> Execution:
         """Submit the pipeline a ref names (see :meth:`run`)."""
-        pipeline, stats, candidate = self._pick(ref)
+        h, name, stats, candidate = self._pick(ref)
         if stats is None:
-            return self._engine.submit(pipeline, inputs, timeout=timeout, priority=priority)
+            return self._engine.submit(self._pipeline(h, name), inputs, timeout=timeout,
+                                       priority=priority)
         try:
-            execution = self._engine.submit(pipeline, inputs, timeout=timeout,
-                                            priority=priority)
-        except ConstellationError:
+            execution = self._engine.submit(self._pipeline(h, name), inputs,
+                                            timeout=timeout, priority=priority)
+        except _SIDE_FAILURES:
             stats.ended(candidate, None)
             raise
         execution.add_done_callback(lambda result: stats.ended(candidate, result))
         return execution
+
+
+_SIDE_FAILURES = (InputError, CompilationError, PipelineError)
+"""What a run raises before starting that is its side's pipeline's fault."""

@@ -75,7 +75,12 @@ class PostgresPipelineStore(SqlPipelineStore):
                 details={"reason": "backend", "operation": "lock"})
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = self._connect()
+                try:
+                    self._conn = self._connect()
+                except self._psycopg.Error as exc:
+                    raise PipelineStoreError(
+                        f"cannot connect to the PostgreSQL pipeline store: {exc}",
+                        details={"reason": "backend", "operation": "connect"}) from exc
             yield self._conn
         finally:
             self._lock.release()

@@ -292,6 +292,24 @@ def test_a_failing_candidate_is_counted_and_rolled_back(engine: Constellation) -
     assert all(engine.run("shout", {"t": "a"}).outputs == {"u": "A"} for _ in range(4))
 
 
+def test_a_candidate_the_inputs_do_not_fit_counts_its_refusals_as_failures(
+        engine: Constellation) -> None:
+    from constellation.core.errors import UnknownInputError
+
+    p = engine.pipelines
+    p.save("shout", UPPER)
+    p.canary("shout", "in n: Int\nout n\n", 0.5)
+    assert engine.run("shout", {"t": "a"}).outputs == {"u": "A"}
+    with pytest.raises(UnknownInputError):
+        engine.run("shout", {"t": "a"})
+    assert engine.submit("shout", {"t": "b"}).result(10).outputs == {"u": "B"}
+    with pytest.raises(UnknownInputError):
+        engine.submit("shout", {"t": "a"}, priority="high")
+    status = p.canary_status("shout")
+    assert (status.current.runs, status.current.failures) == (2, 0)
+    assert (status.candidate.runs, status.candidate.failures) == (2, 2)
+
+
 def test_promote_makes_the_candidate_current(engine: Constellation) -> None:
     p = engine.pipelines
     p.save("shout", UPPER)

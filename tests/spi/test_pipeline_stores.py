@@ -77,6 +77,22 @@ class TestSqlitePipelineStore(PipelineStoreContract):
         assert info.value.details["structural_hash"] == f"{1:064x}"
         assert store.load(f"{2:064x}") == stored(2)  # the others are intact
 
+    def test_a_write_lock_held_elsewhere_fails_the_call_within_its_timeout(self) -> None:
+        import time
+
+        store = SqlitePipelineStore(self.path, timeout=0.5)
+        self.opened.append(store)
+        other = sqlite3.connect(self.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.add_version("p", "a" * 64, make_current=True, created_at=0.0)
+        assert time.monotonic() - started < 3
+        other.execute("ROLLBACK")
+        other.close()
+        assert store.add_version("p", "a" * 64, make_current=True, created_at=0.0) == (
+            1, True)
+
     def test_it_can_share_the_execution_storages_file(self) -> None:
         from constellation.spi import SqliteExecutionStorage
 
@@ -135,6 +151,24 @@ class TestPostgresPipelineStore(PipelineStoreContract):
             store.load(f"{1:064x}")
         assert info.value.details["reason"] == "corrupt"
 
+    def test_a_row_locked_by_another_session_fails_the_call_within_its_timeout(
+            self) -> None:
+        import time
+
+        import psycopg
+
+        store = PostgresPipelineStore(self.dsn, prefix=self.prefix, timeout=1)
+        self.opened.append(store)
+        store.add_version("p", "a" * 64, make_current=True, created_at=0.0)
+        with psycopg.connect(self.dsn) as other:
+            other.execute(f"SELECT * FROM {self.prefix}names WHERE name = 'p' FOR UPDATE")
+            started = time.monotonic()
+            with pytest.raises(psycopg.OperationalError):  # lock or statement timeout
+                store.add_version("p", "b" * 64, make_current=True, created_at=0.0)
+            assert time.monotonic() - started < 5
+        assert store.add_version("p", "b" * 64, make_current=True, created_at=0.0) == (
+            2, True)
+
     def test_a_broken_connection_is_replaced(self) -> None:
         store = self.make()
         store.save(stored(1))
@@ -153,9 +187,10 @@ def test_an_unreachable_postgres_fails_within_its_timeout() -> None:
     import time
 
     started = time.monotonic()
-    with pytest.raises(Exception):  # noqa: B017, PT011 -- psycopg's OperationalError
+    with pytest.raises(PipelineStoreError) as info:
         PostgresPipelineStore("host=10.255.255.1 port=5432 dbname=x", timeout=1)
     assert time.monotonic() - started < 5
+    assert info.value.details == {"reason": "backend", "operation": "connect"}
 
 
 def test_the_no_op_store_keeps_nothing() -> None:
