@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from constellation.core.errors import ConfigurationError, NoCanaryError
 from constellation.core.results import ExecutionStatus
+from constellation.spi._pipelines import CanarySetting
 
 if TYPE_CHECKING:
+    from constellation._engine_types import Pipeline
+    from constellation._pipelines import PipelineCatalog
+    from constellation.core.builder import PipelineBuilder
+    from constellation.core.dag import DagSpec
     from constellation.core.results import ExecutionResult
 
-__all__ = ["CanarySide", "CanaryStatus", "CanaryStats"]
+__all__ = ["CanarySide", "CanaryStats", "CanaryStatus", "end", "promote", "start", "status"]
 
 _FAILED = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
 
@@ -128,3 +135,76 @@ class CanaryStats:
             c = self._sides[candidate]
             return CanarySide(structural_hash, version, c.runs, c.failures, c.total_ms,
                               c.max_ms)
+
+
+# --- the catalog's canary operations (engine.pipelines.canary ...) ---------------------
+
+def start(catalog: PipelineCatalog, name: str,
+          candidate: int | str | Pipeline | DagSpec | PipelineBuilder, weight: float
+          ) -> CanarySetting:
+    """Store ``name``'s canary and start counting it (see ``PipelineCatalog.canary``)."""
+    from constellation._pipelines import hash_of
+
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or \
+            not 0.0 <= weight <= 1.0:
+        raise ConfigurationError(f"a canary weight is a number from 0 to 1, got "
+                                 f"{weight!r}", details={"field": "weight"})
+    catalog.current(name)
+    given_hash = hash_of(candidate) if isinstance(candidate, str) else None
+    if isinstance(candidate, int) and not isinstance(candidate, bool):
+        h = catalog._version(name, candidate).structural_hash
+    elif given_hash is not None:
+        h = catalog._load(given_hash).structural_hash
+    else:
+        compiled = catalog._compiled(candidate, name)
+        catalog._save(name, compiled, False)
+        h = compiled.structural_hash
+    setting = CanarySetting(name, h, float(weight), time.time())
+    catalog._call("set_canary", catalog.store.set_canary, setting)
+    with catalog._lock:
+        catalog._canaries[name] = CanaryStats(h, float(weight))
+        catalog._routes.pop(name, None)
+    return setting
+
+
+def _setting(catalog: PipelineCatalog, name: str) -> CanarySetting:
+    setting = catalog._call("canary", catalog.store.canary, name)
+    if setting is None:
+        raise NoCanaryError(f"pipeline '{name}' has no canary", details={"name": name})
+    return setting  # type: ignore[no-any-return]
+
+
+def status(catalog: PipelineCatalog, name: str) -> CanaryStatus:
+    """The setting and both sides' counts (see ``PipelineCatalog.canary_status``)."""
+    setting = _setting(catalog, name)
+    current = catalog.current(name)
+    by_hash = {v.structural_hash: v.version for v in catalog.versions(name)}
+    with catalog._lock:
+        stats = catalog._canaries.get(name)
+        if stats is None or stats.candidate != setting.candidate or \
+                stats.weight != setting.weight:
+            stats = catalog._canaries[name] = CanaryStats(setting.candidate, setting.weight)
+    return CanaryStatus(name, setting.weight,
+                        stats.side(False, current.structural_hash, current.version),
+                        stats.side(True, setting.candidate, by_hash.get(setting.candidate)))
+
+
+def promote(catalog: PipelineCatalog, name: str) -> int:
+    """Make the candidate current and end the canary (see ``PipelineCatalog.promote``)."""
+    setting = _setting(catalog, name)
+    store = catalog.store
+    version, added = catalog._call("add_version", store.add_version, name,
+                                   setting.candidate, make_current=True,
+                                   created_at=time.time())
+    if not added:
+        catalog._call("set_current", store.set_current, name, version)
+    end(catalog, name)
+    return int(version)
+
+
+def end(catalog: PipelineCatalog, name: str) -> None:
+    """Remove the canary's setting and counts."""
+    catalog._call("delete_canary", catalog.store.delete_canary, name)
+    catalog._forget(name)
+    with catalog._lock:
+        catalog._canaries.pop(name, None)

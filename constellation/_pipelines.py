@@ -21,13 +21,14 @@ import logging
 import re
 import threading
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 
+from constellation import _canary
 from constellation._canary import CanaryStats, CanaryStatus
 from constellation._engine_types import Pipeline
+from constellation._rebuild import rebuild, stored_entry
 from constellation.core.builder import PipelineBuilder
 from constellation.core.dag import DagSpec
 from constellation.core.errors import (
@@ -35,7 +36,6 @@ from constellation.core.errors import (
     ConfigurationError,
     ConstellationError,
     InputError,
-    NoCanaryError,
     PipelineConflictError,
     PipelineError,
     PipelineStoreError,
@@ -44,7 +44,6 @@ from constellation.core.errors import (
     UnknownVersionError,
 )
 from constellation.core.options import Priority
-from constellation.core.spec_data import spec_from_data, spec_to_data
 from constellation.spi._pipelines import (
     CanarySetting,
     NoOpPipelineStore,
@@ -60,7 +59,7 @@ if TYPE_CHECKING:
     from constellation.core.results import ExecutionResult
     from constellation.engine import Constellation
 
-__all__ = ["PipelineCatalog", "is_ref"]
+__all__ = ["PipelineCatalog", "hash_of", "is_ref"]
 
 logger = logging.getLogger("constellation.pipelines")
 
@@ -75,7 +74,7 @@ def is_ref(text: str) -> bool:
     return _REF.fullmatch(text) is not None
 
 
-def _hash_of(ref: str) -> str | None:
+def hash_of(ref: str) -> str | None:
     m = _HASH.fullmatch(ref)
     return m.group(1) if m else None
 
@@ -165,7 +164,7 @@ class PipelineCatalog:
 
     @staticmethod
     def _check_name(name: Any) -> str:
-        if not isinstance(name, str) or not _NAME.fullmatch(name) or _hash_of(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or hash_of(name):
             raise ConfigurationError(
                 f"invalid pipeline name {name!r}: 1-128 letters, digits, '_', '.' or '-', "
                 "not starting with '.' or '-'", details={"field": "name"})
@@ -206,18 +205,8 @@ class PipelineCatalog:
                 f"'{name}' is an alias; delete it before saving a pipeline under that name",
                 details={"reason": "name_is_alias", "name": name})
         h = pipeline.structural_hash
-        source = pipeline.source
-        spec: dict[str, Any] | None = None
-        if source is None:
-            try:
-                spec = spec_to_data(pipeline.spec)
-            except TypeError as exc:
-                raise PipelineStoreError(
-                    f"pipeline '{name}' cannot be stored: {exc}",
-                    details={"reason": "unstorable", "operation": "save",
-                             "name": name}) from exc
         now = time.time()
-        self._call("save", self.store.save, StoredPipeline(h, name, source, spec, now))
+        self._call("save", self.store.save, stored_entry(pipeline, name, now))
         version, _ = self._call("add_version", self.store.add_version, name, h,
                                 make_current=current, created_at=now)
         self._forget(name)
@@ -310,7 +299,7 @@ class PipelineCatalog:
         if not isinstance(ref, str):
             raise ConfigurationError(f"a pipeline ref is a str, got {ref!r}",
                                      details={"field": "ref"})
-        h = _hash_of(ref)
+        h = hash_of(ref)
         if h is not None:
             if version is not None:
                 raise ConfigurationError("a version goes with a name, not a hash",
@@ -333,32 +322,7 @@ class PipelineCatalog:
             built = self._built.get((structural_hash, name))
         if built is not None:
             return built
-        entry = self._load(structural_hash)
-        engine = self._engine
-        if entry.source is not None:
-            pipeline = engine._compile_source(entry.source, name)
-        else:
-            try:
-                spec = spec_from_data(entry.spec)
-            except ValueError as exc:
-                raise PipelineStoreError(
-                    f"the stored pipeline {structural_hash[:12]} is corrupt: {exc}",
-                    details={"reason": "corrupt", "structural_hash": structural_hash,
-                             "operation": "load"}) from exc
-            # Module outputs are typed again from the modules registered now, so that a
-            # module whose signature changed shows as a changed hash.
-            produced = {m.output for m in spec.modules}
-            data = tuple(replace(d, ctype=None) if d.id in produced else d
-                         for d in spec.data)
-            pipeline = engine._compile_spec(replace(spec, name=name, data=data))
-        if pipeline.structural_hash != structural_hash:
-            raise PipelineStoreError(
-                f"the stored pipeline '{name}' (sha256:{structural_hash[:12]}) compiles to "
-                f"sha256:{pipeline.structural_hash[:12]} now: the modules it calls changed "
-                "since it was saved", details={
-                    "reason": "hash_mismatch", "operation": "load", "name": name,
-                    "structural_hash": structural_hash,
-                    "current_hash": pipeline.structural_hash})
+        pipeline = rebuild(self._engine, self._load(structural_hash), name)
         with self._lock:
             self._built[(structural_hash, name)] = pipeline
         return pipeline
@@ -377,7 +341,7 @@ class PipelineCatalog:
         if route is not None and not fresh and \
                 time.monotonic() - route.at < self.refresh_interval:
             return route
-        h = _hash_of(ref)
+        h = hash_of(ref)
         if h is not None:
             route = _Route(self._load(h).name, h, None, None)
         else:
@@ -455,7 +419,7 @@ class PipelineCatalog:
                 f"'{alias}' is a versioned pipeline; an alias needs another name",
                 details={"reason": "alias_is_name", "name": alias})
         if isinstance(target, str):
-            h = _hash_of(target)
+            h = hash_of(target)
             if h is None:
                 h = self.current(target).structural_hash
             else:
@@ -463,15 +427,11 @@ class PipelineCatalog:
         else:
             h = target.structural_hash
             if self._call("load", self.store.load, h) is None:
-                self._store_entry(target, alias)
+                self._call("save", self.store.save,
+                           stored_entry(target, alias, time.time()))
         self._call("set_alias", self.store.set_alias, alias, h)
         self._forget(alias)
         return h
-
-    def _store_entry(self, pipeline: Pipeline, name: str) -> None:
-        spec = None if pipeline.source is not None else spec_to_data(pipeline.spec)
-        self._call("save", self.store.save, StoredPipeline(
-            pipeline.structural_hash, name, pipeline.source, spec, time.time()))
 
     def aliases(self) -> dict[str, str]:
         """Every alias and the hash it points at."""
@@ -488,7 +448,7 @@ class PipelineCatalog:
             UnknownPipelineError, UnknownVersionError, UnknownHashError: nothing to
                 delete.
         """
-        h = _hash_of(ref) if isinstance(ref, str) else None
+        h = hash_of(ref) if isinstance(ref, str) else None
         if h is not None:
             self._delete_hash(h)
         elif version is not None:
@@ -545,31 +505,7 @@ class PipelineCatalog:
             ConfigurationError: a weight outside [0, 1].
             UnknownPipelineError, UnknownVersionError, UnknownHashError: see above.
         """
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or \
-                not 0.0 <= weight <= 1.0:
-            raise ConfigurationError(f"a canary weight is a number from 0 to 1, got "
-                                     f"{weight!r}", details={"field": "weight"})
-        self.current(name)
-        if isinstance(candidate, int) and not isinstance(candidate, bool):
-            h = self._version(name, candidate).structural_hash
-        elif isinstance(candidate, str) and _hash_of(candidate) is not None:
-            h = self._load(_hash_of(candidate) or "").structural_hash
-        else:
-            compiled = self._compiled(candidate, name)
-            self._save(name, compiled, False)
-            h = compiled.structural_hash
-        setting = CanarySetting(name, h, float(weight), time.time())
-        self._call("set_canary", self.store.set_canary, setting)
-        with self._lock:
-            self._canaries[name] = CanaryStats(h, float(weight))
-            self._routes.pop(name, None)
-        return setting
-
-    def _setting(self, name: str) -> CanarySetting:
-        setting = self._call("canary", self.store.canary, name)
-        if setting is None:
-            raise NoCanaryError(f"pipeline '{name}' has no canary", details={"name": name})
-        return setting  # type: ignore[no-any-return]
+        return _canary.start(self, name, candidate, weight)
 
     def canary_status(self, name: str) -> CanaryStatus:
         """The canary's setting and what this engine counted on each side.
@@ -577,19 +513,7 @@ class PipelineCatalog:
         Raises:
             NoCanaryError: the name has no canary.
         """
-        setting = self._setting(name)
-        current = self.current(name)
-        by_hash = {v.structural_hash: v.version for v in self.versions(name)}
-        with self._lock:
-            stats = self._canaries.get(name)
-            if stats is None or stats.candidate != setting.candidate or \
-                    stats.weight != setting.weight:
-                stats = self._canaries[name] = CanaryStats(setting.candidate,
-                                                           setting.weight)
-        return CanaryStatus(name, setting.weight,
-                            stats.side(False, current.structural_hash, current.version),
-                            stats.side(True, setting.candidate,
-                                       by_hash.get(setting.candidate)))
+        return _canary.status(self, name)
 
     def promote(self, name: str) -> int:
         """Make the canary's candidate the current version and end the canary.
@@ -600,17 +524,7 @@ class PipelineCatalog:
         Raises:
             NoCanaryError: the name has no canary.
         """
-        setting = self._setting(name)
-        version, added = self._call("add_version", self.store.add_version, name,
-                                    setting.candidate, make_current=True,
-                                    created_at=time.time())
-        if not added:
-            self._call("set_current", self.store.set_current, name, version)
-        self._call("delete_canary", self.store.delete_canary, name)
-        self._forget(name)
-        with self._lock:
-            self._canaries.pop(name, None)
-        return int(version)
+        return _canary.promote(self, name)
 
     def rollback_canary(self, name: str) -> CanaryStatus:
         """End the canary; the current version keeps every run.
@@ -621,11 +535,8 @@ class PipelineCatalog:
         Raises:
             NoCanaryError: the name has no canary.
         """
-        status = self.canary_status(name)
-        self._call("delete_canary", self.store.delete_canary, name)
-        self._forget(name)
-        with self._lock:
-            self._canaries.pop(name, None)
+        status = _canary.status(self, name)
+        _canary.end(self, name)
         return status
 
     # --- running ------------------------------------------------------------------------

@@ -274,6 +274,30 @@ def test_a_canary_gets_exactly_its_share_with_counts_per_side(engine: Constellat
     assert status.as_dict()["candidate"]["runs"] == 25
 
 
+def test_the_canary_share_is_exact_under_concurrent_runs(engine: Constellation) -> None:
+    p = engine.pipelines
+    p.save("shout", UPPER)
+    p.canary("shout", LOWER, 0.25)
+    outputs: list[str] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outputs.extend(engine.run("shout", {"t": "Hi"}).outputs["u"] for _ in range(25))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert outputs.count("hi") == 50
+    status = p.canary_status("shout")
+    assert (status.current.runs, status.candidate.runs) == (150, 50)
+
+
 def test_a_failing_candidate_is_counted_and_rolled_back(engine: Constellation) -> None:
     p = engine.pipelines
     p.save("shout", UPPER)
