@@ -31,3 +31,18 @@ def test_compile_cache_hit(benchmark: Any) -> None:
         pipeline = benchmark(engine.compile, source)
         assert engine.compile_cache_info()["hits"] >= 1
     assert len(pipeline.spec.modules) == 1000
+
+
+def test_compile_cache_hit_with_a_name_and_a_sqlite_pipeline_store(benchmark: Any,
+                                                                   tmp_path: Any) -> None:
+    # A recorded pipeline's cache hit must make no store call: same cost as above.
+    from constellation import Backends
+    from constellation.spi import SqlitePipelineStore
+
+    source = thousand_nodes()
+    with SqlitePipelineStore(tmp_path / "p.sqlite") as store, \
+            Constellation(backends=Backends(pipelines=store)) as engine:
+        engine.compile(source, name="big")
+        pipeline = benchmark(engine.compile, source, name="big")
+        assert [v.version for v in engine.pipelines.versions("big")] == [1]
+    assert len(pipeline.spec.modules) == 1000

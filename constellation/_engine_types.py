@@ -100,11 +100,12 @@ class Pipeline:
         spec: the resolved DagSpec.
         structural_hash: SHA-256 of the structure.
         syntactic_hash: SHA-256 of the source text ("" when not compiled from source).
+        source: the source text it was compiled from (None for DagSpecs and builders).
         warnings: the compiler's warnings (for compiled sources).
     """
 
-    __slots__ = ("_engine", "name", "plan", "spec", "structural_hash", "syntactic_hash",
-                 "warnings")
+    __slots__ = ("_engine", "name", "plan", "source", "spec", "structural_hash",
+                 "syntactic_hash", "warnings")
 
     def __init__(self, spec: DagSpec, plan: ExecutionPlan, engine: Constellation) -> None:
         self.spec = spec
@@ -112,6 +113,7 @@ class Pipeline:
         self.name = spec.name
         self.structural_hash = plan.structural_hash
         self.syntactic_hash = ""  # SHA-256 of the source text, for compiled sources
+        self.source: str | None = None
         self.warnings: tuple[Diagnostic, ...] = ()
         self._engine = engine
 

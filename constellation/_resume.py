@@ -140,6 +140,10 @@ def _pipeline(engine: Constellation, name: str, structural_hash: str, given: Any
     if latest is not None and latest != structural_hash:
         raise changed(latest)
     if target is None:
+        # Not compiled by this engine (a restart, another process): the pipeline store
+        # may have it.
+        target = engine.pipelines.find(structural_hash, name)
+    if target is None:
         raise ResumeError(
             f"this engine has not compiled pipeline '{name}' (hash {structural_hash[:12]}); "
             "pass pipeline=... to resume", details={"execution_id": execution_id,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import LRUCache
 
 from constellation._engine_types import LifecycleState, Pipeline, SchedulerConfig
+from constellation._pipelines import PipelineCatalog, is_ref
 from constellation.actors._handle import DEADLINE_GRACE, Execution, bare_result
 from constellation.actors._help import Helper, helping
 from constellation.actors._interrupts import enter_critical, exit_critical
@@ -56,6 +57,7 @@ from constellation.spi._backends import Backends
 from constellation.spi._cache import CacheBackend
 from constellation.spi._listener import ExecutionListener, NoOpListener
 from constellation.spi._metrics import MetricsProvider, NoOpMetrics
+from constellation.spi._pipelines import InMemoryPipelineStore, PipelineStore
 from constellation.spi._storage import (
     ExecutionRecord,
     ExecutionStorage,
@@ -79,7 +81,8 @@ class Constellation:
 
     Args:
         modules: modules to register (``@module`` functions).
-        backends: metrics, tracing, listener, storage and cache backends.
+        backends: metrics, tracing, listener, storage, cache and pipeline-store backends
+            (``Backends(pipelines=...)``: see :attr:`pipelines`).
         scheduler: scheduling limits; see :class:`SchedulerConfig`.
         default_timeout: seconds after which any execution ends TIMED_OUT (a run's own
             ``timeout`` or the pipeline's ``@timeout`` may be shorter).
@@ -166,6 +169,13 @@ class Constellation:
         _check_backend(b.listener, ExecutionListener, "listener")
         _check_backend(b.storage, ExecutionStorage, "storage")
         _check_backend(b.cache, CacheBackend, "cache")
+        _check_backend(b.pipelines, PipelineStore, "pipelines")
+        self.pipelines = PipelineCatalog(
+            self, b.pipelines if b.pipelines is not None else InMemoryPipelineStore(),
+            records=b.pipelines is not None)
+        """Stored pipelines: versions per name, aliases, canaries, runs by name (see
+        :class:`constellation._pipelines.PipelineCatalog`); kept in ``backends.pipelines``
+        (by default in memory, and ``compile`` records nothing)."""
         self._runtime.cache = b.cache
         for cname, cache in (cache_backends or {}).items():
             _check_backend(cache, CacheBackend, f"cache_backends[{cname!r}]")
@@ -237,6 +247,8 @@ class Constellation:
             with self._compile_lock:
                 self._compiled.clear()
                 self._compiled_specs.clear()
+            if hasattr(self, "pipelines"):
+                self.pipelines.clear_cache()
 
     @property
     def modules(self) -> Mapping[str, ModuleDefinition]:
@@ -249,16 +261,31 @@ class Constellation:
                 name: str | None = None) -> Pipeline:
         """Compile a pipeline against this engine's modules.
 
+        With a pipeline store configured (``Backends(pipelines=...)``) and a ``name``
+        given, the pipeline is also recorded as a version of ``name`` (see
+        :meth:`PipelineCatalog.save <constellation._pipelines.PipelineCatalog.save>`):
+        a new structural hash adds a version and makes it current, a known one changes
+        nothing. A compile-cache hit of a recorded pipeline makes no store call.
+
         Args:
             source: a DagSpec, a PipelineBuilder, or constellation-lang source text.
-            name: the pipeline's name for source text (defaults to ``"pipeline"``).
+            name: the pipeline's name for source text (defaults to ``"pipeline"``); the
+                name it is recorded under.
 
         Raises:
             CompilationError: the pipeline does not type-check; ``.errors`` lists all.
+            PipelineStoreError: recording it failed (the store's error).
         """
+        pipeline = self._compile_any(source, name)
+        if name is not None and self.pipelines.records:
+            self.pipelines._record(name, pipeline)
+        return pipeline
+
+    def _compile_any(self, source: Pipeline | DagSpec | PipelineBuilder | str,
+                     name: str | None) -> Pipeline:
         if isinstance(source, Pipeline):
             if source._engine is not self:
-                return self.compile(source.spec)
+                return self._compile_any(source.spec, None)
             return source
         if isinstance(source, PipelineBuilder):
             source = source.build()
@@ -343,6 +370,7 @@ class Constellation:
         shared = self._compile_spec(compiled.spec)
         pipeline = Pipeline(shared.spec, shared.plan, self)
         pipeline.syntactic_hash = compiled.syntactic_hash
+        pipeline.source = source
         pipeline.warnings = compiled.warnings
         with self._compile_lock:
             self._compiled[key] = pipeline
@@ -373,7 +401,10 @@ class Constellation:
         need them has run.
 
         Args:
-            pipeline: a compiled pipeline (or anything :meth:`compile` takes).
+            pipeline: a compiled pipeline (or anything :meth:`compile` takes), or the
+                ref of a stored one: a name (its current version, or its canary's
+                candidate for the canary's share of runs), an alias or
+                ``sha256:<hex>`` (see :attr:`pipelines`).
             inputs: input name → value.
             timeout: seconds for this execution (the smallest of this, the pipeline's
                 ``@timeout`` and ``default_timeout`` applies).
@@ -385,7 +416,11 @@ class Constellation:
             UnknownInputError: an input name the pipeline does not declare.
             QueueFullError: ``max_queue_size`` executions are already waiting.
             CompilationError: ``pipeline`` was not compiled and does not compile.
+            UnknownPipelineError: a ref (a name) of no stored pipeline.
         """
+        if type(pipeline) is str and is_ref(pipeline):
+            return self.pipelines.submit(pipeline, inputs, timeout=timeout,
+                                         priority=priority)
         return self._submit(pipeline, inputs, timeout, priority, None)
 
     def _submit(self, pipeline: Pipeline | DagSpec | PipelineBuilder | str,
@@ -522,7 +557,11 @@ class Constellation:
         Called from a thread outside the engine's pools, the calling thread helps: it
         runs its own execution's turns and quick module calls itself while it waits
         (see ``SchedulerConfig.caller_helps`` and docs/performance-tuning.md).
+        A ref of a stored pipeline (a name, an alias, ``sha256:<hex>``) runs it, with
+        canary routing (see :meth:`submit`).
         """
+        if type(pipeline) is str and is_ref(pipeline):
+            return self.pipelines.run(pipeline, inputs, timeout=timeout, priority=priority)
         if self.scheduler.caller_helps and current_pool() is None \
                 and helping() is None:
             return Helper(self._runtime).run(

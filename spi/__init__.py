@@ -19,7 +19,16 @@ from constellation.spi._listener import (
 from constellation.spi._metrics import InMemoryMetrics, LoggingMetrics, MetricsProvider, NoOpMetrics
 from constellation.spi._otel import OpenTelemetryTracer
 from constellation.spi._outbox import OutboxListener
+from constellation.spi._pipelines import (
+    CanarySetting,
+    InMemoryPipelineStore,
+    NoOpPipelineStore,
+    PipelineStore,
+    PipelineVersion,
+    StoredPipeline,
+)
 from constellation.spi._postgres import PostgresExecutionStorage
+from constellation.spi._postgres_pipelines import PostgresPipelineStore
 from constellation.spi._prometheus import PrometheusMetrics
 from constellation.spi._redis import RedisCacheBackend
 from constellation.spi._registry import (
@@ -38,6 +47,7 @@ from constellation.spi._retry import (
     RetryPolicy,
     policy_for,
 )
+from constellation.spi._sql_pipelines import SqlitePipelineStore
 from constellation.spi._sqlite import SqliteExecutionStorage
 from constellation.spi._storage import (
     ClaimingStorage,
@@ -53,6 +63,7 @@ __all__ = [
     "Backends",
     "CacheBackend",
     "CacheStats",
+    "CanarySetting",
     "ClaimingStorage",
     "CompositeListener",
     "ExecutionEvent",
@@ -64,6 +75,7 @@ __all__ = [
     "InMemoryCacheBackend",
     "InMemoryExecutionStorage",
     "InMemoryMetrics",
+    "InMemoryPipelineStore",
     "KINDS",
     "LinearBackoff",
     "LoggingListener",
@@ -74,17 +86,23 @@ __all__ = [
     "NoOpExecutionStorage",
     "NoOpListener",
     "NoOpMetrics",
+    "NoOpPipelineStore",
     "NoOpSpan",
     "NoOpTracer",
     "NoRetry",
     "OpenTelemetryTracer",
     "OutboxListener",
+    "PipelineStore",
+    "PipelineVersion",
     "PostgresExecutionStorage",
+    "PostgresPipelineStore",
     "PrometheusMetrics",
     "RedisCacheBackend",
     "RetryPolicy",
     "Span",
     "SqliteExecutionStorage",
+    "SqlitePipelineStore",
+    "StoredPipeline",
     "TracerProvider",
     "create_backend",
     "list_backends",

@@ -21,6 +21,9 @@ class Backends:
         listener: an ExecutionListener.
         storage: an ExecutionStorage.
         cache: a CacheBackend.
+        pipelines: a PipelineStore (``engine.pipelines`` keeps pipelines, versions,
+            aliases and canaries in it; given one, ``engine.compile(source, name=...)``
+            records a version).
     """
 
     metrics: Any = None
@@ -28,3 +31,4 @@ class Backends:
     listener: Any = None
     storage: Any = None
     cache: Any = None
+    pipelines: Any = None

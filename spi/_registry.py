@@ -1,6 +1,7 @@
 """The backend registry: backends by kind and name, and plugins from entry points.
 
-Kinds: ``metrics``, ``tracer``, ``listener``, ``storage``, ``cache``, ``retry``. The
+Kinds: ``metrics``, ``tracer``, ``listener``, ``storage``, ``cache``, ``retry``,
+``pipelines``. The
 built-in backends are registered by name; packages add theirs through the entry-point
 group ``constellation.backends.<kind>`` (the entry point's name is the backend's name,
 its object a factory). Selection is always by explicit name (``cache_backend: "redis"``),
@@ -25,7 +26,7 @@ __all__ = ["KINDS", "BackendInfo", "create_backend", "list_backends", "register_
 
 logger = logging.getLogger("constellation.spi")
 
-KINDS = ("metrics", "tracer", "listener", "storage", "cache", "retry")
+KINDS = ("metrics", "tracer", "listener", "storage", "cache", "retry", "pipelines")
 ENTRY_POINT_GROUP = "constellation.backends.{kind}"
 
 
@@ -141,10 +142,13 @@ def _register_builtins() -> None:
     from constellation.spi._metrics import InMemoryMetrics, LoggingMetrics, NoOpMetrics
     from constellation.spi._otel import OpenTelemetryTracer
     from constellation.spi._outbox import OutboxListener
+    from constellation.spi._pipelines import InMemoryPipelineStore, NoOpPipelineStore
     from constellation.spi._postgres import PostgresExecutionStorage
+    from constellation.spi._postgres_pipelines import PostgresPipelineStore
     from constellation.spi._prometheus import PrometheusMetrics
     from constellation.spi._redis import RedisCacheBackend
     from constellation.spi._retry import ExponentialBackoff, FixedDelay, LinearBackoff, NoRetry
+    from constellation.spi._sql_pipelines import SqlitePipelineStore
     from constellation.spi._sqlite import SqliteExecutionStorage
     from constellation.spi._storage import InMemoryExecutionStorage, NoOpExecutionStorage
     from constellation.spi._tracing import NoOpTracer
@@ -174,6 +178,12 @@ def _register_builtins() -> None:
         ("retry", "fixed", FixedDelay, "fixed delay"),
         ("retry", "linear", LinearBackoff, "linear backoff"),
         ("retry", "exponential", ExponentialBackoff, "exponential backoff with jitter"),
+        ("pipelines", "memory", InMemoryPipelineStore, "pipelines in memory (default)"),
+        ("pipelines", "noop", NoOpPipelineStore, "keep no pipelines, record no versions"),
+        ("pipelines", "sqlite", SqlitePipelineStore,
+         "pipelines, versions, aliases, canaries in a SQLite file (path=...)"),
+        ("pipelines", "postgres", PostgresPipelineStore,
+         "pipelines in PostgreSQL (dsn=...; the 'postgres' extra)"),
     ]
     for kind, name, factory, description in builtins:
         _backends[(kind, name)] = BackendInfo(kind, name, factory, description, "builtin")

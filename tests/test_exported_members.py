@@ -23,6 +23,8 @@ EXPECTED = {
     "NodeRecord", "NodeStatus", "Pipeline", "PipelineBuilder", "Priority", "QueueFullError",
     "Ref", "SchedulerConfig", "ShuttingDownError", "UnknownInputError", "UnknownModuleError",
     "module",
+    "NoCanaryError", "PipelineConflictError", "PipelineError", "PipelineStoreError",
+    "UnknownHashError", "UnknownPipelineError", "UnknownVersionError",
 }
 
 
@@ -42,6 +44,8 @@ SPI_EXPECTED = [
     "PostgresExecutionStorage", "PrometheusMetrics", "RedisCacheBackend", "RetryPolicy", "Span",
     "SqliteExecutionStorage", "TracerProvider", "create_backend", "list_backends", "policy_for",
     "register_backend", "unregister_backend",
+    "CanarySetting", "InMemoryPipelineStore", "NoOpPipelineStore", "PipelineStore",
+    "PipelineVersion", "PostgresPipelineStore", "SqlitePipelineStore", "StoredPipeline",
 ]
 
 ACTORS_EXPECTED = [

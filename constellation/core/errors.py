@@ -21,7 +21,14 @@ ConstellationError                      E000  root; .code, .message, .details
 │   ├── CircuitOpenError                E403  a module's circuit breaker is open
 │   └── EngineFailedError               E404  the engine's supervisor failed; nothing runs
 ├── ExecutionCancelledError             E501  recorded on CANCELLED results
-└── ExecutionTimeoutError               E502  recorded on TIMED_OUT results
+├── ExecutionTimeoutError               E502  recorded on TIMED_OUT results
+└── PipelineError                       E700  stored pipelines (``engine.pipelines``)
+    ├── PipelineStoreError              E701  the pipeline store failed, or holds a bad entry
+    ├── UnknownPipelineError            E702  no stored pipeline (or alias) by that name
+    ├── UnknownVersionError             E703  the name has no such version (or none before)
+    ├── UnknownHashError                E704  no stored pipeline with that structural hash
+    ├── PipelineConflictError           E705  refused: it would break what the store holds
+    └── NoCanaryError                   E706  the name has no canary
 ```
 
 Codes are stable: tests, logs and the HTTP API match on them, never on message text.
@@ -49,12 +56,19 @@ __all__ = [
     "ModuleExecutionError",
     "ModuleOutputTypeError",
     "ModuleTimeoutError",
+    "NoCanaryError",
+    "PipelineConflictError",
+    "PipelineError",
+    "PipelineStoreError",
     "QueueFullError",
     "ResumeError",
     "SchedulingError",
     "ShuttingDownError",
+    "UnknownHashError",
     "UnknownInputError",
     "UnknownModuleError",
+    "UnknownPipelineError",
+    "UnknownVersionError",
 ]
 
 
@@ -256,3 +270,56 @@ class ExecutionTimeoutError(ConstellationError):
     """The execution passed its deadline before it finished."""
 
     code = "E502"
+
+
+class PipelineError(ConstellationError):
+    """Root of the errors of stored pipelines (``engine.pipelines``, runs by name)."""
+
+    code = "E700"
+
+
+class PipelineStoreError(PipelineError):
+    """The pipeline store failed: its backend raised or timed out
+    (``details["reason"] == "backend"``, ``__cause__`` is the backend's exception), an
+    entry could not be decoded (``"corrupt"``), a stored pipeline rebuilds with another
+    structural hash than it was saved with (``"hash_mismatch"``: the modules it calls
+    changed), or a pipeline cannot be stored (``"unstorable"``).
+    ``details["operation"]`` names the store call."""
+
+    code = "E701"
+
+
+class UnknownPipelineError(PipelineError):
+    """No stored pipeline has this name, and no alias either (``details["name"]``)."""
+
+    code = "E702"
+
+
+class UnknownVersionError(PipelineError):
+    """The name has no such version (``details["name"]``, ``["version"]``), or, for a
+    rollback without a version, no version before the current one
+    (``details["reason"] == "no_previous_version"``)."""
+
+    code = "E703"
+
+
+class UnknownHashError(PipelineError):
+    """No stored pipeline has this structural hash (``details["structural_hash"]``)."""
+
+    code = "E704"
+
+
+class PipelineConflictError(PipelineError):
+    """A change refused because of what the store holds; ``details["reason"]``:
+    ``current_version`` (deleting the version that is current: roll back first),
+    ``referenced`` (deleting a stored pipeline that a version, alias or canary still
+    names), ``name_is_alias`` / ``alias_is_name`` (a name is either a versioned
+    pipeline or an alias, not both)."""
+
+    code = "E705"
+
+
+class NoCanaryError(PipelineError):
+    """The name has no canary to report, promote or roll back (``details["name"]``)."""
+
+    code = "E706"

@@ -16,7 +16,7 @@ import pytest
 from tests.spi.services import POSTGRES_DSN, REDIS_URL, postgres_dsn, redis_client
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "spi"
-PAGES = ["metrics", "tracing", "listeners", "storage", "cache", "retry"]
+PAGES = ["metrics", "tracing", "listeners", "storage", "cache", "retry", "pipelines"]
 
 
 def examples(page: str) -> list[str]:
@@ -67,6 +67,15 @@ def test_storage_page(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", POSTGRES_DSN)
     ns = run_page("storage")
     assert ns["resumed"].outputs == {"j": "left-right"}
+
+
+def test_pipelines_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    postgres_dsn()  # skips locally (fails under CI) without PostgreSQL
+    monkeypatch.setenv("DATABASE_URL", POSTGRES_DSN)
+    ns = run_page("pipelines")
+    assert ns["outputs"].count("hi") == 2
+    assert ns["promoted"] == 2
+    assert ns["status"].candidate.runs == 2
 
 
 def test_cache_page(monkeypatch: pytest.MonkeyPatch) -> None:

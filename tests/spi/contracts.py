@@ -318,3 +318,163 @@ class RetryContract:
         assert all(0 <= d <= 30.0 for d in allowed)
         assert delays[3:] == [None, None]
         assert len(allowed) in (0, 3)
+
+
+def stored(n: int, *, source: str | None = "in x: Int\nout x", name: str = "p",
+           at: float | None = None) -> Any:
+    from constellation.spi import StoredPipeline
+
+    spec = None if source is not None else {"format": 1, "nodes": [n, "x"]}
+    return StoredPipeline(f"{n:064x}", name, source, spec,
+                          1000.0 + n if at is None else at)
+
+
+class PipelineStoreContract:
+    """Every PipelineStore that keeps what it is given (all but the no-op)."""
+
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def test_implements_the_protocol_and_is_a_context_manager(self) -> None:
+        from constellation.spi import PipelineStore
+
+        store = self.make()
+        assert isinstance(store, PipelineStore)
+        with store as same:
+            assert same is store
+
+    def test_save_then_load_gives_the_same_entry_and_a_second_save_keeps_the_first(
+            self) -> None:
+        store = self.make()
+        store.save(stored(1))
+        store.save(stored(2, source=None))
+        assert store.load(f"{1:064x}") == stored(1)
+        assert store.load(f"{2:064x}") == stored(2, source=None)
+        assert store.load("f" * 64) is None
+        store.save(stored(1, source="in y: Int\nout y", name="other"))
+        assert store.load(f"{1:064x}") == stored(1)
+
+    def test_list_is_oldest_first_and_paged_and_delete_removes(self) -> None:
+        store = self.make()
+        for n in (3, 1, 2):
+            store.save(stored(n))
+        assert [e.structural_hash[-1] for e in store.list()] == ["1", "2", "3"]
+        assert [e.structural_hash[-1] for e in store.list(limit=1, offset=1)] == ["2"]
+        assert store.delete(f"{2:064x}") is True
+        assert store.delete(f"{2:064x}") is False
+        assert [e.structural_hash[-1] for e in store.list()] == ["1", "3"]
+
+    def test_versions_count_from_one_and_a_known_hash_adds_none(self) -> None:
+        store = self.make()
+        assert store.add_version("p", "a" * 64, make_current=True, created_at=1.0) == (1, True)
+        assert store.add_version("p", "b" * 64, make_current=True, created_at=2.0) == (2, True)
+        assert store.add_version("p", "a" * 64, make_current=True, created_at=3.0) == (
+            1, False)
+        assert store.add_version("q", "a" * 64, make_current=True, created_at=4.0) == (
+            1, True)
+        assert [(v.version, v.structural_hash[0], v.created_at) for v in store.versions("p")
+                ] == [(1, "a", 1.0), (2, "b", 2.0)]
+        assert store.current("p").version == 2  # the known hash did not make v1 current
+        assert store.versions("nope") == []
+        assert store.current("nope") is None
+        assert store.names() == ["p", "q"]
+
+    def test_the_first_version_is_current_and_make_current_false_keeps_the_current(
+            self) -> None:
+        store = self.make()
+        store.add_version("p", "a" * 64, make_current=False, created_at=1.0)
+        assert store.current("p").version == 1
+        store.add_version("p", "b" * 64, make_current=False, created_at=2.0)
+        assert store.current("p").version == 1
+        assert store.set_current("p", 2) is True
+        assert store.current("p").structural_hash == "b" * 64
+        assert store.set_current("p", 7) is False
+        assert store.set_current("nope", 1) is False
+        assert store.current("p").version == 2
+
+    def test_the_current_version_is_not_deleted_and_numbers_are_never_reused(self) -> None:
+        store = self.make()
+        for n, h in enumerate("abc", 1):
+            store.add_version("p", h * 64, make_current=n < 3, created_at=float(n))
+        assert store.current("p").version == 2
+        assert store.delete_version("p", 2) is False
+        assert store.delete_version("p", 3) is True
+        assert store.delete_version("p", 3) is False
+        assert store.delete_version("nope", 1) is False
+        assert [v.version for v in store.versions("p")] == [1, 2]
+        assert store.add_version("p", "d" * 64, make_current=False, created_at=4.0) == (
+            4, True)
+        assert store.add_version("p", "c" * 64, make_current=False, created_at=5.0) == (
+            5, True)
+
+    def test_delete_name_removes_versions_and_canary_and_numbering_starts_again(
+            self) -> None:
+        from constellation.spi import CanarySetting
+
+        store = self.make()
+        store.add_version("p", "a" * 64, make_current=True, created_at=1.0)
+        store.add_version("p", "b" * 64, make_current=True, created_at=2.0)
+        store.set_canary(CanarySetting("p", "c" * 64, 0.25, 3.0))
+        assert store.delete_name("p") is True
+        assert store.delete_name("p") is False
+        assert store.versions("p") == []
+        assert store.current("p") is None
+        assert store.canary("p") is None
+        assert store.names() == []
+        assert store.add_version("p", "b" * 64, make_current=True, created_at=4.0) == (
+            1, True)
+
+    def test_aliases(self) -> None:
+        store = self.make()
+        assert store.alias("stable") is None
+        store.set_alias("stable", "a" * 64)
+        store.set_alias("beta", "b" * 64)
+        store.set_alias("stable", "c" * 64)
+        assert store.alias("stable") == "c" * 64
+        assert store.aliases() == {"beta": "b" * 64, "stable": "c" * 64}
+        assert store.delete_alias("beta") is True
+        assert store.delete_alias("beta") is False
+        assert store.aliases() == {"stable": "c" * 64}
+
+    def test_canaries(self) -> None:
+        from constellation.spi import CanarySetting
+
+        store = self.make()
+        assert store.canary("p") is None
+        store.set_canary(CanarySetting("p", "a" * 64, 0.1, 1.0))
+        store.set_canary(CanarySetting("p", "b" * 64, 0.5, 2.0))
+        assert store.canary("p") == CanarySetting("p", "b" * 64, 0.5, 2.0)
+        assert store.delete_canary("p") is True
+        assert store.delete_canary("p") is False
+        assert store.canary("p") is None
+
+    def test_concurrent_adds_of_one_name_get_unique_gapless_versions(self) -> None:
+        store = self.make()
+        barrier = threading.Barrier(8)
+        got: list[tuple[int, bool]] = []
+        errors: list[BaseException] = []
+
+        def add(n: int) -> None:
+            try:
+                barrier.wait(10)
+                for j in range(5):
+                    got.append(store.add_version("p", f"{n}-{j}".ljust(64, "0"),
+                                                 make_current=True, created_at=float(n)))
+                    # every thread also adds one hash that all of them add
+                    got.append(store.add_version("p", "s" * 64, make_current=True,
+                                                 created_at=float(n)))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=add, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        added = sorted(v for v, was_added in got if was_added)
+        assert added == list(range(1, 42))  # 40 distinct hashes + the shared one, once
+        assert [v.version for v in store.versions("p")] == list(range(1, 42))
+        shared = {v for v, was_added in got if not was_added}
+        assert len(shared) == 1
+        assert len({v.structural_hash for v in store.versions("p")}) == 41
