@@ -1,22 +1,31 @@
 """The ``constellation`` command.
 
     constellation run FILE.cst [--input name=value ...] [--inputs inputs.json] [--timeout S]
-                               [--progress] [-v | -q]
-    constellation check FILE.cst
-    constellation modules [--json]
+                               [--progress] [--storage FILE] [--modules M ...] [-v | -q]
+    constellation resume EXECUTION_ID --storage FILE [--input name=value ...]
+    constellation check FILE.cst [--modules M ...]
+    constellation modules [--json] [--modules M ...]
     constellation graph FILE.cst [--format mermaid|dot|svg|png] [-o FILE] [--transforms]
-    constellation version
+    constellation version | constellation --version
 
-``run`` prints ``{"status": ..., "outputs": {...}}`` (plus ``errors`` when there are any)
-as JSON. Exit codes: 0 completed, 1 the execution did not complete, 2 usage or compile
-error. ``--progress`` shows each node as it starts, retries, finishes or fails, on
-standard error (a live table on a terminal when ``rich`` is installed, plain lines
-otherwise); ``-v``/``-vv`` show the engine's INFO/DEBUG log records and ``-q``/``-qq``
-only its errors/nothing (the default shows its warnings), also on standard error.
-``check`` prints each diagnostic as ``file:line:col: CODE message`` with the
-source line and a caret, and exits 2 when there is an error. ``graph`` prints (or writes
-with ``-o``) a picture of the pipeline: Mermaid or DOT text, or SVG/PNG drawn by
-Graphviz's ``dot`` when it is installed.
+``run`` prints ``{"status": ..., "outputs": {...}}`` (plus ``errors`` when there are
+any, and the ``execution_id`` with ``--storage``) as JSON. Exit codes: 0 completed, 1
+the execution did not complete, 2 usage or compile error. ``--progress`` shows each node
+as it starts, retries, finishes or fails, on standard error (a live table on a terminal
+when ``rich`` is installed, plain lines otherwise); ``-v``/``-vv`` show the engine's
+INFO/DEBUG log records and ``-q``/``-qq`` only its errors/nothing (the default shows its
+warnings), also on standard error.
+``check`` prints each diagnostic as ``file:line:col: CODE message`` with the source line
+and a caret, and exits 2 when there is an error. ``graph`` prints (or writes with
+``-o``) a picture of the pipeline: Mermaid or DOT text, or SVG/PNG drawn by Graphviz's
+``dot`` when it is installed.
+
+``FILE.cst`` may be ``-`` (standard input). ``--modules`` (repeatable) registers your own
+``@module`` functions: a ``.py`` file, an importable module name, or ``ep:NAME`` (an
+entry point of the group ``constellation.modules``). ``run --storage FILE`` keeps the
+execution's record (and the pipeline) in a SQLite file, so that a run SUSPENDED for
+missing inputs can be finished later with ``resume``. Output cut short by a closed pipe
+(``constellation modules | head``) ends quietly with exit code 141.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_PIPE = 141  # as a process that SIGPIPE ended: its output was cut short
 
 
 class _UsageError(Exception):
@@ -42,8 +52,15 @@ class _UsageError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="constellation", description="Constellation: an embeddable pipeline engine.")
+    from constellation import __version__
+
+    parser.add_argument("--version", action="version", version=f"constellation {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--modules", dest="module_sources", action="append", default=[],
+                        metavar="FILE.py|MODULE|ep:NAME",
+                        help="register the @module functions of a .py file, an importable "
+                             "module or an entry point (repeatable)")
     common.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more (INFO; -vv: DEBUG) on standard error")
     common.add_argument("-q", "--quiet", action="count", default=0,
@@ -58,10 +75,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, help="seconds")
     run.add_argument("--progress", action="store_true",
                      help="show each node's progress live on standard error")
+    run.add_argument("--storage", type=Path, metavar="FILE",
+                     help="keep the execution's record in this SQLite file (for resume)")
+    resume = sub.add_parser("resume", parents=[common],
+                            help="finish a suspended run recorded with run --storage")
+    resume.add_argument("execution_id")
+    resume.add_argument("--storage", type=Path, metavar="FILE", required=True)
+    resume.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
+                        help="a missing input (JSON value; strings may be bare)")
+    resume.add_argument("--timeout", type=float, default=None, help="seconds")
     check = sub.add_parser("check", parents=[common],
                            help="compile a .cst pipeline and print diagnostics")
     check.add_argument("file", type=Path)
-    mods = sub.add_parser("modules", help="list modules and functions with their signatures")
+    mods = sub.add_parser("modules", parents=[common],
+                          help="list modules and functions with their signatures")
     mods.add_argument("--json", action="store_true", help="print JSON instead of text")
     sub.add_parser("version", help="print the version")
     graph = sub.add_parser("graph", parents=[common],
@@ -139,27 +166,60 @@ def _configure_logging(verbosity: int) -> Any:
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
-        if args.command == "version":
-            from constellation import __version__
-
-            print(__version__)
-            return EXIT_OK
-        if args.command == "modules":
-            return _modules(as_json=args.json)
-        if args.command == "check":
-            return _check(args.file)
-        if args.command == "graph":
-            return _graph(args.file, args.format, args.output, transforms=args.transforms)
-        if args.command == "run":
-            return _run(args.file, args.input, args.inputs, args.timeout,
-                        progress=args.progress)
-        if args.command == "serve":
-            return _serve(args)
+        return _command(parser, args)
     except _UsageError as exc:
         print(f"constellation: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (``constellation modules | head``): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "version":
+        from constellation import __version__
+
+        print(__version__)
+        return EXIT_OK
+    if args.command == "serve":
+        return _serve(args)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    modules = _user_modules(args.module_sources)
+    if args.command == "modules":
+        return _modules(as_json=args.json, extra=modules)
+    if args.command == "check":
+        return _check(args.file, modules)
+    if args.command == "graph":
+        return _graph(args.file, args.format, args.output, transforms=args.transforms,
+                      modules=modules)
+    if args.command == "run":
+        return _run(args.file, args.input, args.inputs, args.timeout,
+                    progress=args.progress, modules=modules, storage=args.storage)
+    if args.command == "resume":
+        return _resume(args.execution_id, args.input, args.storage, args.timeout, modules)
     parser.print_help(sys.stderr)
     return EXIT_USAGE
+
+
+def _user_modules(sources: list[str]) -> list[Any]:
+    from constellation._loading import load_modules
+    from constellation.core.errors import ConfigurationError
+
+    try:
+        return load_modules(sources)
+    except ConfigurationError as exc:
+        raise _UsageError(exc.message) from None
+
+
+def _name(path: Path) -> str:
+    return "stdin" if str(path) == "-" else path.stem
 
 
 def _read(path: Path) -> str:
@@ -167,7 +227,7 @@ def _read(path: Path) -> str:
     from constellation.lang.parser import decode_source
 
     try:
-        data = path.read_bytes()
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
         raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
@@ -186,15 +246,15 @@ def _print_diagnostics(path: Path, diagnostics: Sequence[Any], stream: Any) -> N
             print("    " + d.snippet.replace("\n", "\n    "), file=stream)
 
 
-def _check(path: Path) -> int:
+def _check(path: Path, modules: list[Any]) -> int:
     from constellation.core.errors import CompilationError
     from constellation.engine import Constellation
     from constellation.lang.compiler import compile_source
 
     source = _read(path)
-    with Constellation() as engine:
+    with Constellation(modules) as engine:
         try:
-            compiled = compile_source(source, engine.modules, path.stem)
+            compiled = compile_source(source, engine.modules, _name(path))
         except CompilationError as exc:
             _print_diagnostics(path, exc.errors, sys.stdout)
             return EXIT_USAGE
@@ -205,7 +265,8 @@ def _check(path: Path) -> int:
     return EXIT_OK
 
 
-def _graph(path: Path, fmt: str, output: Path | None, *, transforms: bool) -> int:
+def _graph(path: Path, fmt: str, output: Path | None, *, transforms: bool,
+           modules: list[Any]) -> int:
     from constellation.core.errors import CompilationError, ConfigurationError
     from constellation.core.graph import render_graphviz
     from constellation.engine import Constellation
@@ -213,9 +274,9 @@ def _graph(path: Path, fmt: str, output: Path | None, *, transforms: bool) -> in
     if fmt == "png" and output is None:
         raise _UsageError("--format png writes binary data: give -o FILE.png")
     source = _read(path)
-    with Constellation() as engine:
+    with Constellation(modules) as engine:
         try:
-            pipeline = engine.compile(source, name=path.stem)
+            pipeline = engine.compile(source, name=_name(path))
         except CompilationError as exc:
             _print_diagnostics(path, exc.errors, sys.stderr)
             return EXIT_USAGE
@@ -239,13 +300,69 @@ def _graph(path: Path, fmt: str, output: Path | None, *, transforms: bool) -> in
     return EXIT_OK
 
 
+def _parse_pairs(pairs: list[str], types: Any, where: str) -> dict[str, Any]:
+    from constellation.core.types import CString
+
+    raw: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise _UsageError(f"--input takes name=value, got {pair!r}")
+        if name not in types:
+            declared = ", ".join(types) or "none"
+            raise _UsageError(f"{where} has no input {name!r} (it declares {declared})")
+        if isinstance(types[name], CString):
+            raw[name] = text
+        else:
+            try:
+                raw[name] = json.loads(text)
+            except json.JSONDecodeError:
+                raise _UsageError(f"--input {name}: {text!r} is not a JSON value of type "
+                                  f"{types[name]}") from None
+    return raw
+
+
+def _body(pipeline: Any, result: Any, *, with_id: bool) -> dict[str, Any]:
+    from constellation.core.types import to_json
+
+    out_types = pipeline.outputs
+    body: dict[str, Any] = {"execution_id": result.execution_id} if with_id else {}
+    body |= {
+        "status": result.status.value,
+        "outputs": {n: to_json(out_types[n], v) if out_types.get(n) else v
+                    for n, v in result.outputs.items()},
+    }
+    if result.errors:
+        body["errors"] = [e.to_dict() for e in result.errors]
+    if result.missing_inputs:
+        body["missing_inputs"] = dict(result.missing_inputs)
+    return body
+
+
+def _backends(storage: Path | None, listener: Any) -> Any:
+    from constellation.spi._backends import Backends
+
+    if storage is None and listener is None:
+        return None
+    if storage is None:
+        return Backends(listener=listener)
+    from constellation.core.errors import ConstellationError
+    from constellation.spi import SqliteExecutionStorage, SqlitePipelineStore
+
+    try:
+        return Backends(storage=SqliteExecutionStorage(str(storage)),
+                        pipelines=SqlitePipelineStore(str(storage)), listener=listener)
+    except ConstellationError as exc:
+        raise _UsageError(f"--storage {storage}: {exc.message}") from None
+
+
 def _run(path: Path, pairs: list[str], inputs_file: Path | None, timeout: float | None,
-         *, progress: bool = False) -> int:
+         *, progress: bool = False, modules: list[Any] | None = None,
+         storage: Path | None = None) -> int:
     from constellation.core.errors import CompilationError, ConstellationError
-    from constellation.core.types import CString, from_json, to_json
+    from constellation.core.types import from_json
     from constellation.engine import Constellation
     from constellation.progress import progress_listener
-    from constellation.spi._backends import Backends
 
     source = _read(path)
     raw: dict[str, Any] = {}
@@ -259,30 +376,14 @@ def _run(path: Path, pairs: list[str], inputs_file: Path | None, timeout: float 
         raw.update(loaded)
     shown = progress_listener() if progress else None
     try:
-        with Constellation(backends=None if shown is None else Backends(listener=shown)
-                           ) as engine:
+        with Constellation(modules or [], backends=_backends(storage, shown)) as engine:
             try:
-                pipeline = engine.compile(source, name=path.stem)
+                pipeline = engine.compile(source, name=_name(path))
             except CompilationError as exc:
                 _print_diagnostics(path, exc.errors, sys.stderr)
                 return EXIT_USAGE
             types = pipeline.inputs
-            for pair in pairs:
-                name, sep, text = pair.partition("=")
-                if not sep:
-                    raise _UsageError(f"--input takes name=value, got {pair!r}")
-                if name not in types:
-                    declared = ", ".join(types) or "none"
-                    raise _UsageError(f"{path} has no input {name!r} (it declares "
-                                      f"{declared})")
-                if isinstance(types[name], CString):
-                    raw[name] = text
-                else:
-                    try:
-                        raw[name] = json.loads(text)
-                    except json.JSONDecodeError:
-                        raise _UsageError(f"--input {name}: {text!r} is not a JSON value "
-                                          f"of type {types[name]}") from None
+            raw.update(_parse_pairs(pairs, types, str(path)))
             try:
                 inputs = {n: from_json(types[n], v, f"input '{n}'") if n in types else v
                           for n, v in raw.items()}
@@ -290,20 +391,48 @@ def _run(path: Path, pairs: list[str], inputs_file: Path | None, timeout: float 
             except ConstellationError as exc:
                 print(f"constellation: {exc.message}", file=sys.stderr)
                 return EXIT_USAGE
-            out_types = pipeline.outputs
-            body: dict[str, Any] = {
-                "status": result.status.value,
-                "outputs": {n: to_json(out_types[n], v) if out_types.get(n) else v  # type: ignore[arg-type]
-                            for n, v in result.outputs.items()},
-            }
-            if result.errors:
-                body["errors"] = [e.to_dict() for e in result.errors]
-            if result.missing_inputs:
-                body["missing_inputs"] = dict(result.missing_inputs)
+            body = _body(pipeline, result, with_id=storage is not None)
         # Leaving the engine delivered every event: the display is complete.
     finally:
         if shown is not None:
             shown.close()
+    print(json.dumps(body, indent=2, default=str))
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _resume(execution_id: str, pairs: list[str], storage: Path, timeout: float | None,
+            modules: list[Any]) -> int:
+    from constellation.core.errors import ConstellationError
+    from constellation.core.types import from_json
+    from constellation.engine import Constellation
+
+    if not storage.is_file():
+        raise _UsageError(f"--storage {storage}: no such file (record runs with "
+                          "run --storage FILE)")
+    backends = _backends(storage, None)
+    with Constellation(modules, backends=backends) as engine:
+        try:
+            record = backends.storage.load(execution_id)
+        except ConstellationError as exc:
+            raise _UsageError(exc.message) from None
+        if record is None:
+            raise _UsageError(f"no execution {execution_id} in {storage}")
+        try:
+            pipeline = engine.pipelines.get(record.structural_hash)
+        except ConstellationError as exc:
+            raise _UsageError(f"the pipeline of execution {execution_id} cannot be rebuilt: "
+                              f"{exc.message} (give the modules it uses with --modules)"
+                              ) from None
+        types = pipeline.inputs
+        raw = _parse_pairs(pairs, types, f"execution {execution_id}")
+        try:
+            inputs = {n: from_json(types[n], v, f"input '{n}'") for n, v in raw.items()}
+            result = engine.resume(execution_id, inputs, pipeline=pipeline,
+                                   timeout=timeout).result()
+        except ConstellationError as exc:
+            print(f"constellation: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE
+        body = _body(pipeline, result, with_id=True)
     print(json.dumps(body, indent=2, default=str))
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -328,11 +457,11 @@ def _serve(args: argparse.Namespace) -> int:
         raise _UsageError(exc.message) from None
 
 
-def _modules(*, as_json: bool) -> int:
+def _modules(*, as_json: bool, extra: list[Any] | None = None) -> int:
     from constellation.core.types import render
     from constellation.stdlib import HIGHER_ORDER, default_modules
 
-    modules = sorted(default_modules(), key=lambda m: m.name)
+    modules = sorted([*default_modules(), *(extra or [])], key=lambda m: m.name)
     functions = {short: f"{full}(items: List<T>, f: (T) => {_HOF_RESULT[short]})"
                  for short, full in HIGHER_ORDER.items()}
     if as_json:
