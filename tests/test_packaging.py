@@ -78,3 +78,32 @@ def test_an_installed_wheel_ignores_actors_and_spi_in_the_working_directory(
                          cwd=work, env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert '"status": "completed"' in ran.stdout
+
+
+def test_the_sdist_carries_its_tests_and_runs_them(tmp_path: Path) -> None:
+    """An sdist unpacked elsewhere holds the tests, docs and examples its test command
+    needs, and a test module run from it imports the unpacked package."""
+    import tarfile
+
+    out = tmp_path / "sdist"
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "-o", str(out), str(ROOT)],
+                   check=True, timeout=300, capture_output=True)
+    (built,) = out.glob("constellation_engine-*.tar.gz")
+    with tarfile.open(built) as tf:
+        names = tf.getnames()
+        tf.extractall(tmp_path / "src", filter="data")
+    (top,) = {n.split("/", 1)[0] for n in names}
+    for member in ("tests/conftest.py", "tests/test_examples.py", "docs/language.md",
+                   "examples/pipelines/text-analysis.cst", "LICENSE", "CHANGELOG.md",
+                   "constellation/actors/_node.py", "constellation/lang/grammar.lark",
+                   "constellation/http/static/dashboard.html", "pyproject.toml"):
+        assert f"{top}/{member}" in names, member
+    src = tmp_path / "src" / top
+    proc = subprocess.run(
+        [sys.executable, "-c", "import constellation, sys; print(constellation.__file__)"],
+        cwd=src, capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip().startswith(str(src))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/core/test_types.py", "tests/test_error_reference.py"],
+                          cwd=src, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
