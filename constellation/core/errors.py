@@ -63,6 +63,7 @@ __all__ = [
     "QueueFullError",
     "ResumeError",
     "SchedulingError",
+    "SecretNotFoundError",
     "ShuttingDownError",
     "UnknownHashError",
     "UnknownInputError",
@@ -218,6 +219,13 @@ class ExecutorError(ModuleExecutionError):
     process pool, an argument it cannot serialize) or lost it (a dead worker)."""
 
     code = "E312"
+
+
+class SecretNotFoundError(ModuleExecutionError):
+    """``ctx.secret(name)`` found no such secret in the engine's secrets backend: the
+    call fails with this error (call options apply)."""
+
+    code = "E320"
 
 
 class InternalError(ConstellationError):
