@@ -8,11 +8,13 @@ import types
 import typing
 from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
 
+from constellation.core.handlers import handler_for
 from constellation.core.types import (
     BOOLEAN,
     FLOAT,
     INT,
     STRING,
+    CHandled,
     CList,
     CMap,
     COptional,
@@ -74,12 +76,16 @@ def from_annotation(annotation: Any, where: str = "annotation") -> CType:
                 {f.name: from_annotation(hints[f.name], f"{where}.{f.name}")
                  for f in dataclasses.fields(annotation)}
             )
+    handler = handler_for(annotation)
+    if handler is not None:
+        return CHandled(handler.name)
     return _bad(annotation, where)
-
 
 
 def _bad(annotation: Any, where: str) -> CType:
     raise TypeError(
         f"{where}: {annotation!r} has no Constellation type; use str, int, float, bool, "
-        "list[T], dict[K, V], T | None, a TypedDict or a dataclass"
+        "list[T], dict[K, V], T | None, a TypedDict, a dataclass, or a type with a "
+        "registered type handler (constellation.core.handlers: datetime, date, bytes, "
+        "Decimal, UUID, typing.Any built in)"
     )

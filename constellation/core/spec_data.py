@@ -20,6 +20,7 @@ from constellation.core.types import (
     INT,
     NOTHING,
     STRING,
+    CHandled,
     CList,
     CMap,
     COptional,
@@ -57,6 +58,8 @@ def _type(t: CType) -> Any:
             return ["Record", [[n, _type(ft)] for n, ft in fields]]
         case CUnion(members):
             return ["Union", [_type(m) for m in members]]
+        case CHandled(name):
+            return ["Handled", name]
     raise TypeError(f"cannot store the type {t!r}")
 
 
@@ -80,6 +83,8 @@ def _untype(data: Any) -> CType:
         return CRecord(tuple((str(n), _untype(ft)) for n, ft in args[0]))
     if kind == "Union":
         return CUnion(tuple(_untype(m) for m in args[0]))
+    if kind == "Handled":
+        return CHandled(str(args[0]))  # its handler is looked up when values are checked
     raise ValueError(f"unknown type kind {kind!r}")
 
 

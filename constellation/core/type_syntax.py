@@ -40,6 +40,8 @@ def parse_type(text: str, aliases: Mapping[str, CType] | None = None) -> CType:
     """
     tokens = [m.group(1) or m.group(2) for m in _TOKEN.finditer(text) if m.group(0).strip()]
     pos = 0
+    from constellation.core.handlers import handled_type
+
     names = {**SCALAR_TYPES, **(aliases or {})}
 
     def peek() -> str | None:
@@ -86,6 +88,9 @@ def parse_type(text: str, aliases: Mapping[str, CType] | None = None) -> CType:
             return generic_type(tok, args)
         if tok in names:
             return names[tok]
+        handled = handled_type(tok)
+        if handled is not None:
+            return handled
         raise TypeSyntaxError(f"in type {text!r}: unknown type {tok!r}")
 
     result = union()

@@ -34,8 +34,10 @@ __all__ = [
     "NOTHING",
     "SCALAR_TYPES",
     "STRING",
+    "HANDLERS",
     "CBoolean",
     "CFloat",
+    "CHandled",
     "CInt",
     "CList",
     "CMap",
@@ -171,6 +173,28 @@ class CUnion(CType):
         return None
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class CHandled(CType):
+    """A Python type the language knows through a *type handler* (``DateTime``,
+    ``Decimal``, ``DataFrame`` ...): checked, encoded and decoded by the handler
+    registered under ``name`` (see :mod:`constellation.core.handlers`)."""
+
+    name: str
+
+    @property
+    def handler(self) -> Any:
+        """The registered handler (looked up at use: types stay plain data)."""
+        found = HANDLERS.get(self.name)
+        if found is None:
+            raise InputTypeError(f"type {self.name} has no registered handler any more",
+                                 details={"expected": self.name})
+        return found
+
+
+HANDLERS: dict[str, Any] = {}
+"""Type handlers by language name (filled by :mod:`constellation.core.handlers`)."""
+
+
 STRING = CString()
 INT = CInt()
 FLOAT = CFloat()
@@ -225,6 +249,9 @@ def render(t: CType) -> str:
         name = _SCALAR_NAMES.get(item.__class__)
         if name is not None:
             out.append(name)
+            continue
+        if isinstance(item, CHandled):
+            out.append(item.name)
             continue
         parts: list[CType | str]
         match item:
@@ -366,10 +393,25 @@ def coerce(t: CType, value: Any, path: str = "value") -> Any:
                 return Tagged(render(fits[0]), coerce(fits[0], value, path))
         case CNothing():
             pass
+        case CHandled():
+            return _handled(t, value, path)
     raise InputTypeError(
         f"{path}: expected {render(t)}, got {_describe(value)}",
         details={"path": path, "expected": render(t), "got": _describe(value)},
     )
+
+
+def _handled(t: CHandled, value: Any, path: str) -> Any:
+    handler = t.handler
+    try:
+        return handler.check(value)
+    except InputTypeError:
+        raise
+    except Exception as exc:  # the handler's own refusal (TypeError, ValueError ...)
+        raise InputTypeError(f"{path}: expected {t.name}, got {_describe(value)} "
+                             f"({type(exc).__name__}: {exc})",
+                             details={"path": path, "expected": t.name,
+                                      "got": _describe(value)}) from None
 
 
 _SCALAR_PY: dict[type, type] = {CString: str, CInt: int, CBoolean: bool}
@@ -422,6 +464,8 @@ def zero_value(t: CType) -> Any:
             return {n: zero_value(ft) for n, ft in fields}
         case CUnion(members):
             return Tagged(render(members[0]), zero_value(members[0]))
+        case CHandled():
+            return t.handler.zero()
     return None
 
 
@@ -451,6 +495,8 @@ def to_json(t: CType, value: Any) -> Any:
             if isinstance(value, Tagged):
                 m = t.member(value.tag)
                 return {"tag": value.tag, "value": to_json(m, value.value) if m else value.value}
+        case CHandled():
+            return t.handler.to_json(value)
     return value
 
 
@@ -490,4 +536,15 @@ def from_json(t: CType, data: Any, path: str = "value") -> Any:
                 if n in data:
                     rec[n] = from_json(ft, data[n], f"{path}.{n}")
             return coerce(t, rec, path)
+        case CHandled():
+            handler = t.handler
+            try:
+                value = handler.from_json(data)
+            except InputTypeError:
+                raise
+            except Exception as exc:
+                raise InputTypeError(f"{path}: {_describe(data)} is not the JSON of a "
+                                     f"{t.name} ({type(exc).__name__}: {exc})",
+                                     details={"path": path, "expected": t.name}) from None
+            return coerce(t, value, path)
     return coerce(t, data, path)

@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from constellation.core.dag import DagSpec, DataNode
 from constellation.core.errors import CompilationError, Diagnostic
+from constellation.core.handlers import handled_type
 from constellation.core.types import (
     BOOLEAN,
     FLOAT,
     GENERIC_ARITY,
+    HANDLERS,
     INT,
     NOTHING,
     SCALAR_TYPES,
@@ -287,9 +289,10 @@ class _Compiler(Emission):
                             t.pos)
         match t:
             case A.TName(name):
-                found = SCALAR_TYPES.get(name) or self.aliases.get(name)
+                found = SCALAR_TYPES.get(name) or self.aliases.get(name) \
+                    or handled_type(name)
                 if found is None:
-                    known = [*SCALAR_TYPES, *self.aliases]
+                    known = [*SCALAR_TYPES, *self.aliases, *HANDLERS]
                     raise self.fail("E133", f"unknown type '{name}'{suggest(name, known)}",
                                     t.pos)
                 if depth + type_depth(found) > MAX_NESTING:
