@@ -46,6 +46,7 @@ Signature = tuple[Any, ...]
 Signatures = tuple[Signature, ...]
 
 _POLL = 0.02  # seconds between checks of the deadline, the client and close()
+_RECYCLE_CHARS = 64 * 1024  # a worker that compiled a source this long is replaced
 
 
 class CompileTimeoutError(ConstellationError):
@@ -226,7 +227,10 @@ class CompilePool:
                     raise compiler_failure(f"its process ended with exit code {code}"
                                            ) from None
                 raise
-            self._give_back(worker)
+            if len(source) >= _RECYCLE_CHARS:
+                self._discard(worker)  # a big compile leaves a big process behind
+            else:
+                self._give_back(worker)
         finally:
             self._free.release()
         kind = reply[0]
