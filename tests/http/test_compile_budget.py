@@ -55,6 +55,20 @@ def compile_source(source, modules, name="pipeline"):
     return _real(source, modules, name)
 
 compiler.compile_source = compile_source
+
+# In the daemon's own process only (not in a compile worker): typing the compiled graph.
+import multiprocessing
+import constellation.core.dag as dag
+import constellation.engine as engine
+
+_resolve = dag.resolve
+
+def resolve(spec, modules):
+    if spec.name == "FAULT-DAEMON" and multiprocessing.parent_process() is None:
+        raise AttributeError("a bug after the compile")
+    return _resolve(spec, modules)
+
+dag.resolve = engine.resolve = resolve
 '''
 
 proc_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
@@ -135,6 +149,11 @@ def test_an_exception_inside_the_compiler_is_a_400_with_e152(tmp_path: Path) -> 
                     err = _error(r)
                     assert err["code"] == "E152", err
                     assert err["details"]["errors"][0]["code"] == "E152"
+            # A failure in the daemon's own steps after the compile is one too.
+            r = client.post("/compile", json={"source": "in x: Int\nout x",
+                                              "name": "FAULT-DAEMON"})
+            assert r.status_code == 400, r.text
+            assert _error(r)["code"] == "E152"
             # The daemon is fine, and so are its compiles.
             ok = client.post("/run", json={"source": "in x: Int\ny = x + 1\nout y",
                                            "inputs": {"x": 1}})
