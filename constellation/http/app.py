@@ -161,7 +161,10 @@ async def _until_disconnect(request: StarletteRequest, threads: ThreadPoolExecut
     """``work(cancel)`` on one of ``threads``; when the client disconnects (or this
     coroutine is cancelled) ``cancel`` is set, and ``work`` stops or never starts."""
     cancel = threading.Event()
-    task = asyncio.get_running_loop().run_in_executor(threads, work, cancel)
+    try:
+        task = asyncio.get_running_loop().run_in_executor(threads, work, cancel)
+    except RuntimeError:  # the threads were shut down: close() came first
+        raise ShuttingDownError("the server is shutting down") from None
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         racing: set[asyncio.Future[Any]] = {task, gone}
