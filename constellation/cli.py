@@ -123,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate-limit-burst", type=int, metavar="N")
     serve.add_argument("--max-body-bytes", type=int, metavar="N")
     serve.add_argument("--drain-timeout", type=float, metavar="SECONDS")
+    serve.add_argument("--compile-timeout", type=float, metavar="SECONDS",
+                       help="stop a compile of request source after this long (default 10)")
+    serve.add_argument("--compile-workers", type=int, metavar="N",
+                       help="compile worker processes (default 2)")
     return parser
 
 

@@ -6,35 +6,55 @@ stable codes (and E6xx for HTTP-level problems); never a stack trace.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from cachetools import LRUCache
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from constellation.core.errors import CompilationError, ConstellationError
+from constellation.core.errors import CompilationError, ConstellationError, ShuttingDownError
+from constellation.http.compiling import (
+    CompileCancelled,
+    CompilePool,
+    compiler_failure,
+    module_signatures,
+)
 from constellation.http.middleware import ProtectionMiddleware, api_error
 from constellation.http.models import ErrorBody
 from constellation.http.routes import jsonable, register_routes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fastapi.responses import JSONResponse, Response
+    from starlette.requests import Request as StarletteRequest
 
     from constellation.engine import Constellation, Pipeline
     from constellation.http.auth import AuthProvider
     from constellation.http.settings import ServerSettings
+    from constellation.lang.compiler import CompiledSource
     from constellation.spi import PrometheusMetrics
 
 __all__ = ["ServerState", "create_app"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("constellation.http")
 
 # HTTP status of each engine error code family; anything else is 400.
 _STATUS = {"E401": 429, "E402": 503, "E204": 409}
+
+
+class ClientGone(Exception):  # noqa: N818 - not an error: nobody waits for the answer
+    """The client disconnected while its request was being served."""
 
 
 class ServerState:
@@ -50,6 +70,66 @@ class ServerState:
         self.names: dict[str, str] = {}  # name -> structural hash
         self.pipelines: dict[str, tuple[Pipeline, float, str | None]] = {}  # hash -> ...
         self.live: dict[str, Any] = {}  # execution id -> Execution (async runs)
+        self.compiler = CompilePool(settings.compile_workers, settings.compile_timeout)
+        # One thread per compile worker, talking to it; compiles wait in its queue.
+        self._threads = ThreadPoolExecutor(settings.compile_workers,
+                                           thread_name_prefix="constellation-compile")
+        # Compiled sources by (source hash, name, modules); touched on the event loop only.
+        self._compiled: LRUCache[tuple[str, str, tuple[int, ...]], Pipeline] = LRUCache(maxsize=256)
+        self._signatures: tuple[tuple[int, ...], Any] | None = None
+
+    async def compile(self, source: str, name: str, request: StarletteRequest) -> Pipeline:
+        """Compile untrusted ``source`` in a compile worker, within ``compile_timeout``;
+        stopped (the worker killed) when the client disconnects.
+
+        Raises:
+            CompilationError: it does not compile; E152 when the compiler failed.
+            CompileTimeoutError: it took longer than ``compile_timeout`` (E609).
+            ClientGone: the client went away; the compile was stopped.
+        """
+        engine = self.engine
+        ids = tuple(id(m) for m in engine.modules.values())
+        if self._signatures is None or self._signatures[0] != ids:
+            self._signatures = (ids, module_signatures(engine.modules))
+        signatures = self._signatures[1]
+        key = (hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest(), name, ids)
+        started = time.perf_counter()
+        observer = getattr(getattr(engine, "_runtime", None), "observer", None)
+        cached = self._compiled.get(key)
+        if cached is not None:
+            if observer is not None:  # counted as the engine counts its cache hits
+                observer.compiled(True, (time.perf_counter() - started) * 1000.0)
+            return cached
+        if self.compiler.closed:
+            raise ShuttingDownError("the server is shutting down")
+        deadline = time.monotonic() + self.compiler.timeout  # waiting included
+
+        def work(cancel: threading.Event) -> Pipeline:
+            compiled = self.compiler.compile(source, name, signatures, cancel, deadline)
+            return self._pipeline_of(compiled)
+
+        pipeline = await _until_disconnect(request, self._threads, work)
+        if observer is not None:
+            observer.compiled(False, (time.perf_counter() - started) * 1000.0)
+        self._compiled[key] = pipeline
+        return pipeline
+
+    def _pipeline_of(self, compiled: CompiledSource) -> Pipeline:
+        # What Constellation.compile does with source text once it is compiled: the
+        # plan, from the typed graph (the worker did this step too, within the budget,
+        # so it takes about as long here).
+        from constellation.engine import Pipeline
+
+        shared = self.engine.compile(compiled.spec)
+        pipeline = Pipeline(shared.spec, shared.plan, self.engine)
+        pipeline.syntactic_hash = compiled.syntactic_hash
+        pipeline.warnings = compiled.warnings
+        return pipeline
+
+    def close(self) -> None:
+        """Stop the compile workers: compiles running or waiting end with 503 (E402)."""
+        self.compiler.close()
+        self._threads.shutdown(wait=False)
 
     def add(self, pipeline: Pipeline, source: str | None) -> None:
         with self.lock:
@@ -74,6 +154,43 @@ class ServerState:
             for name in [n for n, v in self.names.items() if v == h]:
                 del self.names[name]
             return True
+
+
+async def _until_disconnect(request: StarletteRequest, threads: ThreadPoolExecutor,
+                            work: Callable[[threading.Event], T]) -> T:
+    """``work(cancel)`` on one of ``threads``; when the client disconnects (or this
+    coroutine is cancelled) ``cancel`` is set, and ``work`` stops or never starts."""
+    cancel = threading.Event()
+    try:
+        task = asyncio.get_running_loop().run_in_executor(threads, work, cancel)
+    except RuntimeError:  # the threads were shut down: close() came first
+        raise ShuttingDownError("the server is shutting down") from None
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        racing: set[asyncio.Future[Any]] = {task, gone}
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            cancel.set()
+            task.cancel()  # still queued: it never runs; running: it sees ``cancel``
+        gone.cancel()
+    if task.cancelled():
+        raise ClientGone
+    try:
+        return task.result()
+    except CompileCancelled:
+        raise ClientGone from None
+    except ConstellationError:
+        raise
+    except Exception as exc:  # not a compile error: the compile failed
+        logger.exception("compiling request source failed")
+        raise compiler_failure(type(exc).__name__) from exc
+
+
+async def _disconnected(request: StarletteRequest) -> None:
+    # The body has been read: the next message is the disconnect (or nothing).
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def status_for(error: ConstellationError) -> int:
@@ -130,6 +247,11 @@ def create_app(engine: Constellation, settings: ServerSettings, *,
                 return error_response(located)
         code = {404: "E607", 405: "E608"}.get(exc.status_code, "E600")
         return api_error(exc.status_code, code, str(exc.detail), {})
+
+    @app.exception_handler(ClientGone)
+    async def _client_gone(_request: Request, _exc: ClientGone) -> Response:
+        # Nobody reads this answer; 499 is what proxies log for it.
+        return api_error(499, "E610", "the client closed the connection", {})
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:

@@ -6,8 +6,9 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Query, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from constellation.core.options import Priority
 from constellation.core.results import ExecutionStatus
@@ -128,9 +129,9 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
         return JSONResponse(_result_body(pipeline, execution.result()))
 
     @app.post("/compile", response_model=CompileResponse, responses=ERRORS, tags=["pipelines"])
-    def compile_pipeline(body: CompileRequest) -> dict[str, Any]:
+    async def compile_pipeline(body: CompileRequest, request: Request) -> dict[str, Any]:
         """Compile source; store it under its name and its structural hash."""
-        pipeline = engine.compile(body.source, name=body.name or "pipeline")
+        pipeline = await state.compile(body.source, body.name or "pipeline", request)
         state.add(pipeline, body.source)
         return {"name": pipeline.name, "structural_hash": pipeline.structural_hash,
                 "syntactic_hash": pipeline.syntactic_hash, "inputs": _types(pipeline.inputs),
@@ -142,10 +143,12 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
     @app.post("/run", response_model=ExecutionResponse, tags=["executions"],
               responses={**ERRORS, 202: {"model": ExecutionResponse,
                                          "description": "accepted (async=true)"}})
-    def run(body: RunRequest, run_async: bool = Query(False, alias="async")) -> Response:
+    async def run(body: RunRequest, request: Request,
+                  run_async: bool = Query(False, alias="async")) -> Response:
         """Compile and run source; ``?async=true`` returns the execution id at once."""
-        pipeline = engine.compile(body.source, name=body.name or "pipeline")
-        return start(pipeline, body.inputs, body.timeout, body.priority, run_async)
+        pipeline = await state.compile(body.source, body.name or "pipeline", request)
+        return await run_in_threadpool(start, pipeline, body.inputs, body.timeout,
+                                       body.priority, run_async)
 
     @app.post("/execute", response_model=ExecutionResponse, tags=["executions"],
               responses={**ERRORS, **NOT_FOUND, 202: {"model": ExecutionResponse,

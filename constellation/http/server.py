@@ -79,11 +79,15 @@ def build(settings: ServerSettings) -> tuple[FastAPI, Constellation]:
                                   max_queue_size=settings.max_queue_size,
                                   worker_threads=settings.worker_threads),
         default_timeout=settings.default_timeout)
+    app: FastAPI | None = None
     try:
         app = create_app(engine, settings, auth=_auth(settings), metrics=metrics)
         if settings.pipelines_dir:
             preload(app.state.constellation, Path(settings.pipelines_dir))
+        app.state.constellation.compiler.start_worker()
     except BaseException:
+        if app is not None:
+            app.state.constellation.close()
         engine.shutdown(drain_timeout=1)
         raise
     return app, engine
@@ -117,9 +121,10 @@ class _DrainingServer(uvicorn.Server):
     """uvicorn, but the first SIGTERM/SIGINT drains the engine before the server stops."""
 
     def __init__(self, config: uvicorn.Config, engine: Constellation,
-                 drain_timeout: float) -> None:
+                 drain_timeout: float, state: ServerState) -> None:
         super().__init__(config)
         self.engine = engine
+        self.state = state
         self.drain_timeout = drain_timeout
         self._draining = False
 
@@ -134,6 +139,7 @@ class _DrainingServer(uvicorn.Server):
         threading.Thread(target=self._drain, name="constellation-drain", daemon=True).start()
 
     def _drain(self) -> None:
+        self.state.close()  # compiles stop at once (503): their pipelines would be lost
         drained = self.engine.shutdown(self.drain_timeout)
         logger.info("drained (%s); stopping the server",
                     "all finished" if drained else "the rest cancelled")
@@ -149,10 +155,11 @@ def serve(settings: ServerSettings) -> int:
     app, engine = build(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="off",
                             log_level="info", timeout_graceful_shutdown=5)
-    server = _DrainingServer(config, engine, settings.drain_timeout)
+    server = _DrainingServer(config, engine, settings.drain_timeout, app.state.constellation)
     try:
         server.run()
     finally:
+        app.state.constellation.close()
         engine.shutdown(drain_timeout=1)
         close = getattr(engine._storage, "close", None)
         if callable(close):

@@ -38,6 +38,11 @@ class ServerSettings:
         max_body_bytes: largest request body (``CONSTELLATION_MAX_BODY_BYTES``).
         drain_timeout: seconds to let executions finish on SIGTERM
             (``CONSTELLATION_DRAIN_TIMEOUT``).
+        compile_timeout: seconds a compile of request source may take (waiting for a
+            compile worker included); past it the compile is killed and the request
+            answered 400 E609 (``CONSTELLATION_COMPILE_TIMEOUT``).
+        compile_workers: compile worker processes, i.e. compiles of request source
+            running at once (``CONSTELLATION_COMPILE_WORKERS``).
     """
 
     host: str = "127.0.0.1"
@@ -55,6 +60,8 @@ class ServerSettings:
     rate_limit_burst: int = 20
     max_body_bytes: int = 1_048_576
     drain_timeout: float = 30.0
+    compile_timeout: float = 10.0
+    compile_workers: int = 2
 
     @classmethod
     def from_env(cls, overrides: dict[str, Any] | None = None,
@@ -86,10 +93,10 @@ class ServerSettings:
         if not 0 <= self.port <= 65535:
             raise bad("port", f"must be 0-65535, got {self.port}")
         for name in ("max_concurrency", "worker_threads", "max_queue_size",
-                     "rate_limit_burst", "max_body_bytes"):
+                     "rate_limit_burst", "max_body_bytes", "compile_workers"):
             if getattr(self, name) < 1:
                 raise bad(name, f"must be at least 1, got {getattr(self, name)}")
-        for name in ("default_timeout", "drain_timeout"):
+        for name in ("default_timeout", "drain_timeout", "compile_timeout"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be a positive number of seconds")
         if self.rate_limit_per_minute < 0:

@@ -46,6 +46,7 @@ class Server:
 
     def __init__(self, app: Any, engine: Constellation) -> None:
         self.engine = engine
+        self.state = app.state.constellation
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off",
@@ -63,6 +64,7 @@ class Server:
         self.client.close()
         self.server.should_exit = True
         self.thread.join(10)
+        self.state.close()
         self.engine.shutdown(drain_timeout=2)
 
 

@@ -26,8 +26,17 @@ def test_environment_then_overrides() -> None:
     ({"CONSTELLATION_PORT": "70000"}, "port"),
     ({"CONSTELLATION_MAX_CONCURRENCY": "0"}, "max_concurrency"),
     ({"CONSTELLATION_DRAIN_TIMEOUT": "-1"}, "drain_timeout"),
+    ({"CONSTELLATION_COMPILE_TIMEOUT": "0"}, "compile_timeout"),
+    ({"CONSTELLATION_COMPILE_WORKERS": "0"}, "compile_workers"),
 ])
 def test_bad_values_name_the_setting(env: dict[str, str], field: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         ServerSettings.from_env(environ=env)
     assert info.value.details["field"] == field
+
+
+def test_compile_budget_defaults_and_environment() -> None:
+    assert (ServerSettings().compile_timeout, ServerSettings().compile_workers) == (10.0, 2)
+    s = ServerSettings.from_env(environ={"CONSTELLATION_COMPILE_TIMEOUT": "2.5",
+                                         "CONSTELLATION_COMPILE_WORKERS": "4"})
+    assert (s.compile_timeout, s.compile_workers) == (2.5, 4)
