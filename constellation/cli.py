@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 8080)")
     serve.add_argument("--pipelines-dir", metavar="DIR", help="compile DIR/*.cst at start")
+    serve.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None,
+                       help="do not serve the dashboard page at /dashboard")
     serve.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE",
                        help="import MODULE and register its @module functions (repeatable)")
     serve.add_argument("--storage", metavar="FILE|memory",

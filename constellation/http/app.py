@@ -30,6 +30,7 @@ from constellation.http.compiling import (
 from constellation.http.middleware import ProtectionMiddleware, api_error
 from constellation.http.models import ErrorBody
 from constellation.http.routes import jsonable, register_routes
+from constellation.http.watch_routes import register_watch_routes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request as StarletteRequest
 
     from constellation.engine import Constellation, Pipeline
+    from constellation.events import EventHub
     from constellation.http.auth import AuthProvider
     from constellation.http.settings import ServerSettings
     from constellation.lang.compiler import CompiledSource
@@ -210,7 +212,8 @@ def error_response(error: ConstellationError) -> JSONResponse:
 
 def create_app(engine: Constellation, settings: ServerSettings, *,
                auth: AuthProvider | None = None,
-               metrics: PrometheusMetrics | None = None) -> FastAPI:
+               metrics: PrometheusMetrics | None = None,
+               events: EventHub | None = None) -> FastAPI:
     """Build the application around a running engine.
 
     Args:
@@ -218,6 +221,8 @@ def create_app(engine: Constellation, settings: ServerSettings, *,
         settings: limits and protections.
         auth: API keys; None turns authentication off.
         metrics: the engine's Prometheus metrics, served at ``/metrics``.
+        events: the hub the engine's listener feeds, streamed at
+            ``/executions/events`` (None: that route answers 503).
     """
     from constellation import __version__
 
@@ -258,6 +263,8 @@ def create_app(engine: Constellation, settings: ServerSettings, *,
         logger.exception("unexpected error serving a request")
         return api_error(500, "E500", "internal error (logged on the server)", {})
 
+    # First: /executions/events must match before /executions/{execution_id}.
+    register_watch_routes(app, state, events, dashboard=settings.dashboard)
     register_routes(app, state)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),

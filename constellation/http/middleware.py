@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["ProtectionMiddleware", "api_error", "required_role"]
 
 EXEMPT = ("/health", "/health/live", "/health/ready", "/health/detail", "/metrics")
-PUBLIC = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+PUBLIC = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/dashboard")
 
 
 def api_error(status: int, code: str, message: str, details: dict[str, Any],

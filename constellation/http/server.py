@@ -62,6 +62,7 @@ def build(settings: ServerSettings) -> tuple[FastAPI, Constellation]:
     Raises:
         ConfigurationError: a bad setting, plugin or pipeline file (with its location).
     """
+    from constellation.events import EventHub
     from constellation.spi import Backends, InMemoryExecutionStorage, SqliteExecutionStorage
 
     metrics: Any = None
@@ -73,15 +74,18 @@ def build(settings: ServerSettings) -> tuple[FastAPI, Constellation]:
         logger.warning("prometheus-client is not installed: /metrics will be empty")
     storage = InMemoryExecutionStorage() if settings.storage == "memory" \
         else SqliteExecutionStorage(settings.storage)
+    events = EventHub()  # what /executions/events streams
     engine = Constellation(
-        load_plugins(settings.plugins), backends=Backends(metrics=metrics, storage=storage),
+        load_plugins(settings.plugins), backends=Backends(metrics=metrics, storage=storage,
+                                                          listener=events),
         scheduler=SchedulerConfig(max_concurrency=settings.max_concurrency,
                                   max_queue_size=settings.max_queue_size,
                                   worker_threads=settings.worker_threads),
         default_timeout=settings.default_timeout)
     app: FastAPI | None = None
     try:
-        app = create_app(engine, settings, auth=_auth(settings), metrics=metrics)
+        app = create_app(engine, settings, auth=_auth(settings), metrics=metrics,
+                         events=events)
         if settings.pipelines_dir:
             preload(app.state.constellation, Path(settings.pipelines_dir))
         app.state.constellation.compiler.start_worker()

@@ -43,6 +43,8 @@ class ServerSettings:
             answered 400 E609 (``CONSTELLATION_COMPILE_TIMEOUT``).
         compile_workers: compile worker processes, i.e. compiles of request source
             running at once (``CONSTELLATION_COMPILE_WORKERS``).
+        dashboard: serve the dashboard page at ``/dashboard``
+            (``CONSTELLATION_DASHBOARD``; ``--no-dashboard`` turns it off).
     """
 
     host: str = "127.0.0.1"
@@ -62,6 +64,7 @@ class ServerSettings:
     drain_timeout: float = 30.0
     compile_timeout: float = 10.0
     compile_workers: int = 2
+    dashboard: bool = True
 
     @classmethod
     def from_env(cls, overrides: dict[str, Any] | None = None,

@@ -74,9 +74,17 @@ def make_server() -> Iterator[Callable[..., Server]]:
 
     def make(settings: ServerSettings | None = None, *, auth: Any = None,
              metrics: Any = None, **engine_kwargs: Any) -> Server:
+        from constellation import Backends
+        from constellation.events import EventHub
+
+        events = EventHub()  # as the daemon has one (its /executions/events)
+        if "backends" not in engine_kwargs:
+            engine_kwargs["backends"] = Backends(listener=events)
+        else:
+            events = None
         engine = Constellation([Double, Wait], **engine_kwargs)
         app = create_app(engine, settings or ServerSettings(storage="memory"), auth=auth,
-                         metrics=metrics)
+                         metrics=metrics, events=events)
         server = Server(app, engine)
         servers.append(server)
         return server
