@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import dask.threaded  # noqa: F401
     except ImportError:
-        notes.append("dask is not installed (pip install 'constellation-engine[bench]'): "
+        notes.append("dask is not installed (pip install -e . --group bench): "
                      "its column is empty")
     else:
         if not args.skip_dask:
@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import hamilton.driver  # noqa: F401
     except ImportError:
-        notes.append("apache-hamilton is not installed (pip install "
-                     "'constellation-engine[bench]'): its column is empty")
+        notes.append("apache-hamilton is not installed (pip install -e . --group bench): "
+                     "its column is empty")
     else:
         if not args.skip_hamilton:
             peers.add("hamilton")
