@@ -7,8 +7,10 @@ work at run time is list indexing, never dict lookups by id or type inference.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from constellation.core._frozen import quick_init
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.core.transforms import (
     SELECTIVE_OPS,
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
     from constellation.core.types import CType
 
 __all__ = ["FAST_CALL_SECONDS", "ExecutionPlan", "ModuleTiming", "NodePlan", "TransformPlan"]
+
+_ID = attrgetter("id")
+_NAME = attrgetter("name")
+_CTYPE = attrgetter("ctype")
 
 # Consumer kinds in ExecutionPlan.consumers.
 MODULE = 0
@@ -64,6 +70,7 @@ class ModuleTiming:
         return self.average < FAST_CALL_SECONDS
 
 
+@quick_init  # a plan has one per call: built with the quicker __init__
 @dataclass(frozen=True, slots=True)
 class NodePlan:
     """One module node, ready to run.
@@ -99,8 +106,7 @@ class NodePlan:
     policy: CallPolicy | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TransformPlan:
+class TransformPlan(NamedTuple):
     """One inline transform: computes data node ``output`` from ``inputs``."""
 
     output: int
@@ -149,7 +155,8 @@ class ExecutionPlan:
         Raises:
             CompilationError: the graph has a cycle or reads an undefined data node.
         """
-        index = {d.id: i for i, d in enumerate(spec.data)}
+        index: dict[str, int] = dict(zip(map(_ID, spec.data), range(len(spec.data)),
+                                         strict=True))
         consumers: list[list[tuple[int, int]]] = [[] for _ in spec.data]
         problems: list[Diagnostic] = []
 
@@ -161,20 +168,45 @@ class ExecutionPlan:
 
         timings = {} if timings is None else timings
         nodes = []
+        # What every call of a module shares, and what every call with the same options
+        # object shares (a compiled program's plain calls all have one), worked out once:
+        # a 250,000-call program has one module and one options object. Options are
+        # keyed by id(), stable while the spec holding them lives.
+        shared: dict[str, tuple[ModuleDefinition, type | None, bool, ModuleTiming]] = {}
+        merged: dict[tuple[str, int], tuple[CallOptions, bool]] = {}
         for n, m in enumerate(spec.modules):
-            mdef = modules[m.module]
-            args = tuple((p, idx(did, f"node '{m.name}'")) for p, did in m.args)
-            distinct = sorted({i for _, i in args})
+            known = shared.get(m.module)
+            if known is None:
+                mdef = modules[m.module]
+                known = shared[m.module] = (
+                    mdef, EXACT_PY_TYPES.get(type(mdef.output)),
+                    not mdef.takes_ctx and not mdef._dataclass_params,
+                    timings.setdefault(m.module, ModuleTiming()))
+            mdef, exact, plain, timing = known
+            try:
+                args = tuple([(p, index[did]) for p, did in m.args])
+            except KeyError:  # report each undefined one (in order)
+                args = tuple([(p, idx(did, f"node '{m.name}'")) for p, did in m.args])
+            distinct = {i for _, i in args}
+            consumer = (MODULE, n)
             for i in distinct:
                 if i >= 0:
-                    consumers[i].append((MODULE, n))
-            options = mdef.options.merged(m.options)
-            nodes.append(NodePlan(n, m.name, mdef, args, idx(m.output, m.name),
-                                  options, len(distinct),
-                                  EXACT_PY_TYPES.get(type(mdef.output)),
-                                  not mdef.takes_ctx and not mdef._dataclass_params,
-                                  timings.setdefault(m.module, ModuleTiming()),
-                                  policy_for(mdef, options) if policy_for else None))
+                    consumers[i].append(consumer)
+            # A policy is made per node (it may hold per-call state); a module and
+            # options that need none need none on every node.
+            key = (m.module, id(m.options))
+            found = merged.get(key)
+            if found is None:
+                options = mdef.options.merged(m.options)
+                policy = policy_for(mdef, options) if policy_for else None
+                merged[key] = (options, policy is None)
+            else:
+                options, no_policy = found
+                policy = None if no_policy or policy_for is None else policy_for(mdef, options)
+            output = index.get(m.output)
+            nodes.append(NodePlan(n, m.name, mdef, args,
+                                  idx(m.output, m.name) if output is None else output,
+                                  options, len(distinct), exact, plain, timing, policy))
         transforms: list[TransformPlan] = []
         sources: list[int] = []
         selective: dict[int, Any] = {}  # transform index -> its Transform
@@ -182,8 +214,11 @@ class ExecutionPlan:
             if d.transform is None:
                 continue
             t = len(transforms)
-            ins = tuple(idx(i, f"value '{d.name}'") for i in d.inputs)
-            distinct_t = sorted(set(ins))
+            try:
+                ins = tuple([index[i] for i in d.inputs])
+            except KeyError:  # report each undefined one (in order)
+                ins = tuple([idx(i, f"value '{d.name}'") for i in d.inputs])
+            distinct_t = set(ins)
             for i in distinct_t:
                 if i >= 0:
                     consumers[i].append((TRANSFORM, t))
@@ -207,16 +242,16 @@ class ExecutionPlan:
             name=spec.name,
             structural_hash=spec.structural_hash,
             timeout=spec.timeout,
-            data_names=tuple(d.name for d in spec.data),
-            data_types=tuple(d.ctype for d in spec.data),
+            data_names=tuple(map(_NAME, spec.data)),
+            data_types=tuple(map(_CTYPE, spec.data)),
             inputs={name: index[did] for name, did in spec.inputs},
             input_types={name: t for name, t in spec.input_types.items() if t is not None},
             outputs=tuple((name, index[did]) for name, did in spec.outputs),
             nodes=tuple(nodes),
             transforms=tuple(transforms),
-            consumers=tuple(tuple(c) for c in consumers),
+            consumers=tuple(map(tuple, consumers)),
             sources=tuple(sources),
-            root_nodes=tuple(n.index for n in nodes if n.deps == 0),
+            root_nodes=tuple([n.index for n in nodes if n.deps == 0]),
             deferred=deferred,
             lazy_transforms=lazy_transforms,
             producers=tuple(producers),

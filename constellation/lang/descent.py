@@ -64,6 +64,8 @@ _MUL = {"*", "/"}
 _COMPARE = {"==", "!=", "<=", ">=", "<", ">"}
 # Tokens that continue an expression after an operand.
 _CONTINUES = _ADD | _MUL | _COMPARE | {"??", "WHEN", "OR", "AND", ".", "[", "{"}
+# Tokens that bind an operand tighter than + and - (see _Parser.plain_operand).
+_TIGHTER = _MUL | {".", "[", "{"}
 
 
 BAD_LAMBDA_MESSAGE = ("lambda parameters must be names, as in (x) => ... or "
@@ -468,10 +470,27 @@ class _Parser:
     def additive(self, first: A.Expr | None, start: int) -> Step[A.Expr]:
         head = yield from self.multiplicative(first, start)
         rest = []
-        while self.peek() in _ADD:
+        kinds = self.kinds
+        while kinds[self.i] in _ADD:
             op = self.take_text()
-            rest.append((op, (yield from self.multiplicative(None, self.i))))
+            operand = self.plain_operand()
+            if operand is None:
+                operand = yield from self.multiplicative(None, self.i)
+            rest.append((op, operand))
         return A.Arith(head, tuple(rest), self.pos_at(start)) if rest else head
+
+    def plain_operand(self) -> A.Expr | None:
+        """A name or an integer that nothing binding tighter follows (most terms of a
+        long chain): what :meth:`multiplicative` would return, without its generator
+        levels; None for anything else."""
+        i = self.i
+        k = self.kinds[i]
+        if (k != "IDENT" and k != "INT") or self.kinds[i + 1] in _TIGHTER:
+            return None
+        self.i = i + 1
+        if k == "IDENT":
+            return A.Name(self.texts[i], self.pos_at(i))
+        return A.IntLit(int(self.texts[i]), self.pos_at(i))
 
     def multiplicative(self, first: A.Expr | None, start: int) -> Step[A.Expr]:
         head = yield from self.postfix(first, start)

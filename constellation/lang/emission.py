@@ -9,6 +9,7 @@ needs (dead code). :class:`Emission` is the compiler's base class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from constellation.core.modules import ModuleDefinition
 
 __all__ = ["FOLDABLE_PREFIXES", "Emission", "Value", "type_depth"]
+
+_REF = itemgetter(1)  # (parameter, data node id) -> the id
 
 # Standard-library modules whose calls may be evaluated while compiling.
 FOLDABLE_PREFIXES = ("stdlib.math.", "stdlib.string.", "stdlib.list.", "stdlib.bool.",
@@ -91,6 +94,7 @@ class Emission:
         # module name -> (sorted parameter slots, plain output type, its depth, label)
         self.call_shapes: dict[str, tuple[list[tuple[str, int]], CType, int, str]] = {}
         self.lazy_calls = 0  # > 0 while compiling a fallback: its calls run only if needed
+        self.used: set[str] = set()  # every data node an emitted node reads (see finish)
 
     def transform(self, op: str, params: tuple[tuple[str, Any], ...],
                   args: list[Value], ctype: CType, label: str, depth: int = 0) -> Value:
@@ -108,8 +112,9 @@ class Emission:
             return self.cse[key]
         self.counter += 1
         did = f"t:{self.counter}"
-        self.data[did] = DataNode(did, label, ctype, Transform(op, params),
-                                  tuple(a.ref for a in args))
+        refs = tuple([a.ref for a in args])
+        self.data[did] = DataNode(did, label, ctype, Transform(op, params), refs)
+        self.used.update(refs)
         value = Value(did, ctype, depth=depth)
         self.cse[key] = value
         return value
@@ -173,14 +178,22 @@ class Emission:
         self.data[out] = DataNode(out, out, out_type)
         self.calls.append(ModuleNode(f"mod:{node_name}", node_name, mdef.name, bound, out,
                                      options))
-        value = self.cse[key] = Value(out, out_type, depth=depth)
+        self.used.update(map(_REF, bound))
+        value = self.cse[key] = Value(out, out_type, None, False, depth)
         return value
 
     def finish(self, inputs: dict[str, str], outputs: dict[str, str],
                 timeout: float | None) -> DagSpec:
         """The DagSpec of what the outputs need (and every declared input)."""
         # Dead code: keep what an output needs (and every declared input).
-        producers = {m.output: m for m in self.calls}
+        data = self.data
+        # Nothing is dead when every node is read by another one, or is an output or an
+        # input (the usual case, found with set operations): following readers from any
+        # node then ends at an output (nodes only read earlier ones).
+        if not data.keys() - self.used - set(outputs.values()) - set(inputs.values()):
+            return DagSpec(self.name, tuple(inputs.items()), tuple(data.values()),
+                           tuple(self.calls), tuple(outputs.items()), timeout)
+        producers = {m.output: m.args for m in self.calls}
         needed: set[str] = set(inputs.values())
         stack = list(outputs.values())
         while stack:
@@ -188,13 +201,16 @@ class Emission:
             if did in needed:
                 continue
             needed.add(did)
-            node = self.data[did]
-            stack.extend(node.inputs)
-            if did in producers:
-                stack.extend(ref for _, ref in producers[did].args)
-        data = tuple(d for d in self.data.values() if d.id in needed)
-        calls = tuple(m for m in self.calls if m.output in needed)
-        return DagSpec(self.name, tuple(inputs.items()), data, calls, tuple(outputs.items()),
+            stack.extend(data[did].inputs)
+            args = producers.get(did)
+            if args is not None:
+                stack.extend(map(_REF, args))
+        if needed.issuperset(data):  # every node is needed (the usual case)
+            kept, calls = tuple(data.values()), tuple(self.calls)
+        else:
+            kept = tuple([d for d in data.values() if d.id in needed])
+            calls = tuple([m for m in self.calls if m.output in needed])
+        return DagSpec(self.name, tuple(inputs.items()), kept, calls, tuple(outputs.items()),
                        timeout)
 
     def tagged(self, v: Value, union: CType) -> Value:
