@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from constellation.core._frozen import quick_init
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.core.transforms import (
     SELECTIVE_OPS,
@@ -70,10 +69,9 @@ class ModuleTiming:
         return self.average < FAST_CALL_SECONDS
 
 
-@quick_init  # a plan has one per call: built with the quicker __init__
-@dataclass(frozen=True, slots=True)
-class NodePlan:
-    """One module node, ready to run.
+class NodePlan(NamedTuple):
+    """One module node, ready to run (a NamedTuple like the runtime's messages: as
+    immutable as a frozen dataclass and quicker to build; a plan has one per call).
 
     Attributes:
         index: position in ``ExecutionPlan.nodes``.
@@ -93,7 +91,7 @@ class NodePlan:
             apply (the fast path).
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # (a field, where tuple has a method)
     name: str
     module: ModuleDefinition
     args: tuple[tuple[str, int], ...]
@@ -158,7 +156,11 @@ class ExecutionPlan:
         index: dict[str, int] = dict(zip(map(_ID, spec.data), range(len(spec.data)),
                                          strict=True))
         consumers: list[list[tuple[int, int]]] = [[] for _ in spec.data]
+        producers: list[tuple[int, int] | None] = [None] * len(spec.data)
         problems: list[Diagnostic] = []
+        # Whether every node reads only values before its own (data is in dependency
+        # order, as compiled sources and builders make it): then there is no cycle.
+        ordered = True
 
         def idx(did: str, who: str) -> int:
             if did not in index:
@@ -168,45 +170,50 @@ class ExecutionPlan:
 
         timings = {} if timings is None else timings
         nodes = []
-        # What every call of a module shares, and what every call with the same options
-        # object shares (a compiled program's plain calls all have one), worked out once:
-        # a 250,000-call program has one module and one options object. Options are
-        # keyed by id(), stable while the spec holding them lives.
-        shared: dict[str, tuple[ModuleDefinition, type | None, bool, ModuleTiming]] = {}
-        merged: dict[tuple[str, int], tuple[CallOptions, bool]] = {}
+        # What every call of a module with the same options object shares (a compiled
+        # program's plain calls all have one) is worked out once: a 250,000-call program
+        # has one module and one options object. Options are keyed by id(), stable
+        # while the spec holding them lives; consecutive calls alike skip the lookup.
+        shared: dict[tuple[str, int], _Shared] = {}
+        last_module: str | None = None
+        last_options: CallOptions | None = None
+        known: _Shared | None = None
         for n, m in enumerate(spec.modules):
-            known = shared.get(m.module)
-            if known is None:
-                mdef = modules[m.module]
-                known = shared[m.module] = (
-                    mdef, EXACT_PY_TYPES.get(type(mdef.output)),
-                    not mdef.takes_ctx and not mdef._dataclass_params,
-                    timings.setdefault(m.module, ModuleTiming()))
-            mdef, exact, plain, timing = known
+            fresh = False
+            if m.module is not last_module or m.options is not last_options:
+                last_module, last_options = m.module, m.options
+                known = shared.get((m.module, id(m.options)))
+                if known is None:
+                    known = shared[(m.module, id(m.options))] = _shared(
+                        m.module, modules[m.module], m.options, timings, policy_for)
+                    fresh = True
+            assert known is not None
+            mdef, exact, plain, timing, options, first_policy = known
             try:
-                args = tuple([(p, index[did]) for p, did in m.args])
+                args, distinct = _arg_indexes(m.args, index)
             except KeyError:  # report each undefined one (in order)
                 args = tuple([(p, idx(did, f"node '{m.name}'")) for p, did in m.args])
-            distinct = {i for _, i in args}
+                distinct = tuple({i for _, i in args})
             consumer = (MODULE, n)
             for i in distinct:
                 if i >= 0:
                     consumers[i].append(consumer)
             # A policy is made per node (it may hold per-call state); a module and
-            # options that need none need none on every node.
-            key = (m.module, id(m.options))
-            found = merged.get(key)
-            if found is None:
-                options = mdef.options.merged(m.options)
-                policy = policy_for(mdef, options) if policy_for else None
-                merged[key] = (options, policy is None)
+            # options that need none need none on any node.
+            if fresh or first_policy is None:
+                policy = first_policy
             else:
-                options, no_policy = found
-                policy = None if no_policy or policy_for is None else policy_for(mdef, options)
+                assert policy_for is not None
+                policy = policy_for(mdef, options)
             output = index.get(m.output)
-            nodes.append(NodePlan(n, m.name, mdef, args,
-                                  idx(m.output, m.name) if output is None else output,
-                                  options, len(distinct), exact, plain, timing, policy))
+            if output is None:
+                output = idx(m.output, m.name)
+            else:
+                producers[output] = consumer
+                if ordered and distinct and max(distinct) >= output:
+                    ordered = False
+            nodes.append(NodePlan(n, m.name, mdef, args, output, options, len(distinct), exact,
+                                  plain, timing, policy))
         transforms: list[TransformPlan] = []
         sources: list[int] = []
         selective: dict[int, Any] = {}  # transform index -> its Transform
@@ -219,25 +226,26 @@ class ExecutionPlan:
             except KeyError:  # report each undefined one (in order)
                 ins = tuple([idx(i, f"value '{d.name}'") for i in d.inputs])
             distinct_t = set(ins)
+            consumer = (TRANSFORM, t)
             for i in distinct_t:
                 if i >= 0:
-                    consumers[i].append((TRANSFORM, t))
+                    consumers[i].append(consumer)
+            output = index[d.id]
+            producers[output] = consumer
+            if ordered and ins and max(ins) >= output:
+                ordered = False
             if d.transform.op in SELECTIVE_OPS:
                 selective[t] = d.transform
-            transforms.append(TransformPlan(index[d.id], ins, len(distinct_t),
+            transforms.append(TransformPlan(output, ins, len(distinct_t),
                                             compile_transform(d.transform, modules)))
             if not ins:
                 sources.append(t)
         if problems:
             raise CompilationError(problems)
-        producers: list[tuple[int, int] | None] = [None] * len(spec.data)
-        for nd in nodes:
-            producers[nd.output] = (MODULE, nd.index)
-        for i, tp in enumerate(transforms):
-            producers[tp.output] = (TRANSFORM, i)
         deferred, lazy_transforms = _lazy_analysis(
             nodes, transforms, selective, producers,
-            [index[did] for _, did in spec.outputs])
+            [index[did] for _, did in spec.outputs],
+            any(options.lazy for _, _, _, _, options, _ in shared.values()))
         plan = ExecutionPlan(
             name=spec.name,
             structural_hash=spec.structural_hash,
@@ -256,7 +264,8 @@ class ExecutionPlan:
             lazy_transforms=lazy_transforms,
             producers=tuple(producers),
         )
-        plan._check_acyclic()
+        if not ordered:
+            plan._check_acyclic()
         return plan
 
     def _check_acyclic(self) -> None:
@@ -282,9 +291,47 @@ class ExecutionPlan:
 
 
 
+# What a plan's nodes of one module with one options object share: the module, its exact
+# output type, whether arguments go as they are, its timing, the merged options, and the
+# first such node's call policy (None: no node of them needs one).
+_Shared = tuple[Any, "type | None", bool, ModuleTiming, Any, Any]
+
+
+def _shared(name: str, mdef: ModuleDefinition, call_options: CallOptions,
+            timings: dict[str, ModuleTiming],
+            policy_for: Callable[[ModuleDefinition, CallOptions], CallPolicy | None] | None
+            ) -> _Shared:
+    options = mdef.options.merged(call_options)
+    return (mdef, EXACT_PY_TYPES.get(type(mdef.output)),
+            not mdef.takes_ctx and not mdef._dataclass_params,
+            timings.setdefault(name, ModuleTiming()), options,
+            policy_for(mdef, options) if policy_for else None)
+
+
+def _arg_indexes(args: tuple[tuple[str, str], ...], index: Mapping[str, int]
+                 ) -> tuple[tuple[tuple[str, int], ...], tuple[int, ...]]:
+    """A call's ``(parameter, data index)`` pairs and its distinct data indexes (one and
+    two arguments, the usual counts, without a comprehension).
+
+    Raises:
+        KeyError: an argument names no data node.
+    """
+    if len(args) == 2:
+        (p0, d0), (p1, d1) = args
+        i0, i1 = index[d0], index[d1]
+        return ((p0, i0), (p1, i1)), ((i0,) if i0 == i1 else (i0, i1))
+    if len(args) == 1:
+        ((p0, d0),) = args
+        i0 = index[d0]
+        return ((p0, i0),), (i0,)
+    pairs = tuple([(p, index[did]) for p, did in args])
+    return pairs, tuple({i for _, i in pairs})
+
+
 def _lazy_analysis(nodes: Sequence[NodePlan], transforms: Sequence[TransformPlan],
                    selective: Mapping[int, Any], producers: Sequence[tuple[int, int] | None],
-                   outputs: Sequence[int]) -> tuple[frozenset[int], dict[int, Any]]:
+                   outputs: Sequence[int], any_lazy: bool
+                   ) -> tuple[frozenset[int], dict[int, Any]]:
     """Which lazy calls may never be needed, and which selective operations must then be
     evaluated step by step.
 
@@ -293,7 +340,7 @@ def _lazy_analysis(nodes: Sequence[NodePlan], transforms: Sequence[TransformPlan
     needed reads it as its first selector. A lazy call whose output is not needed for
     sure is deferred: the runtime starts it only when a selective operation picks it.
     """
-    if not any(n.options.lazy for n in nodes):
+    if not any_lazy:  # no node is lazy
         return frozenset(), {}
     needed: set[int] = set()
     stack = list(outputs)

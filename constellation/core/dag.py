@@ -200,6 +200,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _fits(args: tuple[tuple[str, str], ...], params: Mapping[str, CType],
+          data_by_id: Mapping[str, DataNode]) -> bool:
+    """Whether a call's arguments are exactly the parameters, each a typed node of a
+    fitting type (then :func:`resolve` has nothing to report about the call)."""
+    if len(args) != len(params) or (len(args) > 1 and (
+            args[0][0] == args[1][0] if len(args) == 2 else
+            len({pname for pname, _ in args}) < len(args))):
+        return False  # a parameter missing, or one given twice
+    for pname, did in args:
+        ptype = params.get(pname)
+        node = data_by_id.get(did)
+        if ptype is None or node is None:
+            return False
+        atype = node.ctype
+        if atype is None or (atype is not ptype and not is_subtype(atype, ptype)):
+            return False
+    return True
+
+
 def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
     """Type every data node of ``spec`` against the registered modules and check calls.
 
@@ -251,6 +270,8 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
             problems.append(Diagnostic("E110", f"unknown module '{m.module}' (node "
                                                f"'{m.name}'){suggestion}"))
             continue
+        if _fits(m.args, mdef.inputs, data_by_id):
+            continue  # the usual case, without the checks below that find no problem
         given = dict(m.args)
         found = 0
         for pname, ptype in mdef.inputs.items():

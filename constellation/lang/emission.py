@@ -9,7 +9,8 @@ needs (dead code). :class:`Emission` is the compiler's base class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from operator import itemgetter
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["FOLDABLE_PREFIXES", "Emission", "Value", "type_depth"]
 
 _REF = itemgetter(1)  # (parameter, data node id) -> the id
+_INPUTS = attrgetter("inputs")
+_ARGS = attrgetter("args")
 
 # Standard-library modules whose calls may be evaluated while compiling.
 FOLDABLE_PREFIXES = ("stdlib.math.", "stdlib.string.", "stdlib.list.", "stdlib.bool.",
@@ -94,7 +97,6 @@ class Emission:
         # module name -> (sorted parameter slots, plain output type, its depth, label)
         self.call_shapes: dict[str, tuple[list[tuple[str, int]], CType, int, str]] = {}
         self.lazy_calls = 0  # > 0 while compiling a fallback: its calls run only if needed
-        self.used: set[str] = set()  # every data node an emitted node reads (see finish)
 
     def transform(self, op: str, params: tuple[tuple[str, Any], ...],
                   args: list[Value], ctype: CType, label: str, depth: int = 0) -> Value:
@@ -112,9 +114,8 @@ class Emission:
             return self.cse[key]
         self.counter += 1
         did = f"t:{self.counter}"
-        refs = tuple([a.ref for a in args])
-        self.data[did] = DataNode(did, label, ctype, Transform(op, params), refs)
-        self.used.update(refs)
+        self.data[did] = DataNode(did, label, ctype, Transform(op, params),
+                                  tuple([a.ref for a in args]))
         value = Value(did, ctype, depth=depth)
         self.cse[key] = value
         return value
@@ -142,7 +143,7 @@ class Emission:
             if not a.is_const:
                 constant = False
                 break
-        if constant and plain and mdef.name.startswith(FOLDABLE_PREFIXES):
+        if constant and plain and mdef.name.startswith(FOLDABLE_PREFIXES):  # fold
             try:
                 value = mdef.func(*(a.const for a in args))
                 value = mdef.check_output(value)
@@ -162,7 +163,11 @@ class Emission:
                 [(params[i], i) for i in order], out_type, type_depth(out_type),
                 mdef.name.rsplit(".", 1)[-1])
         slots, out_type, depth, base = shape
-        bound = tuple([(p, args[i].ref) for p, i in slots])
+        if len(slots) == 2:  # the operators' and most modules' count: no comprehension
+            (p0, i0), (p1, i1) = slots
+            bound: tuple[tuple[str, str], ...] = ((p0, args[i0].ref), (p1, args[i1].ref))
+        else:
+            bound = tuple([(p, args[i].ref) for p, i in slots])
         key = ("call", mdef.name, bound, "" if plain else repr(sorted(
             options.as_dict().items(), key=lambda kv: kv[0])))
         found = self.cse.get(key)
@@ -178,7 +183,6 @@ class Emission:
         self.data[out] = DataNode(out, out, out_type)
         self.calls.append(ModuleNode(f"mod:{node_name}", node_name, mdef.name, bound, out,
                                      options))
-        self.used.update(map(_REF, bound))
         value = self.cse[key] = Value(out, out_type, None, False, depth)
         return value
 
@@ -190,7 +194,9 @@ class Emission:
         # Nothing is dead when every node is read by another one, or is an output or an
         # input (the usual case, found with set operations): following readers from any
         # node then ends at an output (nodes only read earlier ones).
-        if not data.keys() - self.used - set(outputs.values()) - set(inputs.values()):
+        read = set(chain.from_iterable(map(_INPUTS, data.values())))
+        read.update(map(_REF, chain.from_iterable(map(_ARGS, self.calls))))
+        if not data.keys() - read - set(outputs.values()) - set(inputs.values()):
             return DagSpec(self.name, tuple(inputs.items()), tuple(data.values()),
                            tuple(self.calls), tuple(outputs.items()), timeout)
         producers = {m.output: m.args for m in self.calls}
