@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FAST_CALL_SECONDS", "ExecutionPlan", "ModuleTiming", "NodePlan", "TransformPlan"]
 
-_ID = attrgetter("id")
 _NAME = attrgetter("name")
 _CTYPE = attrgetter("ctype")
 
@@ -153,8 +152,7 @@ class ExecutionPlan:
         Raises:
             CompilationError: the graph has a cycle or reads an undefined data node.
         """
-        index: dict[str, int] = dict(zip(map(_ID, spec.data), range(len(spec.data)),
-                                         strict=True))
+        index = spec.data_positions  # data node id -> position (cached on the spec)
         consumers: list[list[tuple[int, int]]] = [[] for _ in spec.data]
         producers: list[tuple[int, int] | None] = [None] * len(spec.data)
         problems: list[Diagnostic] = []

@@ -119,15 +119,22 @@ class DagSpec:
         """Data nodes by id."""
         return dict(zip(map(_ID, self.data), self.data, strict=True))
 
+    @cached_property
+    def data_positions(self) -> dict[str, int]:
+        """Data node id → its position in :attr:`data` (resolution and the execution plan
+        share it)."""
+        return dict(zip(map(_ID, self.data), range(len(self.data)), strict=True))
+
     @property
     def input_types(self) -> dict[str, CType | None]:
         """Declared input name → type."""
-        return {name: self.data_by_id[did].ctype for name, did in self.inputs}
+        return {name: self.data[self.data_positions[did]].ctype for name, did in self.inputs}
 
     @property
     def output_types(self) -> dict[str, CType | None]:
         """Declared output name → type."""
-        return {name: self.data_by_id[did].ctype for name, did in self.outputs}
+        return {name: self.data[self.data_positions[did]].ctype
+                for name, did in self.outputs}
 
     @property
     def is_resolved(self) -> bool:
@@ -201,7 +208,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _fits(args: tuple[tuple[str, str], ...], params: Mapping[str, CType],
-          data_by_id: Mapping[str, DataNode]) -> bool:
+          data: tuple[DataNode, ...], positions: Mapping[str, int]) -> bool:
     """Whether a call's arguments are exactly the parameters, each a typed node of a
     fitting type (then :func:`resolve` has nothing to report about the call)."""
     if len(args) != len(params) or (len(args) > 1 and (
@@ -210,10 +217,10 @@ def _fits(args: tuple[tuple[str, str], ...], params: Mapping[str, CType],
         return False  # a parameter missing, or one given twice
     for pname, did in args:
         ptype = params.get(pname)
-        node = data_by_id.get(did)
-        if ptype is None or node is None:
+        position = positions.get(did)
+        if ptype is None or position is None:
             return False
-        atype = node.ctype
+        atype = data[position].ctype
         if atype is None or (atype is not ptype and not is_subtype(atype, ptype)):
             return False
     return True
@@ -230,7 +237,7 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
             only problems are unknown modules).
     """
     problems: list[Diagnostic] = []
-    data_by_id = spec.data_by_id  # cached: the plan reads it too (input_types)
+    data, positions = spec.data, spec.data_positions  # cached: the plan reads it too
     producers: dict[str, ModuleNode] | None = None  # built when a module output is untyped
     types: dict[str, CType | None] = {}
     typed: dict[str, DataNode] = {}  # the nodes that got a type here
@@ -239,7 +246,7 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
         nonlocal producers
         if did in types:
             return types[did]
-        node = data_by_id[did]
+        node = data[positions[did]]
         ctype = node.ctype
         if ctype is None:
             if node.transform is not None:
@@ -270,7 +277,7 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
             problems.append(Diagnostic("E110", f"unknown module '{m.module}' (node "
                                                f"'{m.name}'){suggestion}"))
             continue
-        if _fits(m.args, mdef.inputs, data_by_id):
+        if _fits(m.args, mdef.inputs, data, positions):
             continue  # the usual case, without the checks below that find no problem
         given = dict(m.args)
         found = 0
@@ -282,7 +289,7 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
                 continue
             found += 1
             did = given[pname]
-            atype = data_by_id[did].ctype  # a typed node's type (the usual case)
+            atype = data[positions[did]].ctype  # a typed node's type (the usual case)
             if atype is None:
                 atype = type_of(did)
             if atype is not None and atype is not ptype and not is_subtype(atype, ptype):

@@ -38,12 +38,16 @@ _KW = "|".join(_KEYWORDS)
 # is an INT only where an operand is expected (lark's contextual lexer); see _tokens.
 _TOKEN = re.compile(
     r"(?:[ \t\f\r\n]+|#[^\n]*)*"  # whitespace and comments before the token
-    r"(?:(?P<RATE>\d+/\d+(?:ms|min|s|h|d)(?![A-Za-z0-9_]))"
+    # Single-character operators that start no other terminal, first: most tokens of
+    # an operator chain are one (each later alternative would be tried in turn).
+    r"(?:(?P<SYM>[+*/(){}\[\],:|@.])"
+    r"|(?P<RATE>\d+/\d+(?:ms|min|s|h|d)(?![A-Za-z0-9_]))"
     r"|(?P<DURATION>\d+(?:ms|min|s|h|d)(?![A-Za-z0-9_]))"
     r"|(?P<FLOAT>\d+\.\d+)"
     # A name right before "(" (the parser joins "a.b.f(" from its parts: matching the
     # dots here would rescan a long field-access chain at every name, quadratically).
-    rf"|(?P<CALLEE>(?!(?:{_KW})(?![A-Za-z0-9_\-.]))[A-Za-z_][A-Za-z0-9_-]*(?=\())"
+    # (Possessive: a shorter part of a name is never followed by "(", so no backtracking.)
+    rf"|(?P<CALLEE>(?!(?:{_KW})(?![A-Za-z0-9_\-.]))[A-Za-z_][A-Za-z0-9_-]*+(?=\())"
     r"|(?P<NEGINT>-\d+)"
     r"|(?P<INT>\d+)"
     r"|(?P<IDENT>[A-Za-z_][A-Za-z0-9_-]*)"  # a whole keyword (or "_") is not a name
@@ -156,7 +160,7 @@ class _Parser:
             at = m.start(kind)  # type: ignore[arg-type]
             if kind == "IDENT":
                 kind = words.get(text, "IDENT")
-            elif kind == "OP":
+            elif kind == "SYM" or kind == "OP":
                 kind = text
                 if kind == "(":
                     parens.append(prev == "IF")
