@@ -7,7 +7,8 @@ work at run time is list indexing, never dict lookups by id or type inference.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from constellation.core.errors import CompilationError, Diagnostic
 from constellation.core.transforms import (
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from constellation.core.types import CType
 
 __all__ = ["FAST_CALL_SECONDS", "ExecutionPlan", "ModuleTiming", "NodePlan", "TransformPlan"]
+
+_NAME = attrgetter("name")
+_CTYPE = attrgetter("ctype")
 
 # Consumer kinds in ExecutionPlan.consumers.
 MODULE = 0
@@ -64,9 +68,9 @@ class ModuleTiming:
         return self.average < FAST_CALL_SECONDS
 
 
-@dataclass(frozen=True, slots=True)
-class NodePlan:
-    """One module node, ready to run.
+class NodePlan(NamedTuple):
+    """One module node, ready to run (a NamedTuple like the runtime's messages: as
+    immutable as a frozen dataclass and quicker to build; a plan has one per call).
 
     Attributes:
         index: position in ``ExecutionPlan.nodes``.
@@ -86,7 +90,7 @@ class NodePlan:
             apply (the fast path).
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # (a field, where tuple has a method)
     name: str
     module: ModuleDefinition
     args: tuple[tuple[str, int], ...]
@@ -99,8 +103,7 @@ class NodePlan:
     policy: CallPolicy | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TransformPlan:
+class TransformPlan(NamedTuple):
     """One inline transform: computes data node ``output`` from ``inputs``."""
 
     output: int
@@ -149,9 +152,13 @@ class ExecutionPlan:
         Raises:
             CompilationError: the graph has a cycle or reads an undefined data node.
         """
-        index = {d.id: i for i, d in enumerate(spec.data)}
+        index = spec.data_positions  # data node id -> position (cached on the spec)
         consumers: list[list[tuple[int, int]]] = [[] for _ in spec.data]
+        producers: list[tuple[int, int] | None] = [None] * len(spec.data)
         problems: list[Diagnostic] = []
+        # Whether every node reads only values before its own (data is in dependency
+        # order, as compiled sources and builders make it): then there is no cycle.
+        ordered = True
 
         def idx(did: str, who: str) -> int:
             if did not in index:
@@ -161,20 +168,50 @@ class ExecutionPlan:
 
         timings = {} if timings is None else timings
         nodes = []
+        # What every call of a module with the same options object shares (a compiled
+        # program's plain calls all have one) is worked out once: a 250,000-call program
+        # has one module and one options object. Options are keyed by id(), stable
+        # while the spec holding them lives; consecutive calls alike skip the lookup.
+        shared: dict[tuple[str, int], _Shared] = {}
+        last_module: str | None = None
+        last_options: CallOptions | None = None
+        known: _Shared | None = None
         for n, m in enumerate(spec.modules):
-            mdef = modules[m.module]
-            args = tuple((p, idx(did, f"node '{m.name}'")) for p, did in m.args)
-            distinct = sorted({i for _, i in args})
+            fresh = False
+            if m.module is not last_module or m.options is not last_options:
+                last_module, last_options = m.module, m.options
+                known = shared.get((m.module, id(m.options)))
+                if known is None:
+                    known = shared[(m.module, id(m.options))] = _shared(
+                        m.module, modules[m.module], m.options, timings, policy_for)
+                    fresh = True
+            assert known is not None
+            mdef, exact, plain, timing, options, first_policy = known
+            try:
+                args, distinct = _arg_indexes(m.args, index)
+            except KeyError:  # report each undefined one (in order)
+                args = tuple([(p, idx(did, f"node '{m.name}'")) for p, did in m.args])
+                distinct = tuple({i for _, i in args})
+            consumer = (MODULE, n)
             for i in distinct:
                 if i >= 0:
-                    consumers[i].append((MODULE, n))
-            options = mdef.options.merged(m.options)
-            nodes.append(NodePlan(n, m.name, mdef, args, idx(m.output, m.name),
-                                  options, len(distinct),
-                                  EXACT_PY_TYPES.get(type(mdef.output)),
-                                  not mdef.takes_ctx and not mdef._dataclass_params,
-                                  timings.setdefault(m.module, ModuleTiming()),
-                                  policy_for(mdef, options) if policy_for else None))
+                    consumers[i].append(consumer)
+            # A policy is made per node (it may hold per-call state); a module and
+            # options that need none need none on any node.
+            if fresh or first_policy is None:
+                policy = first_policy
+            else:
+                assert policy_for is not None
+                policy = policy_for(mdef, options)
+            output = index.get(m.output)
+            if output is None:
+                output = idx(m.output, m.name)
+            else:
+                producers[output] = consumer
+                if ordered and distinct and max(distinct) >= output:
+                    ordered = False
+            nodes.append(NodePlan(n, m.name, mdef, args, output, options, len(distinct), exact,
+                                  plain, timing, policy))
         transforms: list[TransformPlan] = []
         sources: list[int] = []
         selective: dict[int, Any] = {}  # transform index -> its Transform
@@ -182,46 +219,51 @@ class ExecutionPlan:
             if d.transform is None:
                 continue
             t = len(transforms)
-            ins = tuple(idx(i, f"value '{d.name}'") for i in d.inputs)
-            distinct_t = sorted(set(ins))
+            try:
+                ins = tuple([index[i] for i in d.inputs])
+            except KeyError:  # report each undefined one (in order)
+                ins = tuple([idx(i, f"value '{d.name}'") for i in d.inputs])
+            distinct_t = set(ins)
+            consumer = (TRANSFORM, t)
             for i in distinct_t:
                 if i >= 0:
-                    consumers[i].append((TRANSFORM, t))
+                    consumers[i].append(consumer)
+            output = index[d.id]
+            producers[output] = consumer
+            if ordered and ins and max(ins) >= output:
+                ordered = False
             if d.transform.op in SELECTIVE_OPS:
                 selective[t] = d.transform
-            transforms.append(TransformPlan(index[d.id], ins, len(distinct_t),
+            transforms.append(TransformPlan(output, ins, len(distinct_t),
                                             compile_transform(d.transform, modules)))
             if not ins:
                 sources.append(t)
         if problems:
             raise CompilationError(problems)
-        producers: list[tuple[int, int] | None] = [None] * len(spec.data)
-        for nd in nodes:
-            producers[nd.output] = (MODULE, nd.index)
-        for i, tp in enumerate(transforms):
-            producers[tp.output] = (TRANSFORM, i)
         deferred, lazy_transforms = _lazy_analysis(
             nodes, transforms, selective, producers,
-            [index[did] for _, did in spec.outputs])
+            [index[did] for _, did in spec.outputs],
+            any(options.lazy for _, _, _, _, options, _ in shared.values()))
         plan = ExecutionPlan(
             name=spec.name,
             structural_hash=spec.structural_hash,
             timeout=spec.timeout,
-            data_names=tuple(d.name for d in spec.data),
-            data_types=tuple(d.ctype for d in spec.data),
+            data_names=tuple(map(_NAME, spec.data)),
+            data_types=tuple(map(_CTYPE, spec.data)),
             inputs={name: index[did] for name, did in spec.inputs},
             input_types={name: t for name, t in spec.input_types.items() if t is not None},
             outputs=tuple((name, index[did]) for name, did in spec.outputs),
             nodes=tuple(nodes),
             transforms=tuple(transforms),
-            consumers=tuple(tuple(c) for c in consumers),
+            consumers=tuple(map(tuple, consumers)),
             sources=tuple(sources),
-            root_nodes=tuple(n.index for n in nodes if n.deps == 0),
+            root_nodes=tuple([n.index for n in nodes if n.deps == 0]),
             deferred=deferred,
             lazy_transforms=lazy_transforms,
             producers=tuple(producers),
         )
-        plan._check_acyclic()
+        if not ordered:
+            plan._check_acyclic()
         return plan
 
     def _check_acyclic(self) -> None:
@@ -247,9 +289,47 @@ class ExecutionPlan:
 
 
 
+# What a plan's nodes of one module with one options object share: the module, its exact
+# output type, whether arguments go as they are, its timing, the merged options, and the
+# first such node's call policy (None: no node of them needs one).
+_Shared = tuple[Any, "type | None", bool, ModuleTiming, Any, Any]
+
+
+def _shared(name: str, mdef: ModuleDefinition, call_options: CallOptions,
+            timings: dict[str, ModuleTiming],
+            policy_for: Callable[[ModuleDefinition, CallOptions], CallPolicy | None] | None
+            ) -> _Shared:
+    options = mdef.options.merged(call_options)
+    return (mdef, EXACT_PY_TYPES.get(type(mdef.output)),
+            not mdef.takes_ctx and not mdef._dataclass_params,
+            timings.setdefault(name, ModuleTiming()), options,
+            policy_for(mdef, options) if policy_for else None)
+
+
+def _arg_indexes(args: tuple[tuple[str, str], ...], index: Mapping[str, int]
+                 ) -> tuple[tuple[tuple[str, int], ...], tuple[int, ...]]:
+    """A call's ``(parameter, data index)`` pairs and its distinct data indexes (one and
+    two arguments, the usual counts, without a comprehension).
+
+    Raises:
+        KeyError: an argument names no data node.
+    """
+    if len(args) == 2:
+        (p0, d0), (p1, d1) = args
+        i0, i1 = index[d0], index[d1]
+        return ((p0, i0), (p1, i1)), ((i0,) if i0 == i1 else (i0, i1))
+    if len(args) == 1:
+        ((p0, d0),) = args
+        i0 = index[d0]
+        return ((p0, i0),), (i0,)
+    pairs = tuple([(p, index[did]) for p, did in args])
+    return pairs, tuple({i for _, i in pairs})
+
+
 def _lazy_analysis(nodes: Sequence[NodePlan], transforms: Sequence[TransformPlan],
                    selective: Mapping[int, Any], producers: Sequence[tuple[int, int] | None],
-                   outputs: Sequence[int]) -> tuple[frozenset[int], dict[int, Any]]:
+                   outputs: Sequence[int], any_lazy: bool
+                   ) -> tuple[frozenset[int], dict[int, Any]]:
     """Which lazy calls may never be needed, and which selective operations must then be
     evaluated step by step.
 
@@ -258,7 +338,7 @@ def _lazy_analysis(nodes: Sequence[NodePlan], transforms: Sequence[TransformPlan
     needed reads it as its first selector. A lazy call whose output is not needed for
     sure is deferred: the runtime starts it only when a selective operation picks it.
     """
-    if not any(n.options.lazy for n in nodes):
+    if not any_lazy:  # no node is lazy
         return frozenset(), {}
     needed: set[int] = set()
     stack = list(outputs)

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from logging import WARNING
+from operator import attrgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,7 @@ from constellation.core.modules import ModuleDefinition
 from constellation.core.options import CallOptions, Priority, priority_value
 from constellation.core.results import ExecutionStatus
 from constellation.core.types import coerce, render
+from constellation.lang.collector import LARGE_GRAPH, collector_paused
 from constellation.spi._backends import Backends
 from constellation.spi._cache import CacheBackend
 from constellation.spi._listener import ExecutionListener, NoOpListener
@@ -302,14 +304,17 @@ class Constellation:
         # the spec's structure, so passing builder.build() to run() each time costs a
         # lookup. (An unchanged builder returns the same DagSpec, whose structural hash
         # is computed once.) Registering modules clears the cache.
-        key = _spec_key(source)
-        with self._compile_lock:
-            cached = self._compiled_specs.get(key)
-        if cached is not None:
-            return cached
-        spec = resolve(source, self._modules)
-        pipeline = Pipeline(spec, ExecutionPlan.build(spec, self._modules, self._timings,
-                                                      self._policy_for), self)
+        # A large graph is hashed, resolved and planned with the cyclic collector paused
+        # (see constellation.lang.collector).
+        with collector_paused(len(source.data) + len(source.modules), LARGE_GRAPH):
+            key = _spec_key(source)
+            with self._compile_lock:
+                cached = self._compiled_specs.get(key)
+            if cached is not None:
+                return cached
+            spec = resolve(source, self._modules)
+            pipeline = Pipeline(spec, ExecutionPlan.build(spec, self._modules, self._timings,
+                                                          self._policy_for), self)
         with self._compile_lock:
             self._compiled_specs[key] = pipeline
             self._by_hash[spec.structural_hash] = pipeline
@@ -365,9 +370,10 @@ class Constellation:
             return cached
         with self._compile_lock:
             self._compile_misses += 1
-        compiled = compile_source(source, self._modules, name)
-        # A pipeline of its own: the spec cache's may be shared with other sources.
-        shared = self._compile_spec(compiled.spec)
+        with collector_paused(len(source)):  # the whole compile, not only the parser's
+            compiled = compile_source(source, self._modules, name)
+            # A pipeline of its own: the spec cache's may be shared with other sources.
+            shared = self._compile_spec(compiled.spec)
         pipeline = Pipeline(shared.spec, shared.plan, self)
         pipeline.syntactic_hash = compiled.syntactic_hash
         pipeline.source = source
@@ -796,7 +802,7 @@ def _spec_key(spec: DagSpec) -> tuple[Any, ...]:
     and the names it does not cover (pipeline, description, data nodes' names, which
     messages quote)."""
     return (spec.structural_hash, spec.name, spec.description,
-            tuple([d.name for d in spec.data]))
+            tuple(map(_NAME, spec.data)))
 
 
 def _check_backend(backend: Any, protocol: type, field: str) -> None:
@@ -806,3 +812,6 @@ def _check_backend(backend: Any, protocol: type, field: str) -> None:
             f"{type(backend).__name__} does not", details={"field": f"backends.{field}"})
 
 
+
+
+_NAME = attrgetter("name")

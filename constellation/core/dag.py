@@ -14,21 +14,24 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+from constellation.core._frozen import quick_init
 from constellation.core.errors import CompilationError, Diagnostic, UnknownModuleError
 from constellation.core.options import CallOptions, call_output_type
 from constellation.core.transforms import infer_transform_type
 from constellation.core.types import CType, is_subtype, render
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from constellation.core.modules import ModuleDefinition
 
 __all__ = ["DagSpec", "DataNode", "ModuleNode", "Transform", "resolve"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Transform:
     """An inline operation evaluated by the runtime without the worker pool.
@@ -47,6 +50,7 @@ class Transform:
         return dict(self.params)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DataNode:
     """A value in the graph.
@@ -66,6 +70,7 @@ class DataNode:
     inputs: tuple[str, ...] = ()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ModuleNode:
     """A call of a registered module.
@@ -112,17 +117,24 @@ class DagSpec:
     @cached_property
     def data_by_id(self) -> dict[str, DataNode]:
         """Data nodes by id."""
-        return {d.id: d for d in self.data}
+        return dict(zip(map(_ID, self.data), self.data, strict=True))
+
+    @cached_property
+    def data_positions(self) -> dict[str, int]:
+        """Data node id → its position in :attr:`data` (resolution and the execution plan
+        share it)."""
+        return dict(zip(map(_ID, self.data), range(len(self.data)), strict=True))
 
     @property
     def input_types(self) -> dict[str, CType | None]:
         """Declared input name → type."""
-        return {name: self.data_by_id[did].ctype for name, did in self.inputs}
+        return {name: self.data[self.data_positions[did]].ctype for name, did in self.inputs}
 
     @property
     def output_types(self) -> dict[str, CType | None]:
         """Declared output name → type."""
-        return {name: self.data_by_id[did].ctype for name, did in self.outputs}
+        return {name: self.data[self.data_positions[did]].ctype
+                for name, did in self.outputs}
 
     @property
     def is_resolved(self) -> bool:
@@ -131,26 +143,56 @@ class DagSpec:
 
     def canonical(self) -> dict[str, Any]:
         """The structure as JSON-ready data: nodes, edges, types and options, not the name."""
+        return self._canonical(list)
+
+    def _canonical(self, inputs_as: Callable[[tuple[str, ...]], Any]) -> dict[str, Any]:
+        # inputs_as: list for canonical(); the hash keeps the tuples (same JSON).
+        # Column by column with map() and zip(), whose loops run in C: a generator of one
+        # tuple per node spent most of a 250,000-call program's hash building them. A
+        # type or an option set is rendered once however many nodes share it (every
+        # call of such a program has the same ones); keyed by id(), stable while the
+        # nodes holding them live.
+        data, modules = self.data, self.modules
+        ctypes = list(map(_CTYPE, data))
+        rendered = {i: render(t) if t else None
+                    for i, t in {id(t): t for t in ctypes}.items()}
+        transforms = list(map(_TRANSFORM, data))
+        options = list(map(_OPTIONS, modules))
+        options_data = {i: _jsonable(sorted(o.as_dict().items()))
+                        for i, o in {id(o): o for o in options}.items()}
         return {
             "inputs": sorted(self.inputs),
             "outputs": sorted(self.outputs),
             "timeout": self.timeout,
-            "data": sorted(
-                (d.id, render(d.ctype) if d.ctype else None,
-                 _jsonable(d.transform.op) if d.transform else None,
-                 _jsonable(d.transform.params) if d.transform else None, list(d.inputs))
-                for d in self.data),
-            "modules": sorted(
-                (m.id, m.module, sorted(m.args), m.output,
-                 _jsonable(sorted(m.options.as_dict().items())))
-                for m in self.modules),
+            "data": sorted(zip(
+                map(_ID, data), map(rendered.__getitem__, map(id, ctypes)),
+                [_jsonable(t.op) if t else None for t in transforms],
+                [_jsonable(t.params) if t else None for t in transforms],
+                map(inputs_as, map(_INPUTS, data)), strict=True)),
+            "modules": sorted(zip(
+                map(_ID, modules), map(_MODULE, modules), map(sorted, map(_ARGS, modules)),
+                map(_OUTPUT, modules), map(options_data.__getitem__, map(id, options)),
+                strict=True)),
         }
 
     @cached_property
     def structural_hash(self) -> str:
         """SHA-256 of the canonical structure (hex): equal for structurally equal graphs."""
-        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), default=repr)
+        # Nothing in the canonical form refers back to itself (_jsonable would not have
+        # returned): the encoder need not track every list it enters for cycles.
+        text = json.dumps(self._canonical(tuple), sort_keys=True, separators=(",", ":"),
+                          default=repr, check_circular=False)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+_ID = attrgetter("id")
+_CTYPE = attrgetter("ctype")
+_TRANSFORM = attrgetter("transform")
+_INPUTS = attrgetter("inputs")
+_MODULE = attrgetter("module")
+_ARGS = attrgetter("args")
+_OUTPUT = attrgetter("output")
+_OPTIONS = attrgetter("options")
 
 
 def _jsonable(value: Any) -> Any:
@@ -165,6 +207,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _fits(args: tuple[tuple[str, str], ...], params: Mapping[str, CType],
+          data: tuple[DataNode, ...], positions: Mapping[str, int]) -> bool:
+    """Whether a call's arguments are exactly the parameters, each a typed node of a
+    fitting type (then :func:`resolve` has nothing to report about the call)."""
+    if len(args) != len(params) or (len(args) > 1 and (
+            args[0][0] == args[1][0] if len(args) == 2 else
+            len({pname for pname, _ in args}) < len(args))):
+        return False  # a parameter missing, or one given twice
+    for pname, did in args:
+        ptype = params.get(pname)
+        position = positions.get(did)
+        if ptype is None or position is None:
+            return False
+        atype = data[position].ctype
+        if atype is None or (atype is not ptype and not is_subtype(atype, ptype)):
+            return False
+    return True
+
+
 def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
     """Type every data node of ``spec`` against the registered modules and check calls.
 
@@ -176,28 +237,35 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
             only problems are unknown modules).
     """
     problems: list[Diagnostic] = []
-    producers = {m.output: m for m in spec.modules}
-    pending_data = {d.id: d for d in spec.data}
-    resolved_data: dict[str, DataNode] = {}
+    data, positions = spec.data, spec.data_positions  # cached: the plan reads it too
+    producers: dict[str, ModuleNode] | None = None  # built when a module output is untyped
+    types: dict[str, CType | None] = {}
+    typed: dict[str, DataNode] = {}  # the nodes that got a type here
 
     def type_of(did: str) -> CType | None:
-        if did in resolved_data:
-            return resolved_data[did].ctype
-        node = pending_data[did]
+        nonlocal producers
+        if did in types:
+            return types[did]
+        node = data[positions[did]]
         ctype = node.ctype
-        if node.transform is not None and ctype is None:
-            arg_types = [type_of(i) for i in node.inputs]
-            if all(t is not None for t in arg_types):
-                try:
-                    ctype = infer_transform_type(node.transform, arg_types)  # type: ignore[arg-type]
-                except TypeError as exc:
-                    problems.append(Diagnostic("E120", f"{node.name}: {exc}"))
-        elif did in producers and ctype is None:
-            producer = producers[did]
-            mdef = modules.get(producer.module)
-            ctype = (call_output_type(mdef.output, mdef.options.merged(producer.options))
-                     if mdef is not None else None)
-        resolved_data[did] = replace(node, ctype=ctype)
+        if ctype is None:
+            if node.transform is not None:
+                arg_types = [type_of(i) for i in node.inputs]
+                if all(t is not None for t in arg_types):
+                    try:
+                        ctype = infer_transform_type(node.transform, arg_types)  # type: ignore[arg-type]
+                    except TypeError as exc:
+                        problems.append(Diagnostic("E120", f"{node.name}: {exc}"))
+            else:
+                if producers is None:
+                    producers = {m.output: m for m in spec.modules}
+                producer = producers.get(did)
+                mdef = modules.get(producer.module) if producer is not None else None
+                if producer is not None and mdef is not None:
+                    ctype = call_output_type(mdef.output, mdef.options.merged(producer.options))
+            if ctype is not None:
+                typed[did] = replace(node, ctype=ctype)
+        types[did] = ctype
         return ctype
 
     unknown_only = True
@@ -209,19 +277,28 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
             problems.append(Diagnostic("E110", f"unknown module '{m.module}' (node "
                                                f"'{m.name}'){suggestion}"))
             continue
+        if _fits(m.args, mdef.inputs, data, positions):
+            continue  # the usual case, without the checks below that find no problem
         given = dict(m.args)
+        found = 0
         for pname, ptype in mdef.inputs.items():
             if pname not in given:
                 unknown_only = False
                 problems.append(Diagnostic("E121", f"node '{m.name}': module {m.module} needs "
                                                    f"argument '{pname}' ({render(ptype)})"))
                 continue
-            atype = type_of(given[pname])
-            if atype is not None and not is_subtype(atype, ptype):
+            found += 1
+            did = given[pname]
+            atype = data[positions[did]].ctype  # a typed node's type (the usual case)
+            if atype is None:
+                atype = type_of(did)
+            if atype is not None and atype is not ptype and not is_subtype(atype, ptype):
                 unknown_only = False
                 problems.append(Diagnostic(
                     "E122", f"node '{m.name}': argument '{pname}' of {m.module} expects "
                             f"{render(ptype)}, got {render(atype)}"))
+        if found == len(given):
+            continue  # every argument is a parameter
         for extra in sorted(set(given) - set(mdef.inputs)):
             unknown_only = False
             hint = difflib.get_close_matches(extra, list(mdef.inputs), n=1)
@@ -229,9 +306,12 @@ def resolve(spec: DagSpec, modules: Mapping[str, ModuleDefinition]) -> DagSpec:
             problems.append(Diagnostic("E123", f"node '{m.name}': module {m.module} has no "
                                                f"parameter '{extra}'{suggestion}"))
     for d in spec.data:
-        type_of(d.id)
+        if d.ctype is None:  # a typed node needs nothing (and reports nothing)
+            type_of(d.id)
     if problems:
         if unknown_only and all(p.code == "E110" for p in problems):
             raise UnknownModuleError(problems)
         raise CompilationError(problems)
-    return replace(spec, data=tuple(resolved_data[d.id] for d in spec.data))
+    if not typed:
+        return spec  # already typed (compiled source): the same spec, hashed once
+    return replace(spec, data=tuple(typed.get(d.id, d) for d in spec.data))

@@ -7,9 +7,11 @@ takes no part in equality, so a tree parsed from printed source equals the origi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from dataclasses import field as _field  # FieldAccess has a field named "field"
 from typing import Union
+
+from constellation.core._frozen import quick_init
 
 __all__ = [
     "Annotation", "Arith", "Assign", "BoolLit", "BoolOp", "Branch", "Call", "Coalesce",
@@ -387,3 +389,14 @@ class Pipeline:
     declarations: tuple[Declaration, ...]
     annotations: tuple[Annotation, ...] = ()
     pos: Pos | None = _field(default=None, compare=False, repr=False)
+
+
+def _quicker_nodes() -> None:
+    # A 1 MB program has hundreds of thousands of nodes: each node class gets the quicker
+    # __init__ of constellation.core._frozen (same signature, same instances).
+    for obj in list(globals().values()):
+        if isinstance(obj, type) and obj.__module__ == __name__ and is_dataclass(obj):
+            quick_init(obj)
+
+
+_quicker_nodes()

@@ -525,13 +525,16 @@ class _Compiler(Emission):
 
     def _arith(self, e: A.Arith) -> Step[Value]:
         acc = yield from self._operand(e.first)
+        int_modules: dict[str, ModuleDefinition] = {}  # operator -> its module, once looked up
         for op, operand in e.rest:
             right = self._quick(operand)
             if right is None:
                 right = yield self._expr(operand)
             if type(acc.type) is CInt and type(right.type) is CInt:  # the common case
-                acc = self.call(self.operator_module(ARITH[op], op, operand.pos),
-                                [acc, right], NO_OPTIONS, None)
+                mdef = int_modules.get(op)
+                if mdef is None:
+                    mdef = int_modules[op] = self.operator_module(ARITH[op], op, operand.pos)
+                acc = self.call(mdef, [acc, right], NO_OPTIONS, None)
                 continue
             if op == "+" and is_recordish(acc.type) and is_recordish(right.type):
                 acc = self.transform("merge", (), [acc, right],

@@ -38,12 +38,16 @@ _KW = "|".join(_KEYWORDS)
 # is an INT only where an operand is expected (lark's contextual lexer); see _tokens.
 _TOKEN = re.compile(
     r"(?:[ \t\f\r\n]+|#[^\n]*)*"  # whitespace and comments before the token
-    r"(?:(?P<RATE>\d+/\d+(?:ms|min|s|h|d)(?![A-Za-z0-9_]))"
+    # Single-character operators that start no other terminal, first: most tokens of
+    # an operator chain are one (each later alternative would be tried in turn).
+    r"(?:(?P<SYM>[+*/(){}\[\],:|@.])"
+    r"|(?P<RATE>\d+/\d+(?:ms|min|s|h|d)(?![A-Za-z0-9_]))"
     r"|(?P<DURATION>\d+(?:ms|min|s|h|d)(?![A-Za-z0-9_]))"
     r"|(?P<FLOAT>\d+\.\d+)"
     # A name right before "(" (the parser joins "a.b.f(" from its parts: matching the
     # dots here would rescan a long field-access chain at every name, quadratically).
-    rf"|(?P<CALLEE>(?!(?:{_KW})(?![A-Za-z0-9_\-.]))[A-Za-z_][A-Za-z0-9_-]*(?=\())"
+    # (Possessive: a shorter part of a name is never followed by "(", so no backtracking.)
+    rf"|(?P<CALLEE>(?!(?:{_KW})(?![A-Za-z0-9_\-.]))[A-Za-z_][A-Za-z0-9_-]*+(?=\())"
     r"|(?P<NEGINT>-\d+)"
     r"|(?P<INT>\d+)"
     r"|(?P<IDENT>[A-Za-z_][A-Za-z0-9_-]*)"  # a whole keyword (or "_") is not a name
@@ -64,6 +68,8 @@ _MUL = {"*", "/"}
 _COMPARE = {"==", "!=", "<=", ">=", "<", ">"}
 # Tokens that continue an expression after an operand.
 _CONTINUES = _ADD | _MUL | _COMPARE | {"??", "WHEN", "OR", "AND", ".", "[", "{"}
+# Tokens that bind an operand tighter than + and - (see _Parser.plain_operand).
+_TIGHTER = _MUL | {".", "[", "{"}
 
 
 BAD_LAMBDA_MESSAGE = ("lambda parameters must be names, as in (x) => ... or "
@@ -154,7 +160,7 @@ class _Parser:
             at = m.start(kind)  # type: ignore[arg-type]
             if kind == "IDENT":
                 kind = words.get(text, "IDENT")
-            elif kind == "OP":
+            elif kind == "SYM" or kind == "OP":
                 kind = text
                 if kind == "(":
                     parens.append(prev == "IF")
@@ -468,10 +474,27 @@ class _Parser:
     def additive(self, first: A.Expr | None, start: int) -> Step[A.Expr]:
         head = yield from self.multiplicative(first, start)
         rest = []
-        while self.peek() in _ADD:
+        kinds = self.kinds
+        while kinds[self.i] in _ADD:
             op = self.take_text()
-            rest.append((op, (yield from self.multiplicative(None, self.i))))
+            operand = self.plain_operand()
+            if operand is None:
+                operand = yield from self.multiplicative(None, self.i)
+            rest.append((op, operand))
         return A.Arith(head, tuple(rest), self.pos_at(start)) if rest else head
+
+    def plain_operand(self) -> A.Expr | None:
+        """A name or an integer that nothing binding tighter follows (most terms of a
+        long chain): what :meth:`multiplicative` would return, without its generator
+        levels; None for anything else."""
+        i = self.i
+        k = self.kinds[i]
+        if (k != "IDENT" and k != "INT") or self.kinds[i + 1] in _TIGHTER:
+            return None
+        self.i = i + 1
+        if k == "IDENT":
+            return A.Name(self.texts[i], self.pos_at(i))
+        return A.IntLit(int(self.texts[i]), self.pos_at(i))
 
     def multiplicative(self, first: A.Expr | None, start: int) -> Step[A.Expr]:
         head = yield from self.postfix(first, start)

@@ -9,6 +9,8 @@ needs (dead code). :class:`Emission` is the compiler's base class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
     from constellation.core.modules import ModuleDefinition
 
 __all__ = ["FOLDABLE_PREFIXES", "Emission", "Value", "type_depth"]
+
+_REF = itemgetter(1)  # (parameter, data node id) -> the id
+_INPUTS = attrgetter("inputs")
+_ARGS = attrgetter("args")
 
 # Standard-library modules whose calls may be evaluated while compiling.
 FOLDABLE_PREFIXES = ("stdlib.math.", "stdlib.string.", "stdlib.list.", "stdlib.bool.",
@@ -109,7 +115,7 @@ class Emission:
         self.counter += 1
         did = f"t:{self.counter}"
         self.data[did] = DataNode(did, label, ctype, Transform(op, params),
-                                  tuple(a.ref for a in args))
+                                  tuple([a.ref for a in args]))
         value = Value(did, ctype, depth=depth)
         self.cse[key] = value
         return value
@@ -137,7 +143,7 @@ class Emission:
             if not a.is_const:
                 constant = False
                 break
-        if constant and plain and mdef.name.startswith(FOLDABLE_PREFIXES):
+        if constant and plain and mdef.name.startswith(FOLDABLE_PREFIXES):  # fold
             try:
                 value = mdef.func(*(a.const for a in args))
                 value = mdef.check_output(value)
@@ -157,7 +163,11 @@ class Emission:
                 [(params[i], i) for i in order], out_type, type_depth(out_type),
                 mdef.name.rsplit(".", 1)[-1])
         slots, out_type, depth, base = shape
-        bound = tuple([(p, args[i].ref) for p, i in slots])
+        if len(slots) == 2:  # the operators' and most modules' count: no comprehension
+            (p0, i0), (p1, i1) = slots
+            bound: tuple[tuple[str, str], ...] = ((p0, args[i0].ref), (p1, args[i1].ref))
+        else:
+            bound = tuple([(p, args[i].ref) for p, i in slots])
         key = ("call", mdef.name, bound, "" if plain else repr(sorted(
             options.as_dict().items(), key=lambda kv: kv[0])))
         found = self.cse.get(key)
@@ -173,14 +183,23 @@ class Emission:
         self.data[out] = DataNode(out, out, out_type)
         self.calls.append(ModuleNode(f"mod:{node_name}", node_name, mdef.name, bound, out,
                                      options))
-        value = self.cse[key] = Value(out, out_type, depth=depth)
+        value = self.cse[key] = Value(out, out_type, None, False, depth)
         return value
 
     def finish(self, inputs: dict[str, str], outputs: dict[str, str],
                 timeout: float | None) -> DagSpec:
         """The DagSpec of what the outputs need (and every declared input)."""
         # Dead code: keep what an output needs (and every declared input).
-        producers = {m.output: m for m in self.calls}
+        data = self.data
+        # Nothing is dead when every node is read by another one, or is an output or an
+        # input (the usual case, found with set operations): following readers from any
+        # node then ends at an output (nodes only read earlier ones).
+        read = set(chain.from_iterable(map(_INPUTS, data.values())))
+        read.update(map(_REF, chain.from_iterable(map(_ARGS, self.calls))))
+        if not data.keys() - read - set(outputs.values()) - set(inputs.values()):
+            return DagSpec(self.name, tuple(inputs.items()), tuple(data.values()),
+                           tuple(self.calls), tuple(outputs.items()), timeout)
+        producers = {m.output: m.args for m in self.calls}
         needed: set[str] = set(inputs.values())
         stack = list(outputs.values())
         while stack:
@@ -188,13 +207,16 @@ class Emission:
             if did in needed:
                 continue
             needed.add(did)
-            node = self.data[did]
-            stack.extend(node.inputs)
-            if did in producers:
-                stack.extend(ref for _, ref in producers[did].args)
-        data = tuple(d for d in self.data.values() if d.id in needed)
-        calls = tuple(m for m in self.calls if m.output in needed)
-        return DagSpec(self.name, tuple(inputs.items()), data, calls, tuple(outputs.items()),
+            stack.extend(data[did].inputs)
+            args = producers.get(did)
+            if args is not None:
+                stack.extend(map(_REF, args))
+        if needed.issuperset(data):  # every node is needed (the usual case)
+            kept, calls = tuple(data.values()), tuple(self.calls)
+        else:
+            kept = tuple([d for d in data.values() if d.id in needed])
+            calls = tuple([m for m in self.calls if m.output in needed])
+        return DagSpec(self.name, tuple(inputs.items()), kept, calls, tuple(outputs.items()),
                        timeout)
 
     def tagged(self, v: Value, union: CType) -> Value:

@@ -185,3 +185,23 @@ def test_operators_without_the_standard_library_are_e110_not_a_key_error(
         compile_source(source, {})
     assert info.value.errors[0].code == "E110"
     assert "not registered" in info.value.errors[0].message
+
+
+def test_after_a_large_compile_the_collector_has_no_backlog_and_frozen_objects_stay() -> None:
+    import gc
+
+    from bench.programs import assignments
+    from constellation.lang.collector import LARGE_SOURCE
+
+    compile_source(assignments(LARGE_SOURCE * 2), MODULES)
+    # What the compile allocated was moved to the oldest generation, not left for the
+    # first young collection to traverse.
+    assert gc.get_count()[0] < 1000
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # an application's own frozen objects are left frozen
+    try:
+        frozen = gc.get_freeze_count()
+        compile_source(assignments(LARGE_SOURCE * 2), MODULES)
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
