@@ -16,7 +16,7 @@ from constellation.core.results import ExecutionResult, ExecutionStatus, NodeRec
 from constellation.core.types import render
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Generator, Mapping
 
     from constellation.actors._help import HelpState
     from constellation.actors._plan import ExecutionPlan
@@ -196,6 +196,37 @@ class Execution:
                 self._callbacks.append(fn)
                 return
         fn(self._result)
+
+    def __await__(self) -> Generator[Any, None, ExecutionResult]:
+        """``await execution`` from asyncio code: the result, without blocking the loop.
+
+        Cancelling the awaiting task (``asyncio.wait_for`` past its timeout, a task
+        group failing) cancels the execution too. The wait is bounded by the
+        execution's deadline, as ``result()`` is."""
+        return self._awaited().__await__()
+
+    async def _awaited(self) -> ExecutionResult:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ExecutionResult] = loop.create_future()
+
+        def settle(result: ExecutionResult) -> None:
+            if not future.done():
+                future.set_result(result)
+
+        def done(result: ExecutionResult) -> None:
+            try:
+                loop.call_soon_threadsafe(settle, result)
+            except RuntimeError:  # the loop is closed: nobody awaits any more
+                pass
+
+        self.add_done_callback(done)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
 
     # --- runtime side -------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ class ModuleDefinition:
         options: default call options; a call's own options override them.
         takes_ctx: whether the function declares a ``ctx`` parameter.
         isolation: ``"thread"`` (default) or ``"process"``.
+        is_async: the function is ``async def``: its calls are awaited on the engine's
+            event loop (see ``constellation.actors._async``).
     """
 
     name: str
@@ -61,6 +63,7 @@ class ModuleDefinition:
     options: CallOptions = field(default_factory=CallOptions)
     takes_ctx: bool = False
     isolation: str = "thread"
+    is_async: bool = False
     # Parameters annotated with a dataclass: their dicts are turned back into instances.
     _dataclass_params: Mapping[str, type] = field(default_factory=dict, repr=False)
 
@@ -199,6 +202,11 @@ def _define(
     except Exception as exc:
         raise ConfigurationError(f"module {mod_name}: cannot read its type hints: {exc}",
                                  details={"module": mod_name}) from exc
+    is_async = inspect.iscoroutinefunction(func)
+    if is_async and isolation == "process":
+        raise ConfigurationError(
+            f"module {mod_name}: an async def module cannot be process-isolated (its "
+            "coroutine runs on the engine's event loop)", details={"field": "isolation"})
     sig = inspect.signature(func)
     inputs: dict[str, CType] = {}
     dataclass_params: dict[str, type] = {}
@@ -248,6 +256,7 @@ def _define(
         options=defaults,
         takes_ctx=takes_ctx,
         isolation=isolation,
+        is_async=is_async,
         _dataclass_params=dataclass_params,
     )
 
