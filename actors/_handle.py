@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -216,10 +217,9 @@ class Execution:
                 future.set_result(result)
 
         def done(result: ExecutionResult) -> None:
-            try:
+            # A closed loop (RuntimeError): nobody awaits any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, result)
-            except RuntimeError:  # the loop is closed: nobody awaits any more
-                pass
 
         self.add_done_callback(done)
         try:

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from constellation.core.results import ExecutionResult
     from constellation.engine import Constellation
 
-__all__ = ["PipelineCatalog", "hash_of", "is_ref"]
+__all__ = ["PipelineCatalog", "RoutedRun", "hash_of", "is_ref"]
 
 logger = logging.getLogger("constellation.pipelines")
 
@@ -553,6 +553,27 @@ class PipelineCatalog:
                 h, candidate = route.canary.candidate, True
         return h, route.name, stats, candidate
 
+    def route(self, ref: str) -> RoutedRun:
+        """What a run of ``ref`` gets now: the pipeline (for a name with a canary, the
+        side this run is routed to -- routing counts it, so call this once per run),
+        to look at (its input types, say) before :meth:`RoutedRun.submit` runs it and
+        counts its end on that side.
+
+        Raises:
+            UnknownPipelineError, UnknownHashError: nothing by that ref; and what
+                :meth:`get` raises when the pipeline does not rebuild (counted as a
+                failure of that side).
+        """
+        h, name, stats, candidate = self._pick(ref)
+        if stats is None:
+            return RoutedRun(self._pipeline(h, name), ref, False, None)
+        try:
+            pipeline = self._pipeline(h, name)
+        except _SIDE_FAILURES:
+            stats.ended(candidate, None)
+            raise
+        return RoutedRun(pipeline, ref, candidate, stats)
+
     def run(self, ref: str, inputs: Mapping[str, Any] | None = None, *,
             timeout: float | None = None, priority: Priority | int | str = Priority.NORMAL
             ) -> ExecutionResult:
@@ -568,30 +589,73 @@ class PipelineCatalog:
             UnknownPipelineError, UnknownHashError: nothing by that ref; and what
                 ``engine.run`` raises.
         """
-        h, name, stats, candidate = self._pick(ref)
-        if stats is None:
-            return self._engine.run(self._pipeline(h, name), inputs, timeout=timeout,
+        routed = self.route(ref)
+        if routed.stats is None:
+            return self._engine.run(routed.pipeline, inputs, timeout=timeout,
                                     priority=priority)
         try:
-            result = self._engine.run(self._pipeline(h, name), inputs, timeout=timeout,
+            result = self._engine.run(routed.pipeline, inputs, timeout=timeout,
                                       priority=priority)
         except _SIDE_FAILURES:
-            stats.ended(candidate, None)
+            routed.ended(None)
             raise
-        stats.ended(candidate, result)
+        routed.ended(result)
         return result
 
     def submit(self, ref: str, inputs: Mapping[str, Any] | None = None, *,
                timeout: float | None = None, priority: Priority | int | str = Priority.NORMAL
                ) -> Execution:
         """Submit the pipeline a ref names (see :meth:`run`)."""
-        h, name, stats, candidate = self._pick(ref)
+        return self.route(ref).submit(inputs, timeout=timeout, priority=priority)
+
+
+class RoutedRun:
+    """One run's route (see :meth:`PipelineCatalog.route`).
+
+    Attributes:
+        pipeline: the pipeline the run gets.
+        ref: the ref it was routed from.
+        candidate: whether it is a canary's candidate (False: the current version, or
+            a ref without a canary).
+        stats: the canary's counts this run ends in (None: no canary).
+    """
+
+    __slots__ = ("candidate", "pipeline", "ref", "stats")
+
+    def __init__(self, pipeline: Pipeline, ref: str, candidate: bool,
+                 stats: CanaryStats | None) -> None:
+        self.pipeline = pipeline
+        self.ref = ref
+        self.candidate = candidate
+        self.stats = stats
+
+    def __repr__(self) -> str:
+        side = " (canary candidate)" if self.candidate else ""
+        return f"<RoutedRun {self.ref} -> {self.pipeline!r}{side}>"
+
+    def ended(self, result: ExecutionResult | None) -> None:
+        """Count a run of this route that ended with ``result`` (None: it failed
+        before starting because of its pipeline) -- for runs not started by
+        :meth:`submit`."""
+        if self.stats is not None:
+            self.stats.ended(self.candidate, result)
+
+    def submit(self, inputs: Mapping[str, Any] | None = None, *,
+               timeout: float | None = None, priority: Priority | int | str = Priority.NORMAL
+               ) -> Execution:
+        """Submit the routed pipeline; its end is counted on its canary side.
+
+        Raises:
+            What ``engine.submit`` raises (a side's failure to start is counted).
+        """
+        engine = self.pipeline._engine
+        stats = self.stats
         if stats is None:
-            return self._engine.submit(self._pipeline(h, name), inputs, timeout=timeout,
-                                       priority=priority)
+            return engine.submit(self.pipeline, inputs, timeout=timeout, priority=priority)
+        candidate = self.candidate
         try:
-            execution = self._engine.submit(self._pipeline(h, name), inputs,
-                                            timeout=timeout, priority=priority)
+            execution = engine.submit(self.pipeline, inputs, timeout=timeout,
+                                      priority=priority)
         except _SIDE_FAILURES:
             stats.ended(candidate, None)
             raise

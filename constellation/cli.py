@@ -103,9 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", help="run the HTTP daemon (the 'http' extra); every option can also be "
                       "set as CONSTELLATION_<OPTION> in the environment")
+    serve.add_argument("-v", "--verbose", action="count", default=0,
+                       help="log more (INFO; -vv: DEBUG) on standard error")
+    serve.add_argument("-q", "--quiet", action="count", default=0,
+                       help="log less (errors only; -qq: nothing)")
     serve.add_argument("--host", help="interface (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 8080)")
-    serve.add_argument("--pipelines-dir", metavar="DIR", help="compile DIR/*.cst at start")
+    serve.add_argument("--pipelines-dir", metavar="DIR",
+                       help="compile DIR/*.cst at start, each a version of its file stem")
+    serve.add_argument("--watch", action="store_true", default=None,
+                       help="reload a file of --pipelines-dir when it changes")
+    serve.add_argument("--watch-interval", type=float, metavar="SECONDS",
+                       help="how often --watch looks at the files (default 1)")
     serve.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None,
                        help="do not serve the dashboard page at /dashboard")
     serve.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE",
@@ -455,7 +464,8 @@ def _serve(args: argparse.Namespace) -> int:
     from constellation.http.server import serve
     from constellation.http.settings import ServerSettings
 
-    overrides = {k: v for k, v in vars(args).items() if k != "command"}
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("command", "verbose", "quiet")}
     try:
         settings = ServerSettings.from_env(overrides)
         return serve(settings)

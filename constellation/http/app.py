@@ -7,6 +7,7 @@ stable codes (and E6xx for HTTP-level problems); never a stack trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import threading
@@ -20,7 +21,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from constellation.core.errors import CompilationError, ConstellationError, ShuttingDownError
+from constellation._engine_types import Pipeline
+from constellation._pipelines import hash_of
+from constellation.core.errors import (
+    CompilationError,
+    ConstellationError,
+    ShuttingDownError,
+    UnknownHashError,
+    UnknownPipelineError,
+    UnknownVersionError,
+)
 from constellation.http.compiling import (
     CompileCancelled,
     CompilePool,
@@ -29,21 +39,28 @@ from constellation.http.compiling import (
 )
 from constellation.http.middleware import ProtectionMiddleware, api_error
 from constellation.http.models import ErrorBody
+from constellation.http.openapi import declare_security
+from constellation.http.pipeline_routes import register_pipeline_routes
 from constellation.http.routes import jsonable, register_routes
 from constellation.http.watch_routes import register_watch_routes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from fastapi.responses import JSONResponse, Response
     from starlette.requests import Request as StarletteRequest
 
-    from constellation.engine import Constellation, Pipeline
+    from constellation._pipelines import RoutedRun
+    from constellation.actors._handle import Execution
+    from constellation.core.options import Priority
+    from constellation.engine import Constellation
     from constellation.events import EventHub
     from constellation.http.auth import AuthProvider
+    from constellation.http.reloading import PipelineDir
     from constellation.http.settings import ServerSettings
     from constellation.lang.compiler import CompiledSource
     from constellation.spi import PrometheusMetrics
+    from constellation.spi._pipelines import StoredPipeline
 
 __all__ = ["ServerState", "create_app"]
 
@@ -52,7 +69,9 @@ T = TypeVar("T")
 logger = logging.getLogger("constellation.http")
 
 # HTTP status of each engine error code family; anything else is 400.
-_STATUS = {"E401": 429, "E402": 503, "E204": 409}
+_STATUS = {"E401": 429, "E402": 503, "E204": 409,
+           # stored pipelines: unknown name / version / hash / canary, and conflicts
+           "E702": 404, "E703": 404, "E704": 404, "E705": 409, "E706": 404}
 
 
 class ClientGone(Exception):  # noqa: N818 - not an error: nobody waits for the answer
@@ -60,7 +79,9 @@ class ClientGone(Exception):  # noqa: N818 - not an error: nobody waits for the 
 
 
 class ServerState:
-    """What the routes share: the engine, named pipelines, executions still running."""
+    """What the routes share: the engine, executions still running, and the stored
+    pipelines -- ``engine.pipelines`` (versions per name, aliases, canaries), over the
+    engine's PipelineStore (the daemon's SQLite file: they survive restarts)."""
 
     def __init__(self, engine: Constellation, settings: ServerSettings,
                  metrics: PrometheusMetrics | None) -> None:
@@ -69,8 +90,7 @@ class ServerState:
         self.metrics = metrics
         self.started = time.time()
         self.lock = threading.Lock()
-        self.names: dict[str, str] = {}  # name -> structural hash
-        self.pipelines: dict[str, tuple[Pipeline, float, str | None]] = {}  # hash -> ...
+        self._entries: LRUCache[str, StoredPipeline] = LRUCache(maxsize=1024)
         self.live: dict[str, Any] = {}  # execution id -> Execution (async runs)
         self.compiler = CompilePool(settings.compile_workers, settings.compile_timeout)
         # One thread per compile worker, talking to it; compiles wait in its queue.
@@ -79,6 +99,14 @@ class ServerState:
         # Compiled sources by (source hash, name, modules); touched on the event loop only.
         self._compiled: LRUCache[tuple[str, str, tuple[int, ...]], Pipeline] = LRUCache(maxsize=256)
         self._signatures: tuple[tuple[int, ...], Any] | None = None
+        self.pipelines_dir: PipelineDir | None = None
+        if settings.pipelines_dir:
+            from pathlib import Path
+
+            from constellation.http.reloading import PipelineDir
+
+            self.pipelines_dir = PipelineDir(self, Path(settings.pipelines_dir),
+                                             settings.watch_interval)
 
     async def compile(self, source: str, name: str, request: StarletteRequest) -> Pipeline:
         """Compile untrusted ``source`` in a compile worker, within ``compile_timeout``;
@@ -108,7 +136,9 @@ class ServerState:
 
         def work(cancel: threading.Event) -> Pipeline:
             compiled = self.compiler.compile(source, name, signatures, cancel, deadline)
-            return self._pipeline_of(compiled)
+            pipeline = self._pipeline_of(compiled)
+            pipeline.source = source  # stored as its source text (engine.pipelines)
+            return pipeline
 
         pipeline = await _until_disconnect(request, self._threads, work)
         if observer is not None:
@@ -129,33 +159,148 @@ class ServerState:
         return pipeline
 
     def close(self) -> None:
-        """Stop the compile workers: compiles running or waiting end with 503 (E402)."""
+        """Stop the compile workers: compiles running or waiting end with 503 (E402);
+        and the watcher of the pipelines directory."""
+        if self.pipelines_dir is not None:
+            self.pipelines_dir.stop()
         self.compiler.close()
         self._threads.shutdown(wait=False)
 
-    def add(self, pipeline: Pipeline, source: str | None) -> None:
-        with self.lock:
-            self.pipelines[pipeline.structural_hash] = (pipeline, time.time(), source)
-            self.names[pipeline.name] = pipeline.structural_hash
+    # --- stored pipelines: engine.pipelines, over the daemon's PipelineStore ------------
 
-    def _hash_of(self, ref: str) -> str | None:
-        # A name or "sha256:<hash>"; the caller holds the lock.
-        return ref[len("sha256:"):] if ref.startswith("sha256:") else self.names.get(ref)
+    def add(self, pipeline: Pipeline, source: str | None) -> int:
+        """Store ``pipeline`` as a version of its name; the version (a known structural
+        hash adds none: its version is returned).
 
-    def find(self, ref: str) -> tuple[Pipeline, float, str | None] | None:
-        with self.lock:
-            h = self._hash_of(ref)
-            return self.pipelines.get(h) if h else None
+        Raises:
+            ConfigurationError: the name is not a valid pipeline name.
+            PipelineConflictError: the name is an alias (E705).
+            PipelineStoreError: the store failed (E701).
+        """
+        if source is not None and pipeline.source is None:
+            pipeline.source = source
+        return self.engine.pipelines.save(pipeline.name, pipeline)
+
+    def find(self, ref: str, *, route: bool = False
+             ) -> tuple[Pipeline, float, str | None] | None:
+        """The pipeline a ref names (a name's current version, an alias, or
+        ``sha256:<hash>``), when it was stored and its source; None when nothing is
+        stored by that ref.
+
+        With ``route`` (runs by ref: ``/execute``) a name with a canary gives the side
+        this run is routed to; submit it with :meth:`submit`, which counts its end on
+        that side. Call it once per run.
+
+        Raises:
+            PipelineStoreError, CompilationError: the store failed, or the stored
+                pipeline does not rebuild (see ``engine.pipelines.get``).
+        """
+        catalog = self.engine.pipelines
+        try:
+            if route:
+                routed = catalog.route(ref)
+                pipeline = routed.pipeline
+                if routed.stats is not None:
+                    pipeline = _RoutedPipeline.of(routed)
+            else:
+                pipeline = catalog.get(ref)
+            entry = self.entry(pipeline.structural_hash)
+        except (UnknownPipelineError, UnknownHashError):
+            return None
+        return pipeline, entry.created_at, entry.source
+
+    def entry(self, structural_hash: str) -> StoredPipeline:
+        """What the store keeps of a pipeline (entries never change: cached).
+
+        Raises:
+            UnknownHashError: no such stored pipeline.
+        """
+        entry = self._entries.get(structural_hash)
+        if entry is None:
+            entry = self.engine.pipelines.entry(f"sha256:{structural_hash}")
+            self._entries[structural_hash] = entry
+        return entry
+
+    def submit(self, pipeline: Pipeline, inputs: Mapping[str, Any], *,
+               timeout: float | None, priority: Priority | int | str) -> Execution:
+        """``engine.submit``; a pipeline from ``find(ref, route=True)`` is counted on
+        its canary side."""
+        if isinstance(pipeline, _RoutedPipeline):
+            return pipeline.routed.submit(inputs, timeout=timeout, priority=priority)
+        return self.engine.submit(pipeline, inputs, timeout=timeout, priority=priority)
 
     def remove(self, ref: str) -> bool:
-        with self.lock:
-            h = self._hash_of(ref)
-            if h is None or h not in self.pipelines:
-                return False
-            del self.pipelines[h]
-            for name in [n for n, v in self.names.items() if v == h]:
-                del self.names[name]
-            return True
+        """Delete a name (every version and its canary), an alias, or a ``sha256:``
+        pipeline nothing refers to; False when there is nothing by that ref.
+
+        Raises:
+            PipelineConflictError: the hash is still used (E705, ``used_by``).
+        """
+        try:
+            self.engine.pipelines.delete(ref)
+        except (UnknownPipelineError, UnknownHashError):
+            return False
+        self._entries.clear()  # a deleted hash may be stored again, from other source
+        return True
+
+    def describe(self, ref: str, pipeline: Pipeline) -> tuple[int | None, list[str]]:
+        """The version ``ref`` names (a name's current version; None for an alias or a
+        hash) and the aliases of the pipeline's structural hash."""
+        catalog = self.engine.pipelines
+        version = None
+        if hash_of(ref) is None:
+            with contextlib.suppress(UnknownPipelineError):  # an alias
+                version = catalog.current(ref).version
+        return version, sorted(a for a, h in catalog.aliases().items()
+                               if h == pipeline.structural_hash)
+
+    @property
+    def pipelines(self) -> list[str]:
+        """The stored names (empty when the store cannot be read: for health pages)."""
+        try:
+            return self.engine.pipelines.names()
+        except ConstellationError:
+            return []
+
+    def listing(self) -> list[tuple[Pipeline, float, int, list[str]]]:
+        """Every name's current version: ``(pipeline, stored at, version, aliases of
+        its hash)``, by name. A stored pipeline that no longer rebuilds is left out
+        (logged); ``GET /pipelines/{name}`` reports why."""
+        catalog = self.engine.pipelines
+        aliases: dict[str, list[str]] = {}
+        for alias, h in sorted(catalog.aliases().items()):
+            aliases.setdefault(h, []).append(alias)
+        found = []
+        for name in catalog.names():
+            try:
+                current = catalog.current(name)
+                pipeline = catalog.get(name, current.version)
+                entry = self.entry(pipeline.structural_hash)
+            except (UnknownPipelineError, UnknownHashError, UnknownVersionError):
+                continue  # deleted meanwhile
+            except ConstellationError as exc:
+                logger.warning("stored pipeline %r does not rebuild: %s", name, exc.message)
+                continue
+            found.append((pipeline, entry.created_at, current.version,
+                          aliases.get(pipeline.structural_hash, [])))
+        return found
+
+
+class _RoutedPipeline(Pipeline):
+    """A pipeline routed to one side of a canary (``ServerState.find(route=True)``)."""
+
+    __slots__ = ("routed",)
+
+    routed: RoutedRun
+
+    @classmethod
+    def of(cls, routed: RoutedRun) -> _RoutedPipeline:
+        base = routed.pipeline
+        pipeline = cls.__new__(cls)
+        for slot in Pipeline.__slots__:
+            setattr(pipeline, slot, getattr(base, slot))
+        pipeline.routed = routed
+        return pipeline
 
 
 async def _until_disconnect(request: StarletteRequest, threads: ThreadPoolExecutor,
@@ -197,6 +342,11 @@ async def _disconnected(request: StarletteRequest) -> None:
 
 def status_for(error: ConstellationError) -> int:
     """The HTTP status an engine error maps to."""
+    reason = error.details.get("reason") if isinstance(error.details, dict) else None
+    if error.code == "E701":  # the pipeline store failed (503) or holds a bad entry
+        return 503 if reason == "backend" else 500
+    if error.code == "E703" and reason == "no_previous_version":
+        return 409
     return _STATUS.get(error.code, 400)
 
 
@@ -266,9 +416,10 @@ def create_app(engine: Constellation, settings: ServerSettings, *,
     # First: /executions/events must match before /executions/{execution_id}.
     register_watch_routes(app, state, events, dashboard=settings.dashboard)
     register_routes(app, state)
+    register_pipeline_routes(app, state)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
     app.add_middleware(ProtectionMiddleware, auth=auth, settings=settings)
     _publish_errors_in_openapi(app)
@@ -289,6 +440,7 @@ def _publish_errors_in_openapi(app: FastAPI) -> None:
                 responses.pop("422", None)
         for name in ("HTTPValidationError", "ValidationError"):
             schema.get("components", {}).get("schemas", {}).pop(name, None)
+        declare_security(schema)
         app.openapi_schema = schema
         return schema
 

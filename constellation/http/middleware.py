@@ -4,6 +4,7 @@ metrics endpoints are exempt from authentication and rate limiting."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse
@@ -30,12 +31,18 @@ def api_error(status: int, code: str, message: str, details: dict[str, Any],
                         status_code=status, headers=headers)
 
 
+# POSTs that manage stored pipelines (rollback, canaries, reload) need admin.
+_ADMIN_POST = re.compile(r"/pipelines/[^/]+/(?:reload|rollback(?:/[^/]+)?|"
+                         r"canary(?:/promote|/rollback)?)")
+
+
 def required_role(method: str, path: str) -> Role:
-    """The least role that may call ``method path``."""
-    if method == "DELETE":
+    """The least role that may call ``method path``: DELETE, PUT and the POSTs that
+    manage stored pipelines need admin, other POSTs execute, the rest readonly."""
+    if method in ("DELETE", "PUT", "PATCH"):
         return Role.ADMIN
     if method == "POST":
-        return Role.EXECUTE
+        return Role.ADMIN if _ADMIN_POST.fullmatch(path) else Role.EXECUTE
     return Role.READONLY
 
 

@@ -76,6 +76,8 @@ class Diagnostic(BaseModel):
 
 class CompileResponse(BaseModel):
     name: str
+    version: int = Field(description="the version of the name this source is (1, 2, 3 "
+                                     "...; a known structural hash adds none)")
     structural_hash: str
     syntactic_hash: str | None
     inputs: dict[str, str]
@@ -103,6 +105,10 @@ class PipelineSummary(BaseModel):
     modules: int
     inputs: dict[str, str]
     outputs: dict[str, str]
+    version: int | None = Field(None, description="the name's current version (None "
+                                                  "for an alias or a sha256: ref)")
+    aliases: list[str] = Field(default_factory=list,
+                               description="aliases pointing at this structural hash")
 
 
 class PipelineDetail(PipelineSummary):

@@ -5,6 +5,29 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
+
+SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "an API key: `Authorization: Bearer <key>`"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+               "description": "an API key: `X-API-Key: <key>`"},
+}
+
+
+def declare_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare the API-key schemes in ``schema``, required by every operation that
+    needs a key when keys are configured (all but health, metrics and the spec)."""
+    from constellation.http.middleware import EXEMPT, PUBLIC
+
+    schema.setdefault("components", {})["securitySchemes"] = SCHEMES
+    for path, ops in schema.get("paths", {}).items():
+        if path in EXEMPT or path in PUBLIC:
+            continue
+        for op in ops.values():
+            if isinstance(op, dict):
+                op["security"] = [{"bearer": []}, {"apiKey": []}]
+    return schema
 
 
 def main() -> int:

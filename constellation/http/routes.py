@@ -52,6 +52,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     )}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "no such pipeline or execution"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "refused: the stored pipelines conflict "
+                                             "(E705, details.reason)"}}
 
 
 def _types(mapping: dict[str, Any]) -> dict[str, str]:
@@ -106,11 +109,13 @@ def _record_body(record: ExecutionRecord) -> dict[str, Any]:
             "resumable": record.status == "suspended" and record.snapshot is not None}
 
 
-def _summary(pipeline: Pipeline, compiled_at: float) -> dict[str, Any]:
+def _summary(pipeline: Pipeline, compiled_at: float, version: int | None = None,
+             aliases: list[str] | None = None) -> dict[str, Any]:
     return {"name": pipeline.name, "structural_hash": pipeline.structural_hash,
             "syntactic_hash": pipeline.syntactic_hash, "compiled_at": compiled_at,
             "modules": len(pipeline.plan.nodes), "inputs": _types(pipeline.inputs),
-            "outputs": _types(pipeline.outputs)}
+            "outputs": _types(pipeline.outputs), "version": version,
+            "aliases": aliases or []}
 
 
 def register_routes(app: FastAPI, state: ServerState) -> None:
@@ -119,8 +124,8 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
 
     def start(pipeline: Pipeline, raw_inputs: dict[str, Any], timeout: float | None,
               priority: int | str | None, run_async: bool) -> Response:
-        execution = engine.submit(pipeline, _inputs(pipeline, raw_inputs), timeout=timeout,
-                                  priority=Priority.NORMAL if priority is None else priority)
+        execution = state.submit(pipeline, _inputs(pipeline, raw_inputs), timeout=timeout,
+                                 priority=Priority.NORMAL if priority is None else priority)
         if run_async:
             with state.lock:
                 state.live[execution.execution_id] = execution
@@ -130,10 +135,12 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
 
     @app.post("/compile", response_model=CompileResponse, responses=ERRORS, tags=["pipelines"])
     async def compile_pipeline(body: CompileRequest, request: Request) -> dict[str, Any]:
-        """Compile source; store it under its name and its structural hash."""
+        """Compile source; store it as a version of its name (a new structural hash
+        adds a version and makes it current; a known one changes nothing)."""
         pipeline = await state.compile(body.source, body.name or "pipeline", request)
-        state.add(pipeline, body.source)
-        return {"name": pipeline.name, "structural_hash": pipeline.structural_hash,
+        version = await run_in_threadpool(state.add, pipeline, body.source)
+        return {"name": pipeline.name, "version": version,
+                "structural_hash": pipeline.structural_hash,
                 "syntactic_hash": pipeline.syntactic_hash, "inputs": _types(pipeline.inputs),
                 "outputs": _types(pipeline.outputs),
                 "warnings": [{"code": w.code, "message": w.message, "line": w.line,
@@ -155,18 +162,17 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                                                       "description": "accepted (async)"}})
     def execute(body: ExecuteRequest, run_async: bool = Query(False, alias="async")
                 ) -> Response:
-        """Run a stored pipeline, by name or by ``sha256:<hash>``."""
-        found = state.find(body.ref)
+        """Run a stored pipeline, by name (its current version, or its canary's
+        candidate for the canary's share of runs), alias or ``sha256:<hash>``."""
+        found = state.find(body.ref, route=True)
         if found is None:
             return _no_pipeline(body.ref)
         return start(found[0], body.inputs, body.timeout, body.priority, run_async)
 
     @app.get("/pipelines", response_model=PipelineList, responses=ERRORS, tags=["pipelines"])
     def pipelines() -> dict[str, Any]:
-        """Stored pipelines."""
-        with state.lock:
-            items = list(state.pipelines.values())
-        return {"pipelines": [_summary(p, at) for p, at, _ in items]}
+        """Stored pipelines: every name's current version."""
+        return {"pipelines": [_summary(p, at, v, a) for p, at, v, a in state.listing()]}
 
     @app.get("/pipelines/{ref}", response_model=PipelineDetail,
              responses={**ERRORS, **NOT_FOUND}, tags=["pipelines"])
@@ -176,14 +182,16 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
         if found is None:
             return _no_pipeline(ref)
         pipeline, at, source = found
-        return {**_summary(pipeline, at), "source": source,
+        version, aliases = state.describe(ref, pipeline)
+        return {**_summary(pipeline, at, version, aliases), "source": source,
                 "module_calls": [{"node": n.name, "module": n.module.name}
                                  for n in pipeline.plan.nodes]}
 
-    @app.delete("/pipelines/{ref}", status_code=204, responses={**ERRORS, **NOT_FOUND},
-                tags=["pipelines"])
+    @app.delete("/pipelines/{ref}", status_code=204,
+                responses={**ERRORS, **NOT_FOUND, **CONFLICT}, tags=["pipelines"])
     def delete_pipeline(ref: str) -> Response:
-        """Forget a stored pipeline (admin)."""
+        """Delete a name (all its versions and its canary), an alias, or a
+        ``sha256:`` pipeline nothing refers to any more (admin)."""
         if not state.remove(ref):
             return _no_pipeline(ref)
         return Response(status_code=204)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from constellation.core.errors import CompilationError, ConfigurationError
+from constellation.core.errors import ConfigurationError
 from constellation.core.modules import ModuleDefinition
 from constellation.engine import Constellation, SchedulerConfig
 from constellation.http.app import create_app
@@ -63,7 +63,13 @@ def build(settings: ServerSettings) -> tuple[FastAPI, Constellation]:
         ConfigurationError: a bad setting, plugin or pipeline file (with its location).
     """
     from constellation.events import EventHub
-    from constellation.spi import Backends, InMemoryExecutionStorage, SqliteExecutionStorage
+    from constellation.spi import (
+        Backends,
+        InMemoryExecutionStorage,
+        InMemoryPipelineStore,
+        SqliteExecutionStorage,
+        SqlitePipelineStore,
+    )
 
     metrics: Any = None
     try:
@@ -72,53 +78,77 @@ def build(settings: ServerSettings) -> tuple[FastAPI, Constellation]:
         metrics = PrometheusMetrics()
     except ConfigurationError:
         logger.warning("prometheus-client is not installed: /metrics will be empty")
-    storage = InMemoryExecutionStorage() if settings.storage == "memory" \
-        else SqliteExecutionStorage(settings.storage)
+    # Execution records and stored pipelines (versions, aliases, canaries) share the
+    # one SQLite file: both survive a restart.
+    storage: Any
+    pipelines: Any
+    if settings.storage == "memory":
+        storage, pipelines = InMemoryExecutionStorage(), InMemoryPipelineStore()
+    else:
+        storage = SqliteExecutionStorage(settings.storage)
+        pipelines = SqlitePipelineStore(settings.storage)
     events = EventHub()  # what /executions/events streams
-    engine = Constellation(
-        load_plugins(settings.plugins), backends=Backends(metrics=metrics, storage=storage,
-                                                          listener=events),
-        scheduler=SchedulerConfig(max_concurrency=settings.max_concurrency,
-                                  max_queue_size=settings.max_queue_size,
-                                  worker_threads=settings.worker_threads),
-        default_timeout=settings.default_timeout)
+    try:
+        engine = Constellation(
+            load_plugins(settings.plugins),
+            backends=Backends(metrics=metrics, storage=storage, pipelines=pipelines,
+                              listener=events),
+            scheduler=SchedulerConfig(max_concurrency=settings.max_concurrency,
+                                      max_queue_size=settings.max_queue_size,
+                                      worker_threads=settings.worker_threads),
+            default_timeout=settings.default_timeout)
+    except BaseException:
+        _close(storage, pipelines)
+        raise
     app: FastAPI | None = None
     try:
         app = create_app(engine, settings, auth=_auth(settings), metrics=metrics,
                          events=events)
         if settings.pipelines_dir:
             preload(app.state.constellation, Path(settings.pipelines_dir))
+            if settings.watch:
+                app.state.constellation.pipelines_dir.start()
         app.state.constellation.compiler.start_worker()
     except BaseException:
         if app is not None:
             app.state.constellation.close()
         engine.shutdown(drain_timeout=1)
+        _close(storage, pipelines)
         raise
     return app, engine
 
 
+def _close(*backends: Any) -> None:
+    for backend in backends:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # closing at exit: report, go on
+                logger.exception("closing %s failed", type(backend).__name__)
+
+
 def preload(state: ServerState, directory: Path) -> int:
-    """Compile every ``*.cst`` in ``directory``, named by file stem.
+    """Compile every ``*.cst`` in ``directory``, each saved as a version of its file
+    stem (a file whose source did not change adds no version).
 
     Raises:
         ConfigurationError: the directory is missing or a file does not compile.
     """
+    from constellation.http.reloading import PipelineDir
+
     if not directory.is_dir():
         raise ConfigurationError(f"pipelines directory {directory} does not exist",
                                  details={"field": "pipelines_dir"})
-    count = 0
-    for path in sorted(directory.glob("*.cst")):
-        source = path.read_text()
-        try:
-            pipeline = state.engine.compile(source, name=path.stem)
-        except CompilationError as exc:
-            first = exc.errors[0]
-            raise ConfigurationError(f"{path}:{first.line}:{first.column}: {first.code} "
-                                     f"{first.message}", details={"file": str(path)}) from exc
-        state.add(pipeline, source)
-        count += 1
-    logger.info("loaded %d pipeline(s) from %s", count, directory)
-    return count
+    loader = state.pipelines_dir or PipelineDir(state, directory, 1.0)
+    results = loader.load_all()
+    for result in results:
+        if result.error is not None:
+            raise ConfigurationError(result.location(), details={"file": result.file})
+    added = sum(r.changed for r in results)
+    logger.info("loaded %d pipeline(s) from %s (%d new version(s))", len(results),
+                directory, added)
+    return len(results)
 
 
 class _DrainingServer(uvicorn.Server):
@@ -165,7 +195,5 @@ def serve(settings: ServerSettings) -> int:
     finally:
         app.state.constellation.close()
         engine.shutdown(drain_timeout=1)
-        close = getattr(engine._storage, "close", None)
-        if callable(close):
-            close()
+        _close(engine._storage, engine.pipelines.store)
     return 0

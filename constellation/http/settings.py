@@ -19,12 +19,15 @@ class ServerSettings:
     Attributes:
         host: interface to listen on (``CONSTELLATION_HOST``).
         port: TCP port (``CONSTELLATION_PORT``).
-        pipelines_dir: ``*.cst`` files compiled at start, named by file stem
-            (``CONSTELLATION_PIPELINES_DIR``).
+        pipelines_dir: ``*.cst`` files compiled at start, named by file stem, each
+            saved as a version of its name (``CONSTELLATION_PIPELINES_DIR``).
+        watch: reload a file of ``pipelines_dir`` when it changes (``CONSTELLATION_WATCH``).
+        watch_interval: seconds between two looks at ``pipelines_dir`` (0.1-3600)
+            (``CONSTELLATION_WATCH_INTERVAL``).
         plugins: importable Python modules whose ``@module`` definitions are registered
             (``CONSTELLATION_PLUGINS``, comma-separated).
-        storage: a SQLite file for execution records, or ``memory``
-            (``CONSTELLATION_STORAGE``).
+        storage: a SQLite file for execution records and stored pipelines (versions,
+            aliases, canaries), or ``memory`` (``CONSTELLATION_STORAGE``).
         max_concurrency: executions running at once (``CONSTELLATION_MAX_CONCURRENCY``).
         max_queue_size: executions waiting (``CONSTELLATION_MAX_QUEUE_SIZE``).
         worker_threads: threads running module code (``CONSTELLATION_WORKER_THREADS``).
@@ -50,6 +53,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     pipelines_dir: str | None = None
+    watch: bool = False
+    watch_interval: float = 1.0
     plugins: tuple[str, ...] = ()
     storage: str = "constellation-executions.sqlite"
     max_concurrency: int = 16
@@ -102,6 +107,10 @@ class ServerSettings:
         for name in ("default_timeout", "drain_timeout", "compile_timeout"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be a positive number of seconds")
+        if not 0.1 <= self.watch_interval <= 3600:
+            raise bad("watch_interval", "must be from 0.1 to 3600 seconds")
+        if self.watch and not self.pipelines_dir:
+            raise bad("watch", "needs pipelines_dir (--pipelines-dir)")
         if self.rate_limit_per_minute < 0:
             raise bad("rate_limit_per_minute", "must be 0 (off) or positive")
 

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from constellation.core.errors import ConfigurationError
 from constellation.http.middleware import api_error
+from constellation.http.routes import ERRORS, NOT_FOUND
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -64,14 +65,14 @@ def _register_events(app: FastAPI, events: EventHub, keepalive: float) -> None:
              response_model=None,
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "a stream of execution and module events"},
-                        503: {"description": "too many event subscribers (E620)"}})
+                        503: {"description": "too many event subscribers (E625)"}})
     async def execution_events(request: Request, execution_id: str | None = Query(None),
                                pipeline: str | None = Query(None)) -> Response:
         """Server-Sent Events: execution and module events as they happen."""
         try:
             sub = events.subscribe(execution_id=execution_id, pipeline=pipeline)
         except ConfigurationError as exc:
-            return api_error(503, "E620", exc.message, {}, {"Retry-After": "5"})
+            return api_error(503, "E625", exc.message, {}, {"Retry-After": "5"})
 
         async def stream() -> AsyncIterator[str]:
             with sub:
@@ -96,7 +97,7 @@ def _register_events(app: FastAPI, events: EventHub, keepalive: float) -> None:
 
 def _register_graph(app: FastAPI, state: ServerState) -> None:
     @app.get("/pipelines/{ref}/graph", tags=["pipelines"], response_model=None,
-             responses={404: {"description": "no such pipeline (E601)"}})
+             responses={**ERRORS, **NOT_FOUND})
     def pipeline_graph(ref: str) -> Response | dict[str, Any]:
         """The pipeline's DAG: inputs, module calls, outputs and the edges between them."""
         from constellation.core.graph import graph_of

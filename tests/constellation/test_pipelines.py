@@ -298,6 +298,27 @@ def test_the_canary_share_is_exact_under_concurrent_runs(engine: Constellation) 
     assert (status.current.runs, status.candidate.runs) == (150, 50)
 
 
+def test_route_picks_the_side_first_and_counts_the_run_where_it_went(
+        engine: Constellation) -> None:
+    p = engine.pipelines
+    p.save("shout", UPPER)
+    p.canary("shout", LOWER, 0.5)
+    first, second = p.route("shout"), p.route("shout")
+    assert (first.candidate, second.candidate) == (False, True)
+    assert second.pipeline.structural_hash == p.versions("shout")[1].structural_hash
+    assert second.pipeline.inputs == first.pipeline.inputs  # look before running
+    assert second.submit({"t": "Hi"}).result(10).outputs == {"u": "hi"}
+    assert first.submit({"t": "Hi"}).result(10).outputs == {"u": "HI"}
+    status = p.canary_status("shout")
+    assert (status.current.runs, status.candidate.runs) == (1, 1)
+    plain = p.route(f"sha256:{p.current('shout').structural_hash}")
+    assert (plain.candidate, plain.stats) == (False, None)
+    assert plain.submit({"t": "x"}).result(10).outputs == {"u": "X"}
+    assert p.canary_status("shout").current.runs == 1  # by hash: not the canary's
+    with pytest.raises(UnknownPipelineError):
+        p.route("nope")
+
+
 def test_a_failing_candidate_is_counted_and_rolled_back(engine: Constellation) -> None:
     p = engine.pipelines
     p.save("shout", UPPER)
