@@ -138,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="stop a compile of request source after this long (default 10)")
     serve.add_argument("--compile-workers", type=int, metavar="N",
                        help="compile worker processes (default 2)")
+    serve.add_argument("--forwarded-allow-ips", metavar="IPS",
+                       help="comma-separated proxy addresses whose X-Forwarded-For is "
+                            "believed ('*': any); default none")
     return parser
 
 

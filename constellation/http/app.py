@@ -37,7 +37,12 @@ from constellation.http.compiling import (
     compiler_failure,
     module_signatures,
 )
-from constellation.http.middleware import ProtectionMiddleware, api_error
+from constellation.http.middleware import (
+    ClientGone,
+    ProtectionMiddleware,
+    ResponseMiddleware,
+    api_error,
+)
 from constellation.http.models import ErrorBody
 from constellation.http.openapi import declare_security
 from constellation.http.pipeline_routes import register_pipeline_routes
@@ -74,10 +79,6 @@ _STATUS = {"E401": 429, "E402": 503, "E204": 409,
            "E702": 404, "E703": 404, "E704": 404, "E705": 409, "E706": 404}
 
 
-class ClientGone(Exception):  # noqa: N818 - not an error: nobody waits for the answer
-    """The client disconnected while its request was being served."""
-
-
 class ServerState:
     """What the routes share: the engine, executions still running, and the stored
     pipelines -- ``engine.pipelines`` (versions per name, aliases, canaries), over the
@@ -94,6 +95,9 @@ class ServerState:
         self.live: dict[str, Any] = {}  # execution id -> Execution (async runs)
         self.compiler = CompilePool(settings.compile_workers, settings.compile_timeout)
         # One thread per compile worker, talking to it; compiles wait in its queue.
+        # Pipeline lookups that may read the store (SQLite), off the event loop: two
+        # threads at most, however many requests wait.
+        self.lookups = ThreadPoolExecutor(2, thread_name_prefix="constellation-lookup")
         self._threads = ThreadPoolExecutor(settings.compile_workers,
                                            thread_name_prefix="constellation-compile")
         # Compiled sources by (source hash, name, modules); touched on the event loop only.
@@ -165,6 +169,7 @@ class ServerState:
             self.pipelines_dir.stop()
         self.compiler.close()
         self._threads.shutdown(wait=False)
+        self.lookups.shutdown(wait=False)
 
     # --- stored pipelines: engine.pipelines, over the daemon's PipelineStore ------------
 
@@ -357,7 +362,10 @@ def error_response(error: ConstellationError) -> JSONResponse:
         details = {"errors": [{"code": d.code, "message": d.message, "line": d.line,
                                "column": d.column, "severity": d.severity}
                               for d in error.errors]}
-    return api_error(status_for(error), error.code, error.message, jsonable(details))
+    status = status_for(error)
+    # A full queue (E401) is as temporary as a rate limit: say when to come back.
+    headers = {"Retry-After": "1"} if status == 429 else None
+    return api_error(status, error.code, error.message, jsonable(details), headers)
 
 
 def create_app(engine: Constellation, settings: ServerSettings, *,
@@ -401,7 +409,10 @@ def create_app(engine: Constellation, settings: ServerSettings, *,
             if located is not None:
                 return error_response(located)
         code = {404: "E607", 405: "E608"}.get(exc.status_code, "E600")
-        return api_error(exc.status_code, code, str(exc.detail), {})
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed(app, request)
+        return api_error(exc.status_code, code, str(exc.detail), {}, headers or None)
 
     @app.exception_handler(ClientGone)
     async def _client_gone(_request: Request, _exc: ClientGone) -> Response:
@@ -417,13 +428,31 @@ def create_app(engine: Constellation, settings: ServerSettings, *,
     register_watch_routes(app, state, events, dashboard=settings.dashboard)
     register_routes(app, state)
     register_pipeline_routes(app, state)
+    # Innermost first: HEAD and 500s; then the protections; CORS outermost, so that its
+    # headers are on every answer, refusals (401/403/413/429) included.
+    app.add_middleware(ResponseMiddleware)
+    app.add_middleware(ProtectionMiddleware, auth=auth, settings=settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                           allow_methods=["GET", "POST", "PUT", "DELETE"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
-    app.add_middleware(ProtectionMiddleware, auth=auth, settings=settings)
+                           allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+                           expose_headers=["Retry-After", "WWW-Authenticate"])
     _publish_errors_in_openapi(app)
     return app
+
+
+def _allowed(app: FastAPI, request: Request) -> str:
+    """The ``Allow`` header of a 405: the methods of every route at this path."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def _publish_errors_in_openapi(app: FastAPI) -> None:

@@ -112,7 +112,7 @@ class FileKeys(StaticKeys):
 
     def __init__(self, path: str | Path) -> None:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigurationError(f"cannot read the API keys file {path}: {exc}",
                                      details={"field": "api_keys_file"}) from exc

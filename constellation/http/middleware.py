@@ -1,9 +1,18 @@
 """The daemon's protections, as one ASGI middleware: request body size limit (413), API
 keys and roles (401/403), per-client rate limit (429 with ``Retry-After``). Health and
-metrics endpoints are exempt from authentication and rate limiting."""
+metrics endpoints are exempt from authentication and rate limiting.
+
+And :class:`ResponseMiddleware`, innermost: ``HEAD`` wherever ``GET`` is, and an
+unexpected exception answered 500 (E500) *there*, so the connection stays open (the
+catch-all handler of Starlette's outermost middleware re-raises, and the server then
+drops the connection).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -18,17 +27,55 @@ if TYPE_CHECKING:
     from constellation.http.auth import AuthProvider
     from constellation.http.settings import ServerSettings
 
-__all__ = ["ProtectionMiddleware", "api_error", "required_role"]
+__all__ = ["ClientGone", "JSONBody", "ProtectionMiddleware", "ResponseMiddleware",
+           "api_error", "required_role"]
+
+logger = logging.getLogger("constellation.http")
 
 EXEMPT = ("/health", "/health/live", "/health/ready", "/health/detail", "/metrics")
 PUBLIC = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/dashboard")
 
 
+class ClientGone(Exception):  # noqa: N818 - not an error: nobody waits for the answer
+    """The client disconnected while its request was being served."""
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN and infinite float replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+class JSONBody(JSONResponse):
+    """A JSON response in which NaN and ±Infinity are ``null``, as in the records that
+    ``GET /executions`` serves (strict JSON has no such numbers)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:  # a non-finite float (rare: checked only when it happens)
+            return json.dumps(finite(content), ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":"), default=str).encode("utf-8")
+
+
 def api_error(status: int, code: str, message: str, details: dict[str, Any],
               headers: dict[str, str] | None = None) -> JSONResponse:
     """The error body every endpoint uses."""
-    return JSONResponse({"error": {"code": code, "message": message, "details": details}},
-                        status_code=status, headers=headers)
+    return JSONBody({"error": {"code": code, "message": message, "details": details}},
+                    status_code=status, headers=headers)
+
+
+def _text(value: bytes) -> str:
+    # Header values are bytes; clients send non-ASCII ones (an API key) as UTF-8.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 # POSTs that manage stored pipelines (rollback, canaries, reload) need admin.
@@ -69,8 +116,7 @@ class ProtectionMiddleware:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        headers = {k.decode("latin-1").lower(): _text(v) for k, v in scope.get("headers", [])}
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             await self._reply(scope, receive, send, api_error(
@@ -152,3 +198,51 @@ class ProtectionMiddleware:
                      ) -> None:
         await response(scope, receive, send)
 
+
+class ResponseMiddleware:
+    """Innermost: ``HEAD`` answered as ``GET`` without the body, wherever ``GET`` is; an
+    unexpected exception answered 500 (E500, logged) before the response started, and the
+    keep-alive connection kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        head = scope["method"] == "HEAD"
+        ended = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started, ended
+            if message["type"] == "http.response.start":
+                started = True
+                await send(message)
+                return
+            if not head:
+                await send(message)
+                return
+            if ended:  # a stream goes on after a HEAD was answered: stop it
+                raise OSError("HEAD answered")
+            ended = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def receiving() -> Message:
+            if ended:  # a HEAD is answered: a stream waiting for the client stops
+                return {"type": "http.disconnect"}
+            return await receive()
+
+        if head:
+            scope = {**scope, "method": "GET"}
+        try:
+            await self.app(scope, receiving if head else receive, sending)
+        except Exception:
+            if head and ended:
+                return  # the stream stopped as asked
+            if started:
+                raise  # nothing sensible to send any more: the server drops it
+            logger.exception("unexpected error serving a request")
+            await api_error(500, "E500", "internal error (logged on the server)", {})(
+                scope, receive, sending)

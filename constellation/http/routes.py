@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from constellation.actors._handle import DEADLINE_GRACE
 from constellation.core.options import Priority
 from constellation.core.results import ExecutionStatus
 from constellation.core.types import from_json, render, to_json
 from constellation.engine import LifecycleState
-from constellation.http.middleware import api_error
+from constellation.http.middleware import ClientGone, api_error
+from constellation.http.middleware import JSONBody as JSONResponse
 from constellation.http.models import (
     CompileRequest,
     CompileResponse,
@@ -122,16 +127,35 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
     """Add every endpoint to ``app``."""
     engine = state.engine
 
-    def start(pipeline: Pipeline, raw_inputs: dict[str, Any], timeout: float | None,
-              priority: int | str | None, run_async: bool) -> Response:
+    def submit(pipeline: Pipeline, raw_inputs: dict[str, Any], timeout: float | None,
+               priority: int | str | None, run_async: bool) -> tuple[Execution, Response | None]:
+        # On the event loop: checking the inputs and queueing never block. (The state
+        # submits: a canary-routed run is counted on its side when it ends.)
         execution = state.submit(pipeline, _inputs(pipeline, raw_inputs), timeout=timeout,
                                  priority=Priority.NORMAL if priority is None else priority)
-        if run_async:
-            with state.lock:
-                state.live[execution.execution_id] = execution
-            execution.add_done_callback(lambda r: _forget(state, r.execution_id))
-            return JSONResponse(_pending_body(pipeline, execution), status_code=202)
-        return JSONResponse(_result_body(pipeline, execution.result()))
+        if not run_async:
+            return execution, None
+        with state.lock:
+            state.live[execution.execution_id] = execution
+        execution.add_done_callback(lambda r: _forget(state, r.execution_id))
+        return execution, JSONResponse(_pending_body(pipeline, execution), status_code=202)
+
+    async def start(pipeline: Pipeline, raw_inputs: dict[str, Any], timeout: float | None,
+                    priority: int | str | None, run_async: bool, request: Request
+                    ) -> Response:
+        execution, accepted = submit(pipeline, raw_inputs, timeout, priority, run_async)
+        if accepted is not None:
+            return accepted
+        limit = engine.default_timeout if timeout is None else min(timeout,
+                                                                   engine.default_timeout)
+        result = await _outcome(execution, request, limit)
+        if result.status is ExecutionStatus.CANCELLED and \
+                engine.state is not LifecycleState.RUNNING:
+            # Cancelled because the server is stopping: retry elsewhere (it is recorded).
+            return api_error(503, "E402", "the server shut down before the execution "
+                                          "finished; it was cancelled",
+                             {"execution_id": execution.execution_id, "status": "cancelled"})
+        return JSONResponse(_result_body(pipeline, result))
 
     @app.post("/compile", response_model=CompileResponse, responses=ERRORS, tags=["pipelines"])
     async def compile_pipeline(body: CompileRequest, request: Request) -> dict[str, Any]:
@@ -154,20 +178,23 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                   run_async: bool = Query(False, alias="async")) -> Response:
         """Compile and run source; ``?async=true`` returns the execution id at once."""
         pipeline = await state.compile(body.source, body.name or "pipeline", request)
-        return await run_in_threadpool(start, pipeline, body.inputs, body.timeout,
-                                       body.priority, run_async)
+        return await start(pipeline, body.inputs, body.timeout, body.priority, run_async,
+                           request)
 
     @app.post("/execute", response_model=ExecutionResponse, tags=["executions"],
               responses={**ERRORS, **NOT_FOUND, 202: {"model": ExecutionResponse,
                                                       "description": "accepted (async)"}})
-    def execute(body: ExecuteRequest, run_async: bool = Query(False, alias="async")
-                ) -> Response:
+    async def execute(body: ExecuteRequest, request: Request,
+                      run_async: bool = Query(False, alias="async")) -> Response:
         """Run a stored pipeline, by name (its current version, or its canary's
         candidate for the canary's share of runs), alias or ``sha256:<hash>``."""
-        found = state.find(body.ref, route=True)
+        # Off the loop: a name not cached yet is read from the pipeline store (SQLite).
+        found = await asyncio.get_running_loop().run_in_executor(
+            state.lookups, functools.partial(state.find, body.ref, route=True))
         if found is None:
             return _no_pipeline(body.ref)
-        return start(found[0], body.inputs, body.timeout, body.priority, run_async)
+        return await start(found[0], body.inputs, body.timeout, body.priority, run_async,
+                           request)
 
     @app.get("/pipelines", response_model=PipelineList, responses=ERRORS, tags=["pipelines"])
     def pipelines() -> dict[str, Any]:
@@ -270,19 +297,21 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
         ok = engine.state is LifecycleState.RUNNING
         return (200 if ok else 503), {"status": "ok" if ok else engine.state.value}
 
+    # Health and metrics run on the event loop itself (async, nothing blocking): no
+    # load on the thread pool or the engine can delay them.
     @app.get("/health", tags=["health"], responses={503: {"description": "not running"}})
-    def health() -> Response:
+    async def health() -> Response:
         """``{"status": "ok"}``; 503 while draining or stopped."""
         code, body = health_body()
         return JSONResponse(body, status_code=code)
 
     @app.get("/health/live", tags=["health"])
-    def live() -> dict[str, str]:
+    async def live() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
     @app.get("/health/ready", tags=["health"], responses={503: {"description": "draining"}})
-    def ready() -> Response:
+    async def ready() -> Response:
         """Ready for work: 503 while draining or stopped."""
         code, body = health_body()
         return JSONResponse(body, status_code=code)
@@ -310,12 +339,68 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                 "events": health["events"], "pipelines": len(state.pipelines)}
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-    def metrics() -> Response:
+    async def metrics() -> Response:
         """Prometheus text exposition."""
         if state.metrics is None:
             return PlainTextResponse("", media_type="text/plain; version=0.0.4")
         return Response(state.metrics.exposition(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _outcome(execution: Execution, request: Request, limit: float) -> ExecutionResult:
+    """The execution's result, awaited on the event loop: no thread waits for it.
+
+    The engine completes an asyncio future (from its callback thread, through
+    ``call_soon_threadsafe``). If the client disconnects first, the request ends
+    (ClientGone) and nothing of it is left waiting; the execution runs on and is recorded.
+    Bounded: every execution ends by its deadline (``limit`` seconds after it was
+    submitted at most); should the engine not end it within the grace period after
+    that, ``Execution.result`` (which ends an overdue execution itself) is asked.
+
+    Raises:
+        ClientGone: the client went away.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[ExecutionResult] = loop.create_future()
+
+    def settle(result: ExecutionResult) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    def done(result: ExecutionResult) -> None:  # on the engine's callback thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, result)
+
+    execution.add_done_callback(done)
+    gone = loop.create_task(_disconnected(request))
+
+    def client_left(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        task.exception()  # retrieved: a receive that failed means the client is gone too
+        if not future.done():
+            future.set_exception(ClientGone())
+
+    gone.add_done_callback(client_left)
+
+    def overdue() -> None:
+        if not future.done():
+            future.set_exception(TimeoutError())
+
+    timer = loop.call_later(limit + DEADLINE_GRACE + 1.0, overdue)
+    try:
+        return await future
+    except TimeoutError:
+        return await run_in_threadpool(execution.result)  # ends it, it is overdue
+    finally:
+        timer.cancel()
+        gone.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read: the next message is the disconnect (or nothing).
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _forget(state: ServerState, execution_id: str) -> None:

@@ -164,8 +164,11 @@ class _DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self._draining:  # a second signal: stop waiting
+            logger.info("signal %s again: cancelling every execution", sig)
             self.engine.cancel_all()
-            super().handle_exit(sig, frame)
+            # Not uvicorn's handler: it would re-raise the signal once the server has
+            # stopped, and the process would die of it instead of exiting 0.
+            self.should_exit = True
             return
         self._draining = True
         logger.info("signal %s: draining (up to %s s); readiness is now 503", sig,
@@ -180,15 +183,31 @@ class _DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+def _log_to_stderr() -> None:
+    # The daemon's own messages (drain, unexpected errors with their traceback) go where
+    # uvicorn's go, unless the embedder configured the logger.
+    http_log = logging.getLogger("constellation.http")
+    if not http_log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        http_log.addHandler(handler)
+        http_log.setLevel(logging.INFO)
+
+
 def serve(settings: ServerSettings) -> int:
     """Run the daemon until SIGTERM/SIGINT; return the exit code (0 after a drain).
 
     Raises:
         ConfigurationError: a bad setting, plugin or pipeline file.
     """
+    _log_to_stderr()
     app, engine = build(settings)
+    # Proxy headers only from the proxies named (uvicorn would believe 127.0.0.1's).
+    trusted = list(settings.forwarded_allow_ips)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="off",
-                            log_level="info", timeout_graceful_shutdown=5)
+                            log_level="info", timeout_graceful_shutdown=5,
+                            proxy_headers=bool(trusted),
+                            forwarded_allow_ips=trusted or None)
     server = _DrainingServer(config, engine, settings.drain_timeout, app.state.constellation)
     try:
         server.run()

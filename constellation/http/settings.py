@@ -48,6 +48,11 @@ class ServerSettings:
             running at once (``CONSTELLATION_COMPILE_WORKERS``).
         dashboard: serve the dashboard page at ``/dashboard``
             (``CONSTELLATION_DASHBOARD``; ``--no-dashboard`` turns it off).
+        forwarded_allow_ips: addresses of the proxies whose ``X-Forwarded-For`` and
+            ``X-Forwarded-Proto`` headers are believed (the client address then comes from
+            them, for the rate limit and the logs); ``*`` trusts any. None by default:
+            the headers are ignored (``CONSTELLATION_FORWARDED_ALLOW_IPS``,
+            comma-separated).
     """
 
     host: str = "127.0.0.1"
@@ -70,6 +75,7 @@ class ServerSettings:
     compile_timeout: float = 10.0
     compile_workers: int = 2
     dashboard: bool = True
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, overrides: dict[str, Any] | None = None,
@@ -86,8 +92,11 @@ class ServerSettings:
             var = f"CONSTELLATION_{f.name.upper()}"
             if var in env and env[var] != "":
                 values[f.name] = _parse(var, env[var], f.default)
+        tuples = {f.name for f in fields(cls) if isinstance(f.default, tuple)}
         for k, v in (overrides or {}).items():
             if v is not None and v != ():
+                if isinstance(v, str) and k in tuples:  # "a,b" on the command line
+                    v = _parse(k, v, ())
                 values[k] = tuple(v) if isinstance(v, list) else v
         settings = cls(**values)
         settings.check()

@@ -40,3 +40,14 @@ def test_compile_budget_defaults_and_environment() -> None:
     s = ServerSettings.from_env(environ={"CONSTELLATION_COMPILE_TIMEOUT": "2.5",
                                          "CONSTELLATION_COMPILE_WORKERS": "4"})
     assert (s.compile_timeout, s.compile_workers) == (2.5, 4)
+
+
+def test_no_proxy_is_trusted_by_default_and_the_list_is_comma_separated() -> None:
+    assert ServerSettings().forwarded_allow_ips == ()
+    s = ServerSettings.from_env(environ={"CONSTELLATION_FORWARDED_ALLOW_IPS":
+                                         "10.0.0.5, 10.0.0.6"})
+    assert s.forwarded_allow_ips == ("10.0.0.5", "10.0.0.6")
+    # The command line gives one string: split the same way, and it wins.
+    s = ServerSettings.from_env({"forwarded_allow_ips": "127.0.0.1,::1"},
+                                environ={"CONSTELLATION_FORWARDED_ALLOW_IPS": "*"})
+    assert s.forwarded_allow_ips == ("127.0.0.1", "::1")
