@@ -207,7 +207,7 @@ class NodeActor(PooledActor):
         attempt = Attempt(n, mdef.takes_ctx)
         self.current = attempt
         policy = self.policy
-        runner = runtime.runner
+        runner = runtime.async_runner if mdef.is_async else runtime.runner
         try:
             if policy is None:
                 kwargs = self.args if node.plain_args else mdef.prepare_args(self.args)

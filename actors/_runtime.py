@@ -8,6 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from constellation.actors._async import AsyncRunner
 from constellation.actors._messages import StopActor
 from constellation.actors._pool import RESCUE_AFTER, ThreadPool
 from constellation.actors._resilience import (
@@ -76,6 +77,8 @@ class Runtime:
             self.dispatcher.also_runs_on(self.workers)
         # How module calls reach the executor.
         self.runner = self.own_processes or runner_for(self.workers)
+        # async def modules: awaited on an event loop of the engine's (started on use).
+        self.async_runner = AsyncRunner()
         self.dispatcher.on_dead_letter = self._dead_letter
         self.timer = TimerService(f"{name}-timer", clock=clock)
         self.supervisor: ActorRef[Any] | None = None
@@ -354,6 +357,7 @@ class Runtime:
                     logging.getLogger("constellation.runtime").exception(
                         "closing cache backend %s failed", type(cache).__name__)
         self.timer.stop()
+        self.async_runner.shutdown(min(join_timeout, 5.0))
         if self._io_pool is not None:
             self._io_pool.shutdown(wait=False)
         self.dispatcher.shutdown(wait=False)

@@ -574,6 +574,30 @@ class Constellation:
                 lambda helper: self._submit(pipeline, inputs, timeout, priority, helper))
         return self.submit(pipeline, inputs, timeout=timeout, priority=priority).result()
 
+    async def run_async(
+        self,
+        pipeline: Pipeline | DagSpec | PipelineBuilder | str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        priority: Priority | int | str = Priority.NORMAL,
+    ) -> ExecutionResult:
+        """:meth:`run` for asyncio code: awaits the result without blocking the loop.
+
+        A compiled :class:`Pipeline` is submitted on the loop (that never blocks); source
+        text, a builder or a ref is compiled or looked up on a thread first. Cancelling
+        the awaiting task cancels the execution. Module code runs as with :meth:`run`
+        (``async def`` modules on the engine's own event loop, not on the caller's).
+        """
+        import asyncio
+
+        if isinstance(pipeline, Pipeline):
+            execution = self.submit(pipeline, inputs, timeout=timeout, priority=priority)
+        else:
+            execution = await asyncio.to_thread(self.submit, pipeline, inputs,
+                                                timeout=timeout, priority=priority)
+        return await execution
+
     def _check_inputs(self, plan: ExecutionPlan, inputs: Mapping[str, Any] | None
                       ) -> dict[str, Any]:
         if inputs is None:
