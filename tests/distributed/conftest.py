@@ -101,7 +101,10 @@ def start_cluster(tmp: Path, workers: int = 2, nthreads: int = 1) -> Cluster:
             out.close()
 
     scheduler = spawn(["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                       "--port", "0", "--no-dashboard", "--scheduler-file", str(sfile)],
+                       "--port", "0", "--no-dashboard", "--scheduler-file", str(sfile),
+                       # Should pytest itself be killed: the scheduler ends once no client
+                       # is left for a while, and its workers 30 s after it.
+                       "--idle-timeout", "120s"],
                       "scheduler.log")
     cluster = Cluster("", sfile, scheduler, logs=tmp)
     try:
@@ -150,15 +153,3 @@ def dask_client(dask_cluster: Cluster) -> Iterator[Any]:
         yield client
     finally:
         client.close(timeout=10)
-
-
-@pytest.fixture
-def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A cluster of one's own, for tests that kill its scheduler or workers."""
-    if not have_distributed():
-        pytest.skip("dask.distributed is not installed (pip install -e '.[distributed]')")
-    cluster = start_cluster(tmp_path / "cluster", workers=1, nthreads=1)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()

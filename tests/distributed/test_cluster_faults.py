@@ -8,11 +8,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
+import pytest
+
 from constellation import Constellation, ExecutionStatus, PipelineBuilder
 from tests.distributed import modules as m
+from tests.distributed.conftest import have_distributed, start_cluster
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.distributed.conftest import Cluster
@@ -24,12 +28,25 @@ def one(name: str, **args: object) -> PipelineBuilder:
     return b
 
 
-def test_a_dead_worker_is_re_run_by_dask_at_least_once(fresh_cluster: Cluster,
+@pytest.fixture(scope="module")
+def faulty_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster of 1 worker for this file's tests, in order: the first kills the
+    worker (its nanny restarts it), the second the scheduler."""
+    if not have_distributed():
+        pytest.skip("dask.distributed is not installed (pip install -e '.[distributed]')")
+    cluster = start_cluster(tmp_path_factory.mktemp("faulty"), workers=1, nthreads=1)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_a_dead_worker_is_re_run_by_dask_at_least_once(faulty_cluster: Cluster,
                                                        tmp_path: Path) -> None:
     # dask re-runs a task whose worker died (at-least-once): the engine sees one
     # attempt, which succeeds; the module ran twice. Its retry policy never fired.
     path = str(tmp_path / "kill")
-    with fresh_cluster.client() as client, \
+    with faulty_cluster.client() as client, \
             Constellation([m.kill_worker_once], executor=client.get_executor()) as e:
         result = e.run(one("P.KillWorkerOnce", path=path, x=7), {}, timeout=60)
     assert result.ok, result.errors
@@ -39,16 +56,16 @@ def test_a_dead_worker_is_re_run_by_dask_at_least_once(fresh_cluster: Cluster,
 
 
 def test_a_lost_scheduler_fails_calls_fast_not_at_their_deadline(
-        fresh_cluster: Cluster, tmp_path: Path) -> None:
+        faulty_cluster: Cluster, tmp_path: Path) -> None:
     path = str(tmp_path / "slow")
-    with fresh_cluster.client() as client, \
+    with faulty_cluster.client() as client, \
             Constellation([m.slow_count, m.quick], executor=client.get_executor()) as e:
         assert e.run(one("P.Quick", x=1), {}, timeout=30).outputs == {"out": 2}
         running = e.submit(one("P.SlowCount", path=path, seconds=20.0, i=1), {},
                            timeout=60)
         wait_for(lambda: m.runs(path) == 1, timeout=30)
         started = time.monotonic()
-        fresh_cluster.kill_scheduler()
+        faulty_cluster.kill_scheduler()
         lost = running.result(timeout=30)
         assert lost.status is ExecutionStatus.FAILED
         assert lost.errors[0].code == "E312", lost.errors

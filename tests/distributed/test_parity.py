@@ -96,11 +96,11 @@ def test_retry_runs_every_attempt(engine: Constellation, tmp_path: Path) -> None
 
 def test_fallback_after_timeout(engine: Constellation) -> None:
     started = time.monotonic()
-    result = engine.run(one("P.Stuck", {"timeout": 0.3, "fallback": -1}, seconds=3.0, i=1),
+    result = engine.run(one("P.Stuck", {"timeout": 0.3, "fallback": -1}, seconds=2.0, i=1),
                         {}, timeout=30)
     assert result.ok, result.errors
     assert result.outputs["out"] == -1
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 1.6
 
 
 def test_breaker_sees_every_failure(engine: Constellation, tmp_path: Path) -> None:
@@ -165,9 +165,9 @@ def test_cancel_reaches_a_running_call(engine: Constellation, tmp_path: Path) ->
 def test_deadline_reaches_a_running_call(engine: Constellation, tmp_path: Path) -> None:
     path = str(tmp_path / "coop")
     started = time.monotonic()
-    result = engine.run(one("P.Cooperative", path=path), {}, timeout=3.0)
+    result = engine.run(one("P.Cooperative", path=path), {}, timeout=2.0)
     assert result.status is ExecutionStatus.TIMED_OUT
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 4
     wait_for(lambda: m.runs(path) >= 2, timeout=10)
     assert "stopped cancelled=True" in (tmp_path / "coop").read_text()
 
@@ -176,12 +176,12 @@ def test_cancel_never_starts_queued_calls(engine: Constellation, tmp_path: Path)
     path = str(tmp_path / "queued")
     b = PipelineBuilder("eight")
     for i in range(8):
-        b.output(f"o{i}", b.call("P.SlowCount", path=path, seconds=1.0, i=i))
+        b.output(f"o{i}", b.call("P.SlowCount", path=path, seconds=0.5, i=i))
     execution = engine.submit(b, {}, timeout=60)
     wait_for(lambda: m.runs(path) >= 1, timeout=30)
     assert execution.cancel()
     assert execution.result(timeout=10).status is ExecutionStatus.CANCELLED
-    time.sleep(2.5)  # long enough for queued calls to start, were they not cancelled
+    time.sleep(1.3)  # long enough for queued calls to start, were they not cancelled
     assert m.runs(path) <= CAPACITY
 
 
@@ -192,7 +192,7 @@ def test_stuck_calls_do_not_block_the_next_run(engine: Constellation) -> None:
     assert engine.run(wide, {}, timeout=60).ok
     b = PipelineBuilder("stuck")
     for i in range(CAPACITY):
-        b.output(f"o{i}", b.call("P.Stuck", options={"timeout": 0.5}, seconds=6.0, i=i))
+        b.output(f"o{i}", b.call("P.Stuck", options={"timeout": 0.5}, seconds=3.5, i=i))
     result = engine.run(b, {}, timeout=30)
     assert result.status is ExecutionStatus.FAILED
     assert {e.code for e in result.errors} == {"E303"}, result.errors
@@ -200,7 +200,7 @@ def test_stuck_calls_do_not_block_the_next_run(engine: Constellation) -> None:
     quick = PipelineBuilder("after")
     quick.output("a", quick.call("P.Quick", x=1))
     quick.output("b", quick.call("P.Quick", x=2))
-    after = engine.run(quick, {}, timeout=3)  # the stuck calls sleep on for 5 s
+    after = engine.run(quick, {}, timeout=2.0)  # the stuck calls sleep on to 3.5 s
     assert after.ok, (after.status, after.errors)
     assert after.outputs == {"a": 2, "b": 3}
 
