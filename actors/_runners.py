@@ -685,20 +685,9 @@ def runner_for(executor: Any) -> Runner:
         if spec.kind == "process":
             return ProcessRunner(max_workers=spec.workers)
         if spec.kind == "dask":
-            try:
-                import distributed
-            except ImportError:
-                raise ConfigurationError(
-                    "executor 'tcp://...' needs dask.distributed: pip install "
-                    "'constellation-engine[distributed]'",
-                    details={"field": "executor"}) from None
-            connect: Any = distributed.Client
-            try:
-                client = connect(spec.address, timeout=spec.connect_timeout)
-            except Exception as exc:
-                raise ConfigurationError(
-                    f"cannot connect to the dask scheduler at {spec.address}: "
-                    f"{type(exc).__name__}: {exc}", details={"field": "executor"}) from exc
+            from constellation.executors import connect_client
+
+            client = connect_client(spec)
             return DaskRunner(client, owned=True)
         return PoolRunner(ThreadPool(spec.workers or 16, "constellation-worker"))
     if type(executor) is ThreadPool:

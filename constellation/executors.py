@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
     from constellation._ship import ShipModules as ShipModules
 
-__all__ = ["ExecutorSpec", "ShipModules", "build_executor", "parse_executor"]
+__all__ = ["ExecutorSpec", "ShipModules", "build_executor", "connect_client",
+           "parse_executor"]
 
 _DASK_SCHEMES = ("tcp://", "tls://", "dask://", "inproc://", "ucx://", "ws://", "wss://")
 
@@ -109,20 +110,10 @@ def build_executor(spec: str | ExecutorSpec) -> Executor:
 
         return ProcessPoolExecutor(parsed.workers,
                                    mp_context=multiprocessing.get_context("spawn"))
-    try:
-        import distributed.cfexecutor
-    except ImportError:
-        raise ConfigurationError("a dask executor needs dask.distributed: pip install "
-                                 "'constellation-engine[distributed]'",
-                                 details={"field": "executor"}) from None
-    connect: Any = distributed.Client
+    client = connect_client(parsed)  # checks that dask is there
+    import distributed.cfexecutor
+
     base: Any = distributed.cfexecutor.ClientExecutor
-    try:
-        client = connect(parsed.address, timeout=parsed.connect_timeout)
-    except Exception as exc:
-        raise ConfigurationError(f"cannot connect to the dask scheduler at {parsed.address}: "
-                                 f"{type(exc).__name__}: {exc}",
-                                 details={"field": "executor"}) from exc
 
     class _OwnedClientExecutor(base):  # type: ignore[misc]
         def shutdown(self, wait: bool = True, **_: Any) -> None:
@@ -131,6 +122,44 @@ def build_executor(spec: str | ExecutorSpec) -> Executor:
 
     executor: Executor = _OwnedClientExecutor(client)
     return executor
+
+
+def connect_client(spec: ExecutorSpec) -> Any:
+    """A ``distributed.Client`` connected to ``spec.address`` (the caller closes it).
+
+    A ``tcp://`` address is probed first: a scheduler that is not there is reported at
+    once, without building a client (a client that fails to connect leaves its event
+    loop thread behind).
+
+    Raises:
+        ConfigurationError: dask is missing, or the scheduler cannot be reached.
+    """
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigurationError("a dask executor needs dask.distributed: pip install "
+                                 "'constellation-engine[distributed]'",
+                                 details={"field": "executor"}) from None
+    address = spec.address or ""
+    if address.startswith("tcp://"):
+        import socket
+
+        host, _, port = address[len("tcp://"):].rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port or 8786)),
+                                          timeout=spec.connect_timeout):
+                pass
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"cannot connect to the dask scheduler at {address}: "
+                f"{type(exc).__name__}: {exc}", details={"field": "executor"}) from exc
+    connect: Any = distributed.Client
+    try:
+        return connect(address, timeout=spec.connect_timeout)
+    except Exception as exc:
+        raise ConfigurationError(f"cannot connect to the dask scheduler at {address}: "
+                                 f"{type(exc).__name__}: {exc}",
+                                 details={"field": "executor"}) from exc
 
 
 def __getattr__(name: str) -> Any:

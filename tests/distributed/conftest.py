@@ -134,9 +134,10 @@ def start_cluster(tmp: Path, workers: int = 2, nthreads: int = 1) -> Cluster:
     return cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """The session's cluster: 2 workers of 1 thread each (a small, known capacity)."""
+    """The cluster of this test package (torn down after its last test, so that no dask
+    thread outlives it into other tests): 2 workers of 1 thread each."""
     if not have_distributed():
         pytest.skip("dask.distributed is not installed (pip install -e '.[distributed]')")
     cluster = start_cluster(tmp_path_factory.mktemp("dask-cluster"))
@@ -146,7 +147,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dask_client(dask_cluster: Cluster) -> Iterator[Any]:
     client = dask_cluster.client()
     try:

@@ -47,7 +47,7 @@ def test_a_timed_out_isolated_call_loses_its_whole_process_group(
         engine: Constellation, tmp_path: Path) -> None:
     path = tmp_path / "pids"
     b = PipelineBuilder("iso")
-    b.output("out", b.call("P.SpawnAndSleep", options={"timeout": 1.5}, path=str(path),
+    b.output("out", b.call("P.SpawnAndSleep", options={"timeout": 3.0}, path=str(path),
                            seconds=60.0))
     result = engine.run(b, {}, timeout=30)
     assert result.status is ExecutionStatus.FAILED
