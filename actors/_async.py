@@ -44,6 +44,7 @@ class AsyncRunner:
 
     name = "asyncio"
     pool = None  # no thread is held by a waiting call: nothing to compensate
+    remote = False  # in the engine's process (async modules are never isolated)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

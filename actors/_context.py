@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -127,8 +130,17 @@ class Attempt:
         return self.state == ABANDONED
 
 
-def kill_process(process: Any) -> None:
-    """SIGKILL an isolated call's process (harmless once it has ended)."""
+def kill_process(process: Any, group_only: bool = False) -> None:
+    """SIGKILL an isolated call's process and its whole process group -- the processes
+    the module started (it runs in a session of its own). Harmless once they have ended.
+
+    Args:
+        group_only: the process has returned; kill what is left in its group.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # gone (or no process groups)
+        os.killpg(process.pid, signal.SIGKILL)
+    if group_only:
+        return
     try:
         if process.poll() is None:
             process.kill()

@@ -155,19 +155,24 @@ class ExecutionActor(PooledActor):
                 logger.exception("ending execution %s after an internal error failed",
                                  handle.execution_id)
         self.done = True
+        running = self._take_running()
         try:
-            self._abandon_nodes()
-        finally:
             handle._complete(bare_result(handle, ExecutionStatus.FAILED, error))
+        finally:
+            self._abandon_nodes(running)
             self._stop()
             self.runtime.post_to_supervisor(ExecutionFinished(handle))
 
-    def _abandon_nodes(self) -> None:
+    def _take_running(self) -> list[Any]:
+        running = list(self.running.values())
+        self.running.clear()
+        return running
+
+    def _abandon_nodes(self, running: list[Any] | None = None) -> None:
         # Their calls may still run; each node abandons its call in its own turn, and
         # what it reports later is a dead letter.
-        for actor in self.running.values():
+        for actor in self._take_running() if running is None else running:
             actor.post(Abandon())
-        self.running.clear()
 
     # --- dataflow ----------------------------------------------------------------------
 
@@ -358,7 +363,7 @@ class ExecutionActor(PooledActor):
                 if j not in self.finished_nodes and plan.nodes[j].output not in lazy.demanded:
                     self.finished_nodes[j] = (NodeStatus.SKIPPED, 0, 0.0, None)
         records = NodeRecords(plan.nodes, self.finished_nodes)
-        self._abandon_nodes()
+        running = self._take_running()
         values = self.values
         outputs = {name: values[i] for name, i in plan.outputs if values[i] is not _MISSING}
         now = time.perf_counter()
@@ -387,6 +392,9 @@ class ExecutionActor(PooledActor):
         if storage is not None:  # before the result is visible: a caller can look it up
             record_finished(storage, handle, result)
         handle._complete(result)
+        # Abandoned after the result is set: a worker that starts a queued call sees
+        # that its execution is over even before its node has handled its Abandon.
+        self._abandon_nodes(running)
         self._stop()
         # The thread that finishes an execution starts the next queued one itself when
         # the supervisor is idle (post_and_run), rather than handing it to a dispatcher.

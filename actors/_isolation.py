@@ -1,5 +1,11 @@
 """Process isolation: ``@module(..., isolation="process")`` calls run in a child process
-of their own, which is killed (SIGKILL) when the call is cancelled or times out.
+of their own, in a new session (its own process group), and the whole group is killed
+(SIGKILL) when the call is cancelled or times out -- processes the module started
+too. When the call returns, whatever the module left running in its group is killed as
+well: a call's processes do not outlive it.
+
+On a process pool or a dask cluster the child is started by the worker running the
+call (see ``constellation.actors._remote``), so it runs on the executor's machine.
 
 The child is a fresh interpreter (``python -m constellation.actors._isolated_child``),
 never a fork of the engine's multi-threaded process, and it does not re-run the embedding program's
@@ -17,8 +23,9 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
+from constellation.actors._context import kill_process
+
 if TYPE_CHECKING:
-    from constellation.actors._context import Attempt
     from constellation.core.modules import ModuleDefinition
 
 __all__ = ["IsolatedCallError", "run_isolated"]
@@ -28,8 +35,11 @@ class IsolatedCallError(Exception):
     """The child process ended without a result (killed, crashed, or unpicklable data)."""
 
 
-def run_isolated(mdef: ModuleDefinition, kwargs: dict[str, Any], attempt: Attempt) -> Any:
+def run_isolated(mdef: ModuleDefinition, kwargs: dict[str, Any], attempt: Any) -> Any:
     """Run ``mdef(**kwargs)`` in a new process and return its result (blocks).
+
+    ``attempt`` is the call's Attempt (or a stand-in with ``process`` and
+    ``abandoned``): the process is stored on it, so that abandoning it kills the group.
 
     Raises:
         IsolatedCallError: the module is not importable, or the process died or was
@@ -51,11 +61,14 @@ def run_isolated(mdef: ModuleDefinition, kwargs: dict[str, Any], attempt: Attemp
     env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
     process = subprocess.Popen(
         [sys.executable, "-m", "constellation.actors._isolated_child"], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
     attempt.process = process
     if attempt.abandoned:  # abandoned while starting: abandon() may have missed it
-        process.kill()
-    out, err = process.communicate(payload)
+        kill_process(process)
+    try:
+        out, err = process.communicate(payload)
+    finally:
+        kill_process(process, group_only=True)  # what the module left running
     if process.returncode != 0 or not out:
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
         why = "it was killed" if process.returncode and process.returncode < 0 \

@@ -219,8 +219,8 @@ class NodeActor(PooledActor):
                 if policy.timeout is not None:
                     self.timer = runtime.timer.call_later(
                         policy.timeout, lambda: self.post(AttemptTimedOut(attempt)))
-                if policy.isolation == "process":
-                    runner = ISOLATED
+                if policy.isolation == "process" and not runner.remote:
+                    runner = ISOLATED  # on an executor, its worker starts the child
         except BaseException as exc:
             self._refused(attempt, module_error(node, exc))
             return
@@ -319,7 +319,8 @@ class NodeActor(PooledActor):
         # The call cannot be stopped (a thread cannot be killed): its thread is left to
         # finish on its own; the pool may start another in its place meanwhile.
         policy = self.policy
-        if policy is not None and policy.isolation == "process":
+        if policy is not None and policy.isolation == "process" \
+                and not self.runtime.runner.remote:
             return  # its process was killed
         pool = self.runtime.runner.pool
         if pool is not None:

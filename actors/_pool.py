@@ -86,6 +86,7 @@ class ThreadPool(Executor):
         # thread counted as assigned: that only makes the pool start a thread sooner,
         # never leaves a task without one, since every put wakes a waiting thread.)
         self._idle = 0
+        self._unassigned = 0  # queued tasks no thread was assigned to (all busy)
         self._blocked = 0  # threads waiting for another execution (see blocking())
         self._lock = threading.Lock()
         self._shutdown = False
@@ -177,6 +178,11 @@ class ThreadPool(Executor):
             self._idle -= 1
         elif len(self._threads) < self.max_threads + self._blocked and not self._shutdown:
             self._spawn()  # the new thread is this task's: it starts assigned
+        else:
+            # Every thread is busy: the next one to finish takes it without counting
+            # itself idle (else each such task left the idle count one too high, and a
+            # pool whose threads were all stuck in abandoned calls never grew).
+            self._unassigned += 1
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run ``fn(*args, **kwargs)`` on the pool (the ``Executor`` interface)."""
@@ -280,6 +286,8 @@ class ThreadPool(Executor):
                     and len(self._threads) < self.max_threads + self._blocked
                     and not self._shutdown):
                 self._spawn()
+                if self._unassigned > 0:
+                    self._unassigned -= 1  # the new thread takes a task nobody had
 
     def _take_nowait(self) -> Task | None:
         try:
@@ -346,7 +354,10 @@ class ThreadPool(Executor):
                 if (len(self._threads) > self.max_threads + self._blocked
                         and not self._queue.qsize()):
                     break  # a thread started in place of an abandoned call: retire it
-                self._idle += 1
+                if self._unassigned > 0:
+                    self._unassigned -= 1  # a task queued while every thread was busy
+                else:
+                    self._idle += 1
             task = get()
         with self._lock:
             self._threads.remove(threading.current_thread())

@@ -18,9 +18,9 @@ from constellation.actors._resilience import (
     CircuitBreakerConfig,
     retry_when,
 )
-from constellation.actors._runners import ProcessPoolRunner, runner_for
+from constellation.actors._runners import PoolRunner, Runner, runner_for
 from constellation.actors._timer import TimerService
-from constellation.core.errors import QueueFullError
+from constellation.core.errors import ConfigurationError, QueueFullError
 from constellation.core.types import zero_value
 from constellation.spi._retry import policy_for
 
@@ -58,25 +58,29 @@ class Runtime:
     """
 
     def __init__(self, *, dispatcher_threads: int, worker_threads: int,
-                 executor: Executor | str | None, max_queue_size: int | None,
+                 executor: Executor | str | Any | None, max_queue_size: int | None,
                  clock: Callable[[], float] = time.monotonic, name: str = "constellation"
                  ) -> None:
         self.clock = clock
         self.dispatcher = ThreadPool(dispatcher_threads, f"{name}-dispatcher")
+        if isinstance(executor, str) and executor.startswith("threads"):
+            from constellation.executors import parse_executor
+
+            worker_threads = parse_executor(executor).workers or worker_threads
+            executor = None
         self.own_workers = executor is None
-        self.own_processes: ProcessPoolRunner | None = None
-        if executor == "process":
-            self.own_processes = ProcessPoolRunner()
-            self.workers: Executor = self.own_processes.executor
+        # How module calls reach the executor (see _runners): the engine's threads, a
+        # process pool, dask, any Executor; a string names one the engine owns.
+        if executor is None:
+            self.runner: Runner = PoolRunner(ThreadPool(worker_threads, f"{name}-worker"))
         else:
-            assert not isinstance(executor, str)
-            self.workers = executor or ThreadPool(worker_threads, f"{name}-worker")
+            self.runner = runner_for(executor)
+        self.workers: Any = self.runner.executor if self.runner.pool is None \
+            else self.runner.pool
         # Actor turns may run in a worker thread's slot (the thread that finished a
         # module runs the next ready turn itself); module calls never run on dispatchers.
         if isinstance(self.workers, ThreadPool):
             self.dispatcher.also_runs_on(self.workers)
-        # How module calls reach the executor.
-        self.runner = self.own_processes or runner_for(self.workers)
         # async def modules: awaited on an event loop of the engine's (started on use).
         self.async_runner = AsyncRunner()
         self.dispatcher.on_dead_letter = self._dead_letter
@@ -183,8 +187,12 @@ class Runtime:
         """The call policy of a node, or None when nothing needs applying.
 
         Raises:
-            ConfigurationError: ``cache_backend`` names no registered backend.
+            ConfigurationError: ``cache_backend`` names no registered backend, or the
+                module cannot run on the engine's executor (``Runner.refuse``).
         """
+        why = self.runner.refuse(mdef)
+        if why is not None:
+            raise ConfigurationError(why, details={"field": "executor", "module": mdef.name})
         if not (options.retry or options.timeout is not None or options.fallback is not None
                 or options.cache is not None or options.throttle is not None
                 or options.concurrency is not None
@@ -363,8 +371,8 @@ class Runtime:
         self.dispatcher.shutdown(wait=False)
         if self.own_workers:
             self.workers.shutdown(wait=False, cancel_futures=True)
-        if self.own_processes is not None:
-            self.own_processes.shutdown()
+        else:
+            self.runner.shutdown()  # what the runner owns (an owned pool, a client)
         if self._callbacks_pool is not None:
             self._callbacks_pool.shutdown(wait=False)  # queued callbacks still run
         deadline = time.monotonic() + join_timeout

@@ -35,6 +35,7 @@ from constellation.actors._plan import ExecutionPlan, ModuleTiming
 from constellation.actors._pool import current_pool
 from constellation.actors._records import RecordWriter
 from constellation.actors._resilience import CallPolicy, CircuitBreakerConfig
+from constellation.actors._runners import is_dask
 from constellation.actors._runtime import Runtime
 from constellation.actors._supervisor import Supervisor
 from constellation.core.builder import PipelineBuilder
@@ -54,6 +55,7 @@ from constellation.core.modules import ModuleDefinition
 from constellation.core.options import CallOptions, Priority, priority_value
 from constellation.core.results import ExecutionStatus
 from constellation.core.types import coerce, render
+from constellation.executors import parse_executor
 from constellation.lang.collector import LARGE_GRAPH, collector_paused
 from constellation.spi._backends import Backends
 from constellation.spi._cache import CacheBackend
@@ -89,12 +91,15 @@ class Constellation:
         default_timeout: seconds after which any execution ends TIMED_OUT (a run's own
             ``timeout`` or the pipeline's ``@timeout`` may be shorter).
         executor: run module code on this ``concurrent.futures.Executor`` instead of
-            the engine's own thread pool (for example a process pool, or
-            ``dask.distributed.Client.get_executor()``). The engine does not shut it down;
-            if it breaks, calls fail at once with ``ExecutorError`` (E312). Or
-            ``"process"``: an engine-owned process pool (one process per core, started
-            with ``spawn``; modules must be importable) that the engine replaces when it
-            breaks (a worker process died) and shuts down with the engine.
+            the engine's own thread pool (a process pool, a dask ``Client`` or its
+            ``get_executor()``). The engine does not shut it down; a call it refuses or
+            loses fails with ``ExecutorError`` (E312); a broken process pool is
+            replaced by an engine-owned one. Or a string (see
+            :mod:`constellation.executors`): ``"process"``/``"process:N"`` (an
+            engine-owned process pool, started with ``spawn``), ``"threads:N"``, or a
+            dask scheduler's address ``"tcp://host:port"``; the engine owns and shuts
+            down what it builds. Every call behaves as on threads -- retries, breakers,
+            timeouts, cancellation, ``ctx`` (see docs/distributed.md).
         stdlib: register the built-in modules.
         clock: monotonic clock for deadlines, retries, throttles and breakers (tests
             inject a :class:`constellation.testing.ManualClock`).
@@ -114,7 +119,7 @@ class Constellation:
         backends: Backends | None = None,
         scheduler: SchedulerConfig | None = None,
         default_timeout: float = 300.0,
-        executor: Executor | str | None = None,
+        executor: Executor | str | Any | None = None,
         stdlib: bool = True,
         clock: Callable[[], float] = time.monotonic,
         cache_backends: Mapping[str, CacheBackend] | None = None,
@@ -133,10 +138,13 @@ class Constellation:
             raise ConfigurationError(f"default_timeout must be a positive number of seconds, "
                                      f"got {default_timeout!r}",
                                      details={"field": "default_timeout"})
-        if executor is not None and not isinstance(executor, Executor) \
-                and executor != "process":
-            raise ConfigurationError("executor must be a concurrent.futures.Executor or "
-                                     f"'process', got {executor!r}",
+        if isinstance(executor, str):
+            parse_executor(executor)  # a bad string is refused before anything starts
+        elif executor is not None and not isinstance(executor, Executor) \
+                and not is_dask(executor):
+            raise ConfigurationError("executor must be a concurrent.futures.Executor, a "
+                                     "dask Client, or a string such as 'process:4' or "
+                                     f"'tcp://host:8786', got {executor!r}",
                                      details={"field": "executor"})
         self.scheduler = scheduler
         self.backends = backends or Backends()
@@ -725,7 +733,7 @@ class Constellation:
         waiting call, so that waiting calls cannot starve the pool.
         """
         rt = self._runtime
-        workers = rt.workers.max_threads if rt.own_workers else 0  # type: ignore[attr-defined]
+        workers = rt.workers.max_threads if rt.own_workers else 0
         listener = 1 if rt.observer is not None else 0
         listener += 1 if rt._callbacks_pool is not None else 0  # done callbacks' thread
         records = 1 if rt.storage is not None and self._records.threaded else 0

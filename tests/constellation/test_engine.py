@@ -263,7 +263,7 @@ def test_invalid_scheduler_config_names_the_field(kwargs: dict[str, Any], field:
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"default_timeout": 0}, "default_timeout"),
     ({"scheduler": {"max_concurrency": 4}}, "scheduler"),
-    ({"executor": "threads"}, "executor"),
+    ({"executor": "thread-pool"}, "executor"),
     ({"modules": [lambda x: x]}, "modules"),
     ({"backends": Backends(cache=object())}, "backends.cache"),
     ({"backends": Backends(storage=object())}, "backends.storage"),

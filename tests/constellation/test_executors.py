@@ -46,17 +46,23 @@ def test_modules_run_on_dask_distributed() -> None:
 
 def test_a_module_dask_cannot_serialize_fails_its_call_and_the_engine_goes_on() -> None:
     distributed = pytest.importorskip("distributed", reason="the 'distributed' extra")
+    import threading
+
     from constellation import ExecutionStatus, module
 
+    lock = threading.Lock()
+
     @module
-    def Local(x: int) -> int:  # defined in a function: cannot be pickled by reference
-        return x + 1
+    def Local(x: int) -> int:  # its code travels by value, but it holds a lock
+        with lock:
+            return x + 1
 
     with distributed.Client(n_workers=1, threads_per_worker=1, processes=True,
                             dashboard_address=None) as client, \
             Constellation([Local, square], executor=client.get_executor()) as e:
         bad = e.run("in x: Int\na = Local(x)\nout a", {"x": 1}, timeout=60)
         assert bad.status is ExecutionStatus.FAILED
-        assert bad.errors[0].code in ("E300", "E312"), bad.errors[0]
+        assert bad.errors[0].code == "E312", bad.errors[0]
+        assert "Local" in bad.errors[0].message
         good = e.run("in x: Int\na = Square(x)\nout a", {"x": 5}, timeout=60)
     assert good.outputs == {"a": 25}, good.errors
