@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="reload a file of --pipelines-dir when it changes")
     serve.add_argument("--watch-interval", type=float, metavar="SECONDS",
                        help="how often --watch looks at the files (default 1)")
+    serve.add_argument("--executor", metavar="threads[:N]|process[:N]|tcp://HOST:PORT",
+                       help="where module code runs (default: the daemon's own threads); "
+                            "see docs/distributed.md")
     serve.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None,
                        help="do not serve the dashboard page at /dashboard")
     serve.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE",

@@ -96,7 +96,7 @@ def build(settings: ServerSettings) -> tuple[FastAPI, Constellation]:
             scheduler=SchedulerConfig(max_concurrency=settings.max_concurrency,
                                       max_queue_size=settings.max_queue_size,
                                       worker_threads=settings.worker_threads),
-            default_timeout=settings.default_timeout)
+            default_timeout=settings.default_timeout, executor=settings.executor)
     except BaseException:
         _close(storage, pipelines)
         raise

@@ -46,6 +46,10 @@ class ServerSettings:
             answered 400 E609 (``CONSTELLATION_COMPILE_TIMEOUT``).
         compile_workers: compile worker processes, i.e. compiles of request source
             running at once (``CONSTELLATION_COMPILE_WORKERS``).
+        executor: where module code runs: ``threads[:N]`` (the default, the engine's own
+            threads), ``process[:N]`` (a process pool the daemon owns) or a dask
+            scheduler address ``tcp://host:port`` (``CONSTELLATION_EXECUTOR``); see
+            docs/distributed.md.
         dashboard: serve the dashboard page at ``/dashboard``
             (``CONSTELLATION_DASHBOARD``; ``--no-dashboard`` turns it off).
         forwarded_allow_ips: addresses of the proxies whose ``X-Forwarded-For`` and
@@ -74,6 +78,7 @@ class ServerSettings:
     drain_timeout: float = 30.0
     compile_timeout: float = 10.0
     compile_workers: int = 2
+    executor: str | None = None
     dashboard: bool = True
     forwarded_allow_ips: tuple[str, ...] = ()
 
@@ -120,6 +125,10 @@ class ServerSettings:
             raise bad("watch_interval", "must be from 0.1 to 3600 seconds")
         if self.watch and not self.pipelines_dir:
             raise bad("watch", "needs pipelines_dir (--pipelines-dir)")
+        if self.executor is not None:
+            from constellation.executors import parse_executor
+
+            parse_executor(self.executor)  # a ConfigurationError naming the field
         if self.rate_limit_per_minute < 0:
             raise bad("rate_limit_per_minute", "must be 0 (off) or positive")
 
