@@ -190,6 +190,35 @@ class CallContext:
         interruptible sleep."""
         return self._attempt.event
 
+    def secret(self, name: str) -> str:
+        """The secret ``name`` from the engine's secrets backend (by default the
+        environment variable ``CONSTELLATION_SECRET_<NAME>``). Its value is redacted
+        (``***``) from every error message and detail the engine builds for this
+        execution, and so from its records, log records and events.
+
+        Raises:
+            SecretNotFoundError: the backend has no such secret (E320; the call fails).
+        """
+        from constellation.core.errors import SecretNotFoundError
+        from constellation.spi._secrets import MIN_REDACTED, check_name
+
+        check_name(name)
+        backend = self._handle._runtime.secrets
+        value: str | None = backend.get(name)
+        if value is None:
+            raise SecretNotFoundError(
+                f"secret {name!r} is not set ({type(backend).__name__})",
+                details={"secret": name, "node": self.node})
+        handle = self._handle
+        with _cleanup_lock:
+            if handle._secrets is None:
+                handle._secrets = set()
+            handle._secrets.add(value)
+        if len(value) < MIN_REDACTED:
+            logger.warning("secret %r is shorter than %d characters: it cannot be redacted "
+                           "from messages", name, MIN_REDACTED)
+        return value
+
     @property
     def deadline(self) -> float | None:
         """The execution's deadline on the engine's clock (``time.monotonic()`` unless

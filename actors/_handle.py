@@ -48,7 +48,7 @@ class Execution:
     """
 
     __slots__ = ("_callbacks", "_deadline_timer", "_event", "_help", "_help_dispatcher",
-                 "_help_workers", "_result", "_runtime",
+                 "_help_workers", "_result", "_runtime", "_secrets",
                  "_snapshot", "_status", "deadline", "enqueued_at", "execution_id", "inputs",
                  "plan", "preset", "priority", "submitted_at")
 
@@ -59,6 +59,7 @@ class Execution:
                  priority: int, deadline: float | None, runtime: Runtime,
                  preset: Mapping[int, Any] | None = None) -> None:
         self.execution_id = execution_id
+        self._secrets: set[str] | None = None  # values ctx.secret() handed out
         self.plan = plan
         self.inputs = inputs
         self.priority = priority

@@ -255,6 +255,9 @@ class NodeActor(PooledActor):
         if msg.attempt is not self.current:
             return  # an attempt that was already given up on
         error = msg.error
+        secrets = self.handle._secrets
+        if error is not None and secrets:
+            error = redacted(error, secrets)
         self._end_attempt(error is None, msg.duration_ms,
                           None if error is None else error.message)
         if self.policy is None:
@@ -471,8 +474,8 @@ def checked(node: NodePlan, attempt: Attempt, value: Any, elapsed: float
 
 def module_error(node: NodePlan, exc: BaseException) -> ConstellationError:
     """The error of a call that raised ``exc`` (any exception, ``BaseException`` too)."""
-    if isinstance(exc, ConstellationError) and exc.code == "E312":
-        return exc  # the executor's own failure, already described
+    if isinstance(exc, ConstellationError) and exc.code in ("E312", "E320"):
+        return exc  # the executor's own failure, or a missing secret: already described
     err = ModuleExecutionError(
         f"module {node.module.name} (node '{node.name}') raised {type(exc).__name__}: "
         f"{describe(exc)}",
@@ -480,3 +483,18 @@ def module_error(node: NodePlan, exc: BaseException) -> ConstellationError:
                  "exception": type(exc).__name__})
     err.__cause__ = exc
     return err
+
+
+def redacted(error: ConstellationError, secrets: set[str]) -> ConstellationError:
+    """``error`` with the execution's secret values replaced by ``***`` in its message
+    and details (same class and code; the original stays its ``__cause__`` chain's
+    concern: it never leaves the process)."""
+    from constellation.spi._secrets import redact
+
+    message = redact(error.message, secrets)
+    details = redact(dict(error.details), secrets)
+    if message == error.message and details == error.details:
+        return error
+    copy = type(error)(message, code=error.code, details=details)
+    copy.__cause__ = error.__cause__
+    return copy

@@ -23,6 +23,7 @@ from constellation.actors._timer import TimerService
 from constellation.core.errors import ConfigurationError, QueueFullError
 from constellation.core.types import zero_value
 from constellation.spi._retry import policy_for
+from constellation.spi._secrets import EnvSecrets
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -83,6 +84,8 @@ class Runtime:
             self.dispatcher.also_runs_on(self.workers)
         # async def modules: awaited on an event loop of the engine's (started on use).
         self.async_runner = AsyncRunner()
+        # Where ctx.secret() looks (the engine sets Backends.secrets; default: env).
+        self.secrets: Any = EnvSecrets()
         self.dispatcher.on_dead_letter = self._dead_letter
         self.timer = TimerService(f"{name}-timer", clock=clock)
         self.supervisor: ActorRef[Any] | None = None

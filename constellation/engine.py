@@ -62,6 +62,7 @@ from constellation.spi._cache import CacheBackend
 from constellation.spi._listener import ExecutionListener, NoOpListener
 from constellation.spi._metrics import MetricsProvider, NoOpMetrics
 from constellation.spi._pipelines import InMemoryPipelineStore, PipelineStore
+from constellation.spi._secrets import SecretsBackend
 from constellation.spi._storage import (
     ExecutionRecord,
     ExecutionStorage,
@@ -187,6 +188,9 @@ class Constellation:
         :class:`constellation._pipelines.PipelineCatalog`); kept in ``backends.pipelines``
         (by default in memory, and ``compile`` records nothing)."""
         self._runtime.cache = b.cache
+        if b.secrets is not None:
+            _check_backend(b.secrets, SecretsBackend, "secrets")
+            self._runtime.secrets = b.secrets
         for cname, cache in (cache_backends or {}).items():
             _check_backend(cache, CacheBackend, f"cache_backends[{cname!r}]")
             self._runtime.named_caches[cname] = cache

@@ -24,6 +24,8 @@ class Backends:
         pipelines: a PipelineStore (``engine.pipelines`` keeps pipelines, versions,
             aliases and canaries in it; given one, ``engine.compile(source, name=...)``
             records a version).
+        secrets: a SecretsBackend for ``ctx.secret(name)`` (default: environment
+            variables ``CONSTELLATION_SECRET_<NAME>``).
     """
 
     metrics: Any = None
@@ -32,3 +34,4 @@ class Backends:
     storage: Any = None
     cache: Any = None
     pipelines: Any = None
+    secrets: Any = None

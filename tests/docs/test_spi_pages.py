@@ -16,7 +16,8 @@ import pytest
 from tests.spi.services import POSTGRES_DSN, REDIS_URL, postgres_dsn, redis_client
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "spi"
-PAGES = ["metrics", "tracing", "listeners", "storage", "cache", "retry", "pipelines"]
+PAGES = ["metrics", "tracing", "listeners", "storage", "cache", "retry", "pipelines",
+         "secrets"]
 
 
 def examples(page: str) -> list[str]:
