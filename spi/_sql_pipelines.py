@@ -14,8 +14,6 @@ processes, get distinct, consecutive numbers, and a hash gets one version per na
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,9 +27,11 @@ from constellation.spi._pipelines import (
     StoredPipeline,
     _ContextManager,
 )
+from constellation.spi._sqlite import SqliteConnections
 
 if TYPE_CHECKING:
     import builtins
+    import sqlite3
     from collections.abc import Iterator
 
 __all__ = ["SqlitePipelineStore"]
@@ -264,26 +264,13 @@ class SqlitePipelineStore(SqlPipelineStore):
         self.path = Path(path)
         self.timeout = timeout
         self.prefix = check_prefix(prefix)
-        self._local = threading.local()
-        self._connections: builtins.list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = SqliteConnections(self.path, timeout)
         conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
         for statement in self.schema("BLOB", "REAL"):
             conn.execute(statement)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+        return self._db.get()
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
@@ -302,8 +289,4 @@ class SqlitePipelineStore(SqlPipelineStore):
 
     def close(self) -> None:
         """Close every connection this object opened."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
+        self._db.close()

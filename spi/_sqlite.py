@@ -61,6 +61,42 @@ def _row(record: ExecutionRecord) -> tuple[Any, ...]:
             record.started_at, record.ended_at, _encode(record))
 
 
+class SqliteConnections:
+    """A connection per thread to one SQLite file (WAL, a busy timeout bounding every
+    wait for another writer), all closed by :meth:`close`. Shared by the SQLite
+    backends that keep their tables in one file."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.get().execute("PRAGMA journal_mode=WAL")
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection opened so far."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+
 class SqliteExecutionStorage:
     """Execution records in a SQLite file (created if missing).
 
@@ -72,25 +108,11 @@ class SqliteExecutionStorage:
     def __init__(self, path: str | Path, timeout: float = 10.0) -> None:
         self.path = Path(path)
         self.timeout = timeout
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(_SCHEMA)
+        self._db = SqliteConnections(self.path, timeout)
+        self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+        return self._db.get()
 
     def save(self, record: ExecutionRecord) -> None:
         """Insert or replace the record."""
@@ -151,8 +173,4 @@ class SqliteExecutionStorage:
 
     def close(self) -> None:
         """Close every connection this object opened."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
+        self._db.close()
