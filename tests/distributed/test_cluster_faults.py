@@ -114,8 +114,12 @@ def test_an_owned_pool_stuck_in_a_call_is_reaped_at_shutdown() -> None:
             os.kill(worker, 0)
         except ProcessLookupError:
             return True
-        # a zombie until its parent reaps it counts as gone
-        with open(f"/proc/{worker}/stat") as f:
-            return f.read().split()[2] == "Z"
+        # a zombie until its parent reaps it counts as gone; so does a process that
+        # ended between the two looks (its /proc entry is gone)
+        try:
+            with open(f"/proc/{worker}/stat") as f:
+                return f.read().split()[2] == "Z"
+        except FileNotFoundError:
+            return True
 
     wait_for(gone, timeout=10)
