@@ -9,9 +9,11 @@ call (see ``constellation.actors._remote``), so it runs on the executor's machin
 
 The child is a fresh interpreter (``python -m constellation.actors._isolated_child``),
 never a fork of the engine's multi-threaded process, and it does not re-run the embedding program's
-``__main__``. The module definition and arguments travel pickled on the child's stdin,
-the definition by reference (module and qualified name): an isolated module must be
-importable, i.e. defined at the top level of a module other than ``__main__``. Its
+``__main__``. The function travels by reference (its module and qualified name) with the
+pickled arguments on the child's stdin: an isolated module must be importable, i.e.
+defined at the top level of a module other than ``__main__``. The child imports that
+module with a cheap stand-in for ``@module`` (``constellation._child_module``), so it
+does not build module definitions the parent has already checked. Its
 result comes back pickled on stdout; whatever the module prints goes to stderr.
 """
 
@@ -53,7 +55,7 @@ def run_isolated(mdef: ModuleDefinition, kwargs: dict[str, Any], attempt: Any) -
             f"define {func.__qualname__} at the top level of a module, not in __main__ "
             "or inside a function")
     try:
-        payload = pickle.dumps((mdef, kwargs))
+        payload = pickle.dumps((func.__module__, func.__qualname__, mdef.name, kwargs))
     except Exception as exc:
         raise IsolatedCallError(f"the arguments of {mdef.name} cannot be sent to another "
                                 f"process: {exc}") from exc

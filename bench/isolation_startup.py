@@ -1,8 +1,9 @@
 """Process isolation start-up: one isolated call against a bare interpreter start.
 
 An ``isolation="process"`` call starts a fresh interpreter running
-``constellation.actors._isolated_child``, which unpickles the module definition (importing
-the module that defines it), calls it and pickles the answer back. This script times, in
+``constellation.actors._isolated_child``, which imports the module that defines the
+function (with the cheap ``@module`` stand-in of ``constellation._child_module``), calls it
+and pickles the answer back. This script times, in
 one process and alternating round by round, ``python -c pass`` (the floor: the same
 interpreter, the same site-packages) and a full isolated call, and prints the medians
 and their ratio. Usage::

@@ -108,7 +108,16 @@ _LAZY: dict[str, str] = {
 }
 
 
+# True only while the child process of an isolated call imports the module it must call:
+# ``module`` is then the cheap decorator of ``constellation._child_module`` (see there).
+_isolated_child = False
+
+
 def __getattr__(name: str) -> Any:
+    if name == "module" and _isolated_child:
+        from constellation._child_module import module
+
+        return module  # not cached: once the lookup is done, the real one is used
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'constellation' has no attribute {name!r}")

@@ -32,3 +32,30 @@ def IsolatedFail(x: int) -> int:
 @module(isolation="process")
 def IsolatedExit(x: int) -> int:
     raise SystemExit(f"exit from the child with {x}")
+
+
+@module(isolation="process")
+def LoadedInChild(prefix: str) -> list[str]:
+    """The modules loaded in the child whose names start with ``prefix``, and what
+    ``constellation.module`` is once the function has been found."""
+    import sys
+
+    import constellation
+
+    loaded = sorted(m for m in sys.modules if m.startswith(prefix))
+    return [*loaded, f"module={constellation.module.__module__}"]
+
+
+@module("SelfSignature", isolation="process")
+def SelfSignature(x: int) -> str:
+    """Reads its own definition in the child: the stand-in builds the real one."""
+    return f"{x}: {SelfSignature.signature}"
+
+
+@module(isolation="process")
+def Vanishing(x: int) -> int:
+    return x
+
+
+if os.environ.get("CONSTELLATION_TEST_VANISH") == "1":
+    del Vanishing  # as if the child imported another version of this file

@@ -1,0 +1,45 @@
+"""The isolated child's start-up: it looks the function up without building module
+definitions (the cheap ``@module`` of ``constellation._child_module``), and says clearly
+when it cannot find it."""
+
+from __future__ import annotations
+
+import pytest
+
+from constellation import Constellation
+from constellation.actors._isolation import IsolatedCallError, run_isolated
+from constellation.core.results import ExecutionStatus
+from tests.constellation.isolated_modules import LoadedInChild, SelfSignature, Vanishing
+
+
+class _Attempt:
+    process = None
+    abandoned = False
+
+
+def test_the_child_does_not_build_module_definitions() -> None:
+    loaded = run_isolated(LoadedInChild, {"prefix": "constellation"}, _Attempt())
+    assert "constellation._child_module" in loaded
+    assert "constellation.core.modules" not in loaded
+    assert "constellation.core.types" not in loaded
+    # After the lookup the real decorator is back for the module's own code.
+    assert loaded[-1] == "module=constellation.core.modules"
+
+
+def test_the_stand_in_builds_the_real_definition_when_asked() -> None:
+    with Constellation([SelfSignature]) as engine:
+        from constellation import PipelineBuilder
+
+        b = PipelineBuilder("self")
+        b.output("s", b.call(SelfSignature, x=b.input("x", int)))
+        result = engine.run(b, {"x": 3}, timeout=60)
+    assert result.status is ExecutionStatus.COMPLETED, result.error
+    assert result.outputs["s"] == "3: SelfSignature(x: Int) -> String"
+
+
+def test_a_function_the_child_cannot_find_is_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSTELLATION_TEST_VANISH", "1")
+    with pytest.raises(IsolatedCallError, match=r"exit code 3.*cannot find "
+                       r"tests\.constellation\.isolated_modules\.Vanishing"):
+        run_isolated(Vanishing, {"x": 1}, _Attempt())
