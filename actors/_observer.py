@@ -26,6 +26,11 @@ Spans are created by the listener actor after the fact, with the start and end t
 recorded where the work happened, so every ``module(<name>)`` span is a child of its
 ``execute(<pipeline>)`` span whichever threads ran them.
 
+A listener may say that it is not listening right now (``listener.listening`` false --
+the daemon's :class:`~constellation.events.EventHub` while nobody is subscribed): its
+module events are then not built for that batch (execution events still are; a durable
+listener is always listening). Read once per batch; one that raises counts as listening.
+
 A *durable* listener (``listener.durable`` is true: ``OutboxListener``, or a
 ``CompositeListener`` holding one) is exempt from the bound: its events are never
 dropped (the backlog may then grow past ``max_pending``; metrics events still drop).
@@ -260,6 +265,8 @@ class _ListenerActor(PooledActor):
         on_batch = getattr(listener, "on_batch", None) if observer.durable else None
         self.on_batch = on_batch if callable(on_batch) else None
         self.batch: list[tuple[str, Any]] = []
+        # Whether the listener takes module events in the batch being handled.
+        self.listening = True
 
     def _tell(self, listener: Any, callback: str, event: Any) -> None:
         # (The event sites call this only for a callback in observer.callbacks.)
@@ -336,6 +343,7 @@ class _ListenerActor(PooledActor):
         listener's group commit."""
         if not events:
             return
+        self.listening = _listening(self.observer)
         sums = _Sums()
         for event in events:
             try:
@@ -377,7 +385,7 @@ class _ListenerActor(PooledActor):
             h = message.handle
             if obs.metrics is not None:
                 sums.count_module("constellation.module.started", message.module)
-            if "on_module_start" in obs.callbacks:
+            if self.listening and "on_module_start" in obs.callbacks:
                 self._tell(listener, "on_module_start",
                            ModuleEvent(h.execution_id, message.node, message.module,
                                        message.attempt, timestamp=time.time()))
@@ -391,7 +399,7 @@ class _ListenerActor(PooledActor):
                              {"module_name": message.module})
             callback = "on_module_failed" if message.error is not None \
                 else "on_module_complete"
-            if callback in obs.callbacks:
+            if self.listening and callback in obs.callbacks:
                 event = ModuleEvent(h.execution_id, message.node, message.module,
                                     message.attempt, message.duration_ms, message.error,
                                     time.time())
@@ -483,6 +491,22 @@ class _ListenerActor(PooledActor):
 
 _CALLBACKS = ("on_execution_start", "on_module_start", "on_module_complete",
               "on_module_failed", "on_execution_complete")
+
+
+def _listening(observer: Observer) -> bool:
+    """Whether the listener takes module events now (see the module docstring)."""
+    listener = observer.listener
+    if listener is None or observer.durable:
+        return True
+    try:
+        return bool(getattr(listener, "listening", True))
+    except BaseException:  # it raises when asked: give it the events, as before
+        observer.failures += 1
+        if observer.failures == 1 or observer.failures % 1000 == 0:  # not every batch
+            logger.exception("listener %s failed to say whether it is listening "
+                             "(%d failure(s) so far)", type(listener).__name__,
+                             observer.failures)
+        return True
 
 
 def implemented(listener: Any) -> frozenset[str]:

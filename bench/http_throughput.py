@@ -51,9 +51,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def baseline_app() -> Any:
-    """The baseline: FastAPI, one ``async def`` endpoint, the same body model, the same
-    functions called inline, the same response shape."""
+KINDS = ("baseline", "pooled", "embedded", "constellation")
+LABELS = {
+    "baseline": "baseline (async def, inline)",
+    "pooled": "pooled (2 threads, no engine)",
+    "embedded": "engine in a bare endpoint",
+    "constellation": "constellation serve",
+}
+
+
+def baseline_app(variant: str = "baseline") -> Any:
+    """A minimal FastAPI app with one ``async def`` endpoint taking the same body model
+    and giving the same response shape. ``variant``:
+
+    - ``baseline``: the ten functions called inline on the event loop;
+    - ``pooled``: the same ten calls as a dependency-counting graph on a 2-thread
+      ``ThreadPoolExecutor``, the result handed back to the loop -- the floor of any
+      engine that keeps module code off the event loop (no engine code at all);
+    - ``embedded``: an embedded ``Constellation`` engine running the stored pipeline
+      (``engine.submit`` + an asyncio future): the engine without the daemon's layers
+      (auth, limits, metrics, the store).
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
@@ -62,14 +83,62 @@ def baseline_app() -> Any:
     app = FastAPI()
     f_inc, f_add2, f_sum = inc.func, add2.func, sum_all.func
 
-    @app.post("/execute")
-    async def execute(body: ExecuteRequest) -> JSONResponse:
-        t = f_inc(body.inputs["x"])
-        r = f_sum([f_add2(t, i) for i in range(1, 9)])
+    def answer(body: ExecuteRequest, r: Any) -> JSONResponse:
         return JSONResponse({"execution_id": "-", "pipeline": body.ref,
                              "structural_hash": "-", "status": "completed",
                              "outputs": {"r": r}, "errors": [], "missing_inputs": {},
                              "duration_ms": 0.0})
+
+    if variant == "baseline":
+        @app.post("/execute")
+        async def execute(body: ExecuteRequest) -> JSONResponse:
+            t = f_inc(body.inputs["x"])
+            return answer(body, f_sum([f_add2(t, i) for i in range(1, 9)]))
+    elif variant == "pooled":
+        pool = ThreadPoolExecutor(2)
+
+        @app.post("/execute")
+        async def execute(body: ExecuteRequest) -> JSONResponse:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[int] = loop.create_future()
+            mids: list[int] = []
+            lock = threading.Lock()
+
+            def mid(t: int, i: int) -> None:
+                v = f_add2(t, i)
+                with lock:
+                    mids.append(v)
+                    last = len(mids) == 8
+                if last:
+                    pool.submit(bottom)
+
+            def bottom() -> None:
+                r = f_sum(mids)
+                loop.call_soon_threadsafe(done.set_result, r)
+
+            def top(x: int) -> None:
+                t = f_inc(x)
+                for i in range(1, 9):
+                    pool.submit(mid, t, i)
+
+            pool.submit(top, body.inputs["x"])
+            return answer(body, await done)
+    else:
+        from bench.workloads import MODULES
+        from constellation import Constellation, SchedulerConfig
+
+        engine = Constellation(MODULES, scheduler=SchedulerConfig(max_queue_size=None))
+        pipeline = engine.compile(SOURCE)
+
+        @app.post("/execute")
+        async def execute(body: ExecuteRequest) -> JSONResponse:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[Any] = loop.create_future()
+            execution = engine.submit(pipeline, body.inputs)
+            execution.add_done_callback(
+                lambda r: loop.call_soon_threadsafe(done.set_result, r))
+            result = await done
+            return answer(body, result.outputs["r"])
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
@@ -78,18 +147,19 @@ def baseline_app() -> Any:
     return app
 
 
-def serve_baseline(port: int) -> None:
+def serve_baseline(port: int, variant: str) -> None:
     import uvicorn
 
     # The settings `constellation serve` runs uvicorn with.
-    uvicorn.run(baseline_app(), host="127.0.0.1", port=port, lifespan="off",
+    uvicorn.run(baseline_app(variant), host="127.0.0.1", port=port, lifespan="off",
                 log_level="info", timeout_graceful_shutdown=5)
 
 
 def start(kind: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    if kind == "baseline":
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-baseline", str(port)]
+    if kind != "constellation":
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-baseline", str(port),
+               "--variant", kind]
     else:
         cmd = [sys.executable, "-m", "constellation.cli", "serve", "--port", str(port),
                "--plugin", "bench.workloads", "--storage", "memory",
@@ -197,11 +267,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure each pair this many times; the median is reported")
     parser.add_argument("--httpx", action="store_true", help="use httpx even with wrk")
+    parser.add_argument("--servers", nargs="+", choices=KINDS, default=list(KINDS),
+                        help="which servers to measure (the baseline always)")
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="baseline", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
-        serve_baseline(args.serve_baseline)
+        serve_baseline(args.serve_baseline, args.variant)
         return
+    kinds = [k for k in KINDS if k == "baseline" or k in args.servers]
     use_wrk = shutil.which("wrk") is not None and not args.httpx
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
@@ -210,9 +284,9 @@ def main() -> None:
                           f"wrk.body = {json.dumps(json.dumps(BODY))}\n")
         rows: list[tuple[int, str, dict[str, float]]] = []
         for clients in args.clients:
-            runs: dict[str, list[dict[str, float]]] = {"baseline": [], "constellation": []}
+            runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
             for _ in range(args.rounds):
-                for kind in ("baseline", "constellation"):  # alternately, one at a time
+                for kind in kinds:  # alternately, one at a time
                     proc, url = start(kind)
                     try:
                         runs[kind].append(load_wrk(url, clients, args.seconds, script)
@@ -233,8 +307,7 @@ def main() -> None:
     for clients, kind, r in rows:
         if kind == "baseline":
             base[clients] = r["rps"]
-        label = ("baseline (async def, inline)" if kind == "baseline"
-                 else "constellation serve")
+        label = LABELS[kind]
         print(f"{clients:>7}  {label:<30} {r['rps']:>8,.0f} {r['p50']:>8.2f} "
               f"{r['p99']:>8.2f} {r['p99'] / r['p50']:>7.2f} "
               f"{r['rps'] / base[clients]:>7.2f} {r['errors']:>6.0f}")

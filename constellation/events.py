@@ -170,6 +170,12 @@ class EventHub:
         """Subscriptions open now."""
         return len(self._subs)
 
+    @property
+    def listening(self) -> bool:
+        """Whether anyone is subscribed: while nobody is, the engine does not build
+        module events for the hub (the listener SPI's ``listening``)."""
+        return bool(self._subs)
+
     def subscribe(self, execution_id: str | None = None, pipeline: str | None = None,
                   max_buffer: int | None = None) -> Subscription:
         """A new subscription to the events of one execution, one pipeline, or all.

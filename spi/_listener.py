@@ -79,7 +79,15 @@ class ModuleEvent:
 
 @runtime_checkable
 class ExecutionListener(Protocol):
-    """Receives lifecycle events."""
+    """Receives lifecycle events.
+
+    Optionally, a listener has a ``listening`` attribute (or property): while it is
+    false, the engine does not build module events for it (``on_module_start``,
+    ``on_module_complete``, ``on_module_failed`` are not called); execution events
+    still come. It is read once per batch of events (every few milliseconds at most), so
+    events of a batch that began before it turned true may be missed. Durable listeners
+    are always given everything.
+    """
 
     def on_execution_start(self, event: ExecutionEvent) -> None:
         """An execution left the queue and started."""
@@ -135,6 +143,12 @@ class CompositeListener:
     def durable(self) -> bool:
         """Whether one of the listeners is durable (then no event is dropped for any)."""
         return any(getattr(listener, "durable", False) for listener in self.listeners)
+
+    @property
+    def listening(self) -> bool:
+        """Whether one of the listeners takes module events now (see
+        ``ExecutionListener``; a listener without ``listening`` always does)."""
+        return any(bool(getattr(listener, "listening", True)) for listener in self.listeners)
 
     def on_batch(self, events: Sequence[tuple[str, Any]]) -> None:
         """Hand the events to every listener: whole, to those with ``on_batch`` (a

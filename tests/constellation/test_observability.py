@@ -203,7 +203,7 @@ class CallLog(InMemoryMetrics):
 
 
 def test_events_reach_the_listener_in_batches_with_every_events_meaning() -> None:
-    gate = threading.Event()
+    gate, held = threading.Event(), threading.Event()
     seen: list[tuple[str, str, str]] = []
 
     class Recording(NoOpListener):
@@ -212,6 +212,7 @@ def test_events_reach_the_listener_in_batches_with_every_events_meaning() -> Non
         def on_execution_start(self, event: Any) -> None:
             if self.first:  # hold the listener while the other executions run
                 self.first = False
+                held.set()
                 gate.wait(10)
             seen.append(("start", event.execution_id, ""))
 
@@ -229,11 +230,13 @@ def test_events_reach_the_listener_in_batches_with_every_events_meaning() -> Non
         observer = engine._runtime.observer
         assert observer is not None
         pipeline = engine.compile(SOURCE)
-        results = [engine.run(pipeline, {"t": f" {i} "}) for i in range(20)]
+        results = [engine.run(pipeline, {"t": " first "})]
+        assert held.wait(10), "the listener never got the first execution's start"
+        results += [engine.run(pipeline, {"t": f" {i} "}) for i in range(20)]
         assert all(r.ok for r in results)
-        # Held: the events wait in the buffer (all but the first batch's), with at most
+        # Held: the events of the 20 later executions wait in the buffer, with at most
         # one message for all of them.
-        assert observer.pending >= 10 * 6
+        assert observer.pending >= 20 * 6
         assert len(observer.actor.actor_inbox._messages) <= 1  # type: ignore[attr-defined]
         gate.set()
     # Every event, in order within each execution.
@@ -243,25 +246,25 @@ def test_events_reach_the_listener_in_batches_with_every_events_meaning() -> Non
         assert mine == [("start", ""), ("module_start", "Trim"), ("module_complete", "Trim"),
                         ("module_start", "Uppercase"), ("module_complete", "Uppercase"),
                         ("complete", "completed")]
-    assert len(seen) == 20 * 6
+    assert len(seen) == 21 * 6
 
     def c(name: str, **tags: str) -> float:
         return metrics.counter_value(name, tags or None)
 
     # Counters sum to one increment per event; observations stay one per event.
-    assert c("constellation.execution.total", status="completed") == 20
-    assert c("constellation.module.started", module_name="Trim") == 20
-    assert c("constellation.module.completed", module_name="Uppercase") == 20
+    assert c("constellation.execution.total", status="completed") == 21
+    assert c("constellation.module.started", module_name="Trim") == 21
+    assert c("constellation.module.completed", module_name="Uppercase") == 21
     assert c("constellation.compilation.total", cache_hit="false") == 1
     assert len(metrics.observations("constellation.module.duration_ms",
-                                    {"module_name": "Trim"})) == 20
+                                    {"module_name": "Trim"})) == 21
     assert len(metrics.observations("constellation.execution.duration_ms",
-                                    {"dag_name": "pipeline"})) == 20
+                                    {"dag_name": "pipeline"})) == 21
     assert metrics.gauge_value("constellation.scheduler.queued") == 0
-    # ... with far fewer counter calls than events counted (100 module and execution
-    # increments arrived in a couple of batches).
+    # ... with far fewer counter calls than events counted (105 module and execution
+    # increments arrived in a few batches).
     assert metrics.calls["counter"] < 20
-    assert metrics.calls["histogram"] == 20 * 2 + 20 + 1
+    assert metrics.calls["histogram"] == 21 * 2 + 21 + 1
 
 
 def test_runtime_metrics_are_combined_per_name_and_tags_within_a_batch() -> None:
