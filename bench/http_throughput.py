@@ -69,7 +69,7 @@ def baseline_app(variant: str = "baseline") -> Any:
       ``ThreadPoolExecutor``, the result handed back to the loop -- the floor of any
       engine that keeps module code off the event loop (no engine code at all);
     - ``embedded``: an embedded ``Constellation`` engine running the stored pipeline
-      (``engine.submit`` + an asyncio future): the engine without the daemon's layers
+      (``await engine.submit(...)``): the engine without the daemon's layers
       (auth, limits, metrics, the store).
     """
     import threading
@@ -132,12 +132,7 @@ def baseline_app(variant: str = "baseline") -> Any:
 
         @app.post("/execute")
         async def execute(body: ExecuteRequest) -> JSONResponse:
-            loop = asyncio.get_running_loop()
-            done: asyncio.Future[Any] = loop.create_future()
-            execution = engine.submit(pipeline, body.inputs)
-            execution.add_done_callback(
-                lambda r: loop.call_soon_threadsafe(done.set_result, r))
-            result = await done
+            result = await engine.submit(pipeline, body.inputs)
             return answer(body, result.outputs["r"])
 
     @app.get("/health/live")

@@ -574,6 +574,27 @@ class PipelineCatalog:
             raise
         return RoutedRun(pipeline, ref, candidate, stats)
 
+    def route_cached(self, ref: str) -> RoutedRun | None:
+        """:meth:`route`, if it can be answered from memory alone: the ref was resolved
+        less than ``refresh_interval`` ago and its pipelines (both sides of a canary) are
+        built. None otherwise -- then nothing was counted, and :meth:`route` (which may
+        read the store) gives the answer. For callers that must not block, such as an
+        event loop."""
+        with self._lock:
+            route = self._routes.get(ref)
+            if route is None or time.monotonic() - route.at >= self.refresh_interval:
+                return None
+            current = self._built.get((route.structural_hash, route.name))
+            if route.canary is None:
+                return None if current is None else RoutedRun(current, ref, False, None)
+            candidate = self._built.get((route.canary.candidate, route.name))
+            stats = self._canaries.get(ref)
+        if current is None or candidate is None:
+            return None
+        if stats is not None and stats.pick():
+            return RoutedRun(candidate, ref, True, stats)
+        return RoutedRun(current, ref, False, stats)
+
     def run(self, ref: str, inputs: Mapping[str, Any] | None = None, *,
             timeout: float | None = None, priority: Priority | int | str = Priority.NORMAL
             ) -> ExecutionResult:

@@ -214,6 +214,17 @@ class ServerState:
             return None
         return pipeline, entry.created_at, entry.source
 
+    def find_cached(self, ref: str) -> Pipeline | None:
+        """``find(ref, route=True)``'s pipeline if memory alone answers it (a ref run
+        recently; see ``PipelineCatalog.route_cached``): never blocks, so the event
+        loop calls it first. None: ask :meth:`find` off the loop (nothing was counted)."""
+        routed = self.engine.pipelines.route_cached(ref)
+        if routed is None:
+            return None
+        if routed.stats is not None:
+            return _RoutedPipeline.of(routed)
+        return routed.pipeline
+
     def entry(self, structural_hash: str) -> StoredPipeline:
         """What the store keeps of a pipeline (entries never change: cached).
 

@@ -188,12 +188,16 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
                       run_async: bool = Query(False, alias="async")) -> Response:
         """Run a stored pipeline, by name (its current version, or its canary's
         candidate for the canary's share of runs), alias or ``sha256:<hash>``."""
-        # Off the loop: a name not cached yet is read from the pipeline store (SQLite).
-        found = await asyncio.get_running_loop().run_in_executor(
-            state.lookups, functools.partial(state.find, body.ref, route=True))
-        if found is None:
-            return _no_pipeline(body.ref)
-        return await start(found[0], body.inputs, body.timeout, body.priority, run_async,
+        # A ref run recently is answered from memory, on the loop; otherwise off the
+        # loop: the pipeline store (SQLite, PostgreSQL) may be read.
+        pipeline = state.find_cached(body.ref)
+        if pipeline is None:
+            found = await asyncio.get_running_loop().run_in_executor(
+                state.lookups, functools.partial(state.find, body.ref, route=True))
+            if found is None:
+                return _no_pipeline(body.ref)
+            pipeline = found[0]
+        return await start(pipeline, body.inputs, body.timeout, body.priority, run_async,
                            request)
 
     @app.get("/pipelines", response_model=PipelineList, responses=ERRORS, tags=["pipelines"])
@@ -350,7 +354,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
 async def _outcome(execution: Execution, request: Request, limit: float) -> ExecutionResult:
     """The execution's result, awaited on the event loop: no thread waits for it.
 
-    The engine completes an asyncio future (from its callback thread, through
+    The engine completes an asyncio future (where the execution ends, through
     ``call_soon_threadsafe``). If the client disconnects first, the request ends
     (ClientGone) and nothing of it is left waiting; the execution runs on and is recorded.
     Bounded: every execution ends by its deadline (``limit`` seconds after it was
@@ -371,7 +375,7 @@ async def _outcome(execution: Execution, request: Request, limit: float) -> Exec
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
             loop.call_soon_threadsafe(settle, result)
 
-    execution.add_done_callback(done)
+    execution._add_waker(done)  # only wakes the loop: called where the execution ends
     gone = loop.create_task(_disconnected(request))
 
     def client_left(task: asyncio.Task[None]) -> None:

@@ -169,3 +169,39 @@ def test_async_modules_cannot_be_process_isolated() -> None:
 
     with pytest.raises(ConfigurationError, match="cannot be process-isolated"):
         module("aio.Bad", isolation="process")(f)
+
+
+
+def test_await_wakes_from_where_the_execution_ends_and_after_done_callbacks() -> None:
+    # The awaiting side's waker runs where the execution ends (no callback-thread hop)
+    # when it is the only callback; after the user's own callbacks when there are some.
+    _reset()
+    seen: list[tuple[str, str]] = []
+
+    def note(what: str) -> object:
+        return lambda r: seen.append((what, threading.current_thread().name))
+
+    with Constellation([fetch, join]) as engine:
+        pipeline = engine.compile(MIXED)
+        alone = engine.submit(pipeline, {"k": "a", "s": 0.01})
+        alone._add_waker(note("waker alone"))  # type: ignore[arg-type]
+        alone.result(10)
+        both = engine.submit(pipeline, {"k": "b", "s": 0.01})
+        both.add_done_callback(note("callback"))  # type: ignore[arg-type]
+        both._add_waker(note("waker after"))  # type: ignore[arg-type]
+        both.result(10)
+
+        async def main() -> object:
+            handle = engine.submit(pipeline, {"k": "c", "s": 0.01})
+            handle.add_done_callback(note("before await"))  # type: ignore[arg-type]
+            result = await handle
+            seen.append(("awaited", ""))
+            return result
+
+        assert asyncio.run(main()).outputs == {"j": "C+X"}  # type: ignore[attr-defined]
+    kinds = [k for k, _ in seen]
+    assert kinds == ["waker alone", "callback", "waker after", "before await", "awaited"]
+    threads = dict(seen)
+    assert not threads["waker alone"].startswith("constellation-callbacks")
+    assert threads["callback"].startswith("constellation-callbacks")
+    assert threads["waker after"] == threads["callback"]  # in order, on that thread

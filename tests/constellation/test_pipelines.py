@@ -546,3 +546,49 @@ def test_a_suspended_execution_resumes_after_a_restart_without_compiling_again(
         resumed = engine.resume(suspended.execution_id, {"b": "right"}).result(10)
         assert resumed.outputs == {"j": "left-right"}
     storage.close()
+
+
+# --- answers from memory (the daemon's event loop asks these first) ---------------------
+
+def test_route_cached_answers_from_memory_only_and_counts_canary_runs_once() -> None:
+    store = CountingStore()
+    with Constellation(backends=Backends(pipelines=store)) as engine:
+        p = engine.pipelines
+        p.save("shout", UPPER)
+        assert p.route_cached("shout") is None  # never resolved: nothing in memory
+        assert p.route_cached("nothing") is None
+        p.canary("shout", LOWER, 0.5)
+        first = p.route("shout")  # resolves and builds the first side
+        first.submit({"t": "a"}).result(10)
+        while p.route_cached("shout") is None:  # until both sides are built
+            p.route("shout").submit({"t": "a"}).result(10)
+        start = p.canary_status("shout")
+        before = store.calls
+        picked = [p.route_cached("shout") for _ in range(10)]
+        assert store.calls == before  # not one store call
+        for routed in picked:
+            assert routed is not None
+            routed.submit({"t": "Hi"}).result(10)
+        status = p.canary_status("shout")
+        # Each pick is one run, counted once, on the side it was routed to.
+        assert status.current.runs - start.current.runs == \
+            sum(1 for r in picked if r is not None and not r.candidate)
+        assert status.candidate.runs - start.candidate.runs == \
+            sum(1 for r in picked if r is not None and r.candidate)
+        assert sum(1 for r in picked if r is not None and r.candidate) == 5  # its share
+        p.refresh_interval = 0.0  # stale at once: memory no longer answers
+        assert p.route_cached("shout") is None
+
+
+def test_route_cached_for_a_name_without_canary() -> None:
+    with Constellation(backends=Backends(pipelines=InMemoryPipelineStore())) as engine:
+        p = engine.pipelines
+        p.save("shout", UPPER)
+        assert engine.run("shout", {"t": "hi"}).outputs == {"u": "HI"}
+        routed = p.route_cached("shout")
+        assert routed is not None
+        assert routed.stats is None
+        assert not routed.candidate
+        assert routed.pipeline.structural_hash == p.get("shout").structural_hash
+        p.save("shout", LOWER)  # a new current version: the name's route is forgotten
+        assert p.route_cached("shout") is None
