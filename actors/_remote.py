@@ -520,6 +520,8 @@ def run_call(call: Call) -> Any:
     finally:
         if ctx is not None:
             ctx._end()
+        if secrets:
+            secrets.clear()  # the values live for the call only
         secrets = None
 
 

@@ -72,3 +72,11 @@ def remote_absent(x: int, ran: str, ctx: Any) -> int:
     with open(ran, "a", encoding="utf-8") as f:
         f.write("ran\n")
     return x
+
+
+@module("Remote.Slow", secrets=("slow_key",))
+def remote_slow(x: int, ran: str, ctx: Any) -> int:
+    """Declares a secret that a test's backend hangs on; marks ``ran`` if it runs."""
+    with open(ran, "a", encoding="utf-8") as f:
+        f.write("ran\n")
+    return x

@@ -260,7 +260,7 @@ class CountingSecrets(StaticSecrets):
         return super().get(name)
 
 
-REMOTE = [pm.remote_charge, pm.remote_undeclared, pm.remote_absent, pm.pid]
+REMOTE = [pm.remote_charge, pm.remote_undeclared, pm.remote_absent, pm.remote_slow, pm.pid]
 
 
 def remote_call(mdef: Any, options: dict[str, Any] | None = None,
@@ -330,15 +330,17 @@ def test_on_a_process_pool_a_missing_or_undeclared_secret_fails_with_e320(
 
 
 class Blocking:
-    """A backend whose lookups block until released (a hung secrets service)."""
+    """A backend whose lookups of ``slow_key`` block until released (a hung secrets
+    service); other names are answered at once."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.entered = threading.Event()
 
     def get(self, name: str) -> str | None:
-        self.entered.set()
-        self.release.wait(30)
+        if name == "slow_key":
+            self.entered.set()
+            self.release.wait(30)
         return SECRET
 
     def close(self) -> None:
@@ -357,22 +359,28 @@ def test_on_a_process_pool_a_blocked_backend_times_out_or_cancels_the_call_only(
     ran = tmp_path / "ran"
     with Constellation(REMOTE, executor="process:2",
                        backends=Backends(secrets=blocking)) as engine:
+        # More hung lookups than the engine has I/O threads (8), each ended by its
+        # attempt's timeout.
         started = time.monotonic()
-        timed_out = engine.run(remote_call(pm.remote_charge, {"timeout": 0.3}, amount=1,
-                                           ran=str(ran)), {}, timeout=30)
-        assert time.monotonic() - started < 5
-        assert timed_out.status is ExecutionStatus.FAILED
-        assert timed_out.errors[0].code == "E303", timed_out.errors
+        slow = remote_call(pm.remote_slow, {"timeout": 0.3}, x=1, ran=str(ran))
+        timed_out = [e.result(timeout=30) for e in [engine.submit(slow, {})
+                                                   for _ in range(12)]]
+        assert time.monotonic() - started < 10
+        assert {r.errors[0].code for r in timed_out} == {"E303"}, timed_out[0].errors
         # Cancelled while its secret is being looked up: it ends at once, never runs.
         blocking.entered.clear()
-        execution = engine.submit(remote_call(pm.remote_charge, amount=1, ran=str(ran)), {})
+        execution = engine.submit(remote_call(pm.remote_slow, x=1, ran=str(ran)), {})
         assert blocking.entered.wait(10)
         execution.cancel()
         cancelled = execution.result(timeout=10)
         assert cancelled.status is ExecutionStatus.CANCELLED
-        # Meanwhile the engine goes on: other calls on the pool still run.
+        # Meanwhile the engine goes on: calls without secrets, and calls whose secrets
+        # the backend answers, still run (the stuck lookups' threads were replaced).
         other = engine.run(remote_call(pm.pid, x=0), {}, timeout=30)
         assert other.ok, other.errors
+        charged = engine.run(remote_call(pm.remote_charge, amount=1, ran=""), {},
+                             timeout=30)
+        assert charged.ok, charged.errors
         blocking.release.set()
         time.sleep(0.2)  # the lookups return: nothing is shipped for them
     assert not ran.exists(), "a call whose secret lookup was abandoned was shipped"
