@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from constellation.actors._handle import Execution
 
-__all__ = ["Attempt", "CallContext"]
+__all__ = ["Attempt", "CallContext", "lookup_secret"]
 
 logger = logging.getLogger("constellation.runtime")
 
@@ -148,6 +148,53 @@ def kill_process(process: Any, group_only: bool = False) -> None:
         pass
 
 
+def lookup_secret(handle: Execution, name: str, node: str) -> str:
+    """The value of secret ``name`` for a call of ``node`` in ``handle``, from the
+    engine's secrets backend; from then on it is redacted from the execution's errors.
+
+    Used by ``ctx.secret`` in the engine's process, and by the runners of other
+    processes before they ship a call (its module's declared secrets). Never puts a
+    value into a message.
+
+    Raises:
+        SecretNotFoundError: no such secret, the backend raised (its exception is the
+            ``__cause__``: only its type is named), or it returned a non-string.
+        ConfigurationError: an invalid name.
+    """
+    from constellation.core.errors import SecretNotFoundError
+    from constellation.spi._secrets import MIN_REDACTED, check_name
+
+    check_name(name)
+    backend = handle._runtime.secrets
+    where = type(backend).__name__
+    details = {"secret": name, "node": node}
+    try:
+        value: object = backend.get(name)
+    except Exception as exc:
+        # The backend's message is not repeated: it may quote what it read.
+        raise SecretNotFoundError(
+            f"secret {name!r} could not be read: secrets backend {where} raised "
+            f"{type(exc).__name__}", details={**details, "exception": type(exc).__name__}
+        ) from exc
+    if value is None:
+        raise SecretNotFoundError(f"secret {name!r} is not set ({where})", details=details)
+    if not isinstance(value, str):
+        raise SecretNotFoundError(
+            f"secret {name!r}: secrets backend {where} returned a "
+            f"{type(value).__name__}, not a str", details=details)
+    if type(value) is not str:  # a subclass could override what redaction relies on
+        value = str.__str__(value)
+    with _cleanup_lock:
+        # Copy on write: readers (redaction, in node turns) take no lock.
+        known = handle._secrets
+        if known is None or value not in known:
+            handle._secrets = frozenset((*(known or ()), value))
+    if len(value) < MIN_REDACTED:
+        logger.warning("secret %r is shorter than %d characters: it cannot be redacted "
+                       "from messages", name, MIN_REDACTED)
+    return value
+
+
 def _run_cleanup(fn: Callable[[], None]) -> None:
     try:
         fn()
@@ -194,30 +241,16 @@ class CallContext:
         """The secret ``name`` from the engine's secrets backend (by default the
         environment variable ``CONSTELLATION_SECRET_<NAME>``). Its value is redacted
         (``***``) from every error message and detail the engine builds for this
-        execution, and so from its records, log records and events.
+        execution, and so from its records, log records and events. In the engine's
+        process any name can be asked for; a call on a process pool or dask gets only
+        the names its module declares (``@module(secrets=(...))``).
 
         Raises:
-            SecretNotFoundError: the backend has no such secret (E320; the call fails).
+            SecretNotFoundError: the backend has no such secret, failed, or returned
+                something else than a string (E320; the call fails).
+            ConfigurationError: ``name`` is not a valid secret name.
         """
-        from constellation.core.errors import SecretNotFoundError
-        from constellation.spi._secrets import MIN_REDACTED, check_name
-
-        check_name(name)
-        backend = self._handle._runtime.secrets
-        value: str | None = backend.get(name)
-        if value is None:
-            raise SecretNotFoundError(
-                f"secret {name!r} is not set ({type(backend).__name__})",
-                details={"secret": name, "node": self.node})
-        handle = self._handle
-        with _cleanup_lock:
-            if handle._secrets is None:
-                handle._secrets = set()
-            handle._secrets.add(value)
-        if len(value) < MIN_REDACTED:
-            logger.warning("secret %r is shorter than %d characters: it cannot be redacted "
-                           "from messages", name, MIN_REDACTED)
-        return value
+        return lookup_secret(self._handle, name, self.node)
 
     @property
     def deadline(self) -> float | None:

@@ -59,7 +59,9 @@ class Execution:
                  priority: int, deadline: float | None, runtime: Runtime,
                  preset: Mapping[int, Any] | None = None) -> None:
         self.execution_id = execution_id
-        self._secrets: set[str] | None = None  # values ctx.secret() handed out
+        # Values ctx.secret() handed out (replaced whole on each new one: redaction
+        # reads it without a lock).
+        self._secrets: frozenset[str] | None = None
         self.plan = plan
         self.inputs = inputs
         self.priority = priority

@@ -62,7 +62,7 @@ from constellation.core.types import INT64_MAX, INT64_MIN, from_json, to_json
 from constellation.spi._cache import MISSING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from constellation.actors._execution import ExecutionActor
     from constellation.actors._handle import Execution
@@ -485,7 +485,7 @@ def module_error(node: NodePlan, exc: BaseException) -> ConstellationError:
     return err
 
 
-def redacted(error: ConstellationError, secrets: set[str]) -> ConstellationError:
+def redacted(error: ConstellationError, secrets: Iterable[str]) -> ConstellationError:
     """``error`` with the execution's secret values replaced by ``***`` in its message
     and details (same class and code; the original stays its ``__cause__`` chain's
     concern: it never leaves the process)."""

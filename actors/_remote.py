@@ -2,10 +2,11 @@
 
 The engine submits ONE argument, a :class:`Call`, to :func:`run_call`: the module by
 reference (or its code by value for modules that cannot be imported by name), the
-arguments already pickled, the attempt's deadline on the wall clock, its context fields
-and a cancel token. Module arguments therefore never become keywords of
-``executor.submit`` (where dask would read ``key``, ``priority``, ``workers``,
-``retries``, ``pure`` ... as its own options).
+arguments already pickled, the attempt's deadline on the wall clock, its context fields,
+a cancel token and the values of the secrets its module declares (looked up by the
+engine just before it ships the call; see :class:`Call`). Module arguments therefore
+never become keywords of ``executor.submit`` (where dask would read ``key``,
+``priority``, ``workers``, ``retries``, ``pure`` ... as its own options).
 
 On the worker, :func:`run_call`:
 
@@ -17,7 +18,11 @@ On the worker, :func:`run_call`:
   token is set, it gives the call up (:class:`CallAbandoned`), runs the context's
   cleanups and frees the executor's slot; the module's thread runs on, detached (a
   thread cannot be killed), and its result is dropped. A process-isolated module runs
-  in a child process of the worker, whose whole process group is killed instead.
+  in a child process of the worker, whose whole process group is killed instead;
+- once the call is over, drops its secrets, and redacts their values from the
+  exception it raised (its message, arguments, attributes, notes and chained
+  exceptions), so that neither the traceback a process pool sends back nor the
+  "Compute Failed" line a dask worker logs holds one (the engine redacts again).
 
 Tokens: :class:`FlagToken` -- a slot in a small memory-mapped file that every process
 on the machine can read (process pools: setting it is a memory write, reading it is a
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["Call", "CallAbandoned", "DaskToken", "FlagToken", "Flags", "NoToken",
-           "NotStarted", "RemoteContext", "ShipError", "run_call"]
+           "NotStarted", "RemoteContext", "ShipError", "run_call", "scrub"]
 
 logger = logging.getLogger("constellation.runtime")
 
@@ -235,13 +240,16 @@ class Call:
         deadline: wall-clock time (``time.time()``) after which the call is given up.
         token: the cancel token.
         isolated: run in a child process (``isolation="process"``).
+        secrets: name -> value of the secrets the module declares, for this attempt
+            only (None without any); dropped on the worker once the call is over.
     """
 
-    __slots__ = ("args", "code", "ctx", "deadline", "isolated", "name", "ref", "token")
+    __slots__ = ("args", "code", "ctx", "deadline", "isolated", "name", "ref", "secrets",
+                 "token")
 
     def __init__(self, name: str, ref: tuple[str, str] | None, code: bytes | None,
                  args: bytes, ctx: tuple[str, str, int] | None, deadline: float | None,
-                 token: Any, isolated: bool) -> None:
+                 token: Any, isolated: bool, secrets: dict[str, str] | None = None) -> None:
         self.name = name
         self.ref = ref
         self.code = code
@@ -250,12 +258,15 @@ class Call:
         self.deadline = deadline
         self.token = token
         self.isolated = isolated
+        self.secrets = secrets
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Call, (self.name, self.ref, self.code, self.args, self.ctx, self.deadline,
-                       self.token, self.isolated))
+                       self.token, self.isolated, self.secrets))
 
     def __repr__(self) -> str:
+        # Executors log it (a dask worker's "Compute Failed"): the name only, never the
+        # arguments or the secrets.
         return f"<Call {self.name}>"
 
 
@@ -293,6 +304,15 @@ def _where() -> str:
         return f"process {os.getpid()} on {os.uname().nodename}"
 
 
+def _here() -> str:
+    """:func:`_where`, cheaply: dask is asked only where it is already imported (a
+    process pool's worker never imports it for this), and only on the worker's own
+    thread (a module's thread is not one dask knows)."""
+    if "distributed" in sys.modules:
+        return _where()
+    return f"process {os.getpid()} on {os.uname().nodename}"
+
+
 def ship_advice(name: str) -> str:
     return (f"make the code of module {name} importable where it runs: install its "
             "package on every worker, or (dask) client.upload_file('module.py'), or "
@@ -305,18 +325,23 @@ class RemoteContext:
 
     The same interface as :class:`~constellation.actors._context.CallContext`:
     ``execution_id``, ``node``, ``attempt``, ``deadline`` (on this process's
-    ``time.monotonic()``), ``cancelled``, ``cancel_event`` and ``on_cleanup``. Cleanups
-    run here, on the worker, when the call returns or is given up.
+    ``time.monotonic()``), ``cancelled``, ``cancel_event``, ``on_cleanup`` and
+    ``secret`` (the secrets the module declares, shipped with the call). Cleanups run
+    here, on the worker, when the call returns or is given up.
     """
 
-    __slots__ = ("_cleanups", "_deadline", "_lock", "_stop", "_token", "attempt",
-                 "cancel_event", "execution_id", "node")
+    __slots__ = ("_cleanups", "_deadline", "_lock", "_module", "_secrets", "_stop",
+                 "_token", "_where", "attempt", "cancel_event", "execution_id", "node")
 
     def __init__(self, fields: tuple[str, str, int], deadline: float | None,
-                 token: Any) -> None:
+                 token: Any, secrets: dict[str, str] | None = None,
+                 module: str = "", where: str = "") -> None:
         self.execution_id, self.node, self.attempt = fields
         self._deadline = deadline  # wall clock
         self._token = token
+        self._secrets = secrets
+        self._module = module
+        self._where = where  # for messages: the dask worker or process running it
         self._stop = False
         self._cleanups: list[Callable[[], None]] | None = []
         self._lock = threading.Lock()
@@ -339,6 +364,35 @@ class RemoteContext:
             self._stop = True
         return self._stop
 
+    def secret(self, name: str) -> str:
+        """The value of secret ``name``, which the engine looked up in its secrets
+        backend and shipped with this call: only secrets the module declares
+        (``@module(secrets=("name",))``) travel, and only while the call runs.
+
+        Raises:
+            SecretNotFoundError: ``name`` is not declared by the module (E320; the call
+                fails), or the call is over.
+            ConfigurationError: ``name`` is not a valid secret name.
+        """
+        from constellation.core.errors import SecretNotFoundError
+        from constellation.core.secret_names import check_name
+
+        secrets = self._secrets
+        value = None if secrets is None else secrets.get(name)
+        if value is not None:
+            return value
+        check_name(name)
+        module = self._module or "this module"
+        details = {"secret": name, "node": self.node, "module": self._module}
+        if self._cleanups is None:
+            raise SecretNotFoundError(
+                f"secret {name!r} asked for by module {module} after its call was over "
+                "(its secrets are dropped then)", details=details)
+        raise SecretNotFoundError(
+            f"secret {name!r} is not declared by module {module} (node '{self.node}'): "
+            f"a call on {self._where or _here()} gets only the secrets its module "
+            f"declares; declare it with @module(secrets=({name!r},))", details=details)
+
     def on_cleanup(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once when this call ends (here, on the worker); at once if the
         call is already over. Exceptions are logged."""
@@ -349,6 +403,7 @@ class RemoteContext:
         _cleanup(fn)
 
     def _end(self) -> None:
+        self._secrets = None
         with self._lock:
             cleanups, self._cleanups = self._cleanups, None
         for fn in cleanups or ():
@@ -429,6 +484,7 @@ def run_call(call: Call) -> Any:
     """Run ``call`` here (on the worker); see the module docstring."""
     token = call.token
     deadline = call.deadline
+    secrets, call.secrets = call.secrets, None  # held by the context only
     if token.is_set():
         return NotStarted("cancelled before it started")
     if deadline is not None and time.time() >= deadline:
@@ -442,7 +498,7 @@ def run_call(call: Call) -> Any:
                         f"{ship_advice(call.name)}") from None
     ctx = None
     if call.ctx is not None:
-        ctx = RemoteContext(call.ctx, deadline, token)
+        ctx = RemoteContext(call.ctx, deadline, token, secrets, call.name, _here())
         kwargs["ctx"] = ctx
     child = _Child()
     if call.isolated:
@@ -457,9 +513,61 @@ def run_call(call: Call) -> Any:
             return func(**kwargs)
     try:
         return _supervised(body, deadline, token, child)
+    except BaseException as exc:
+        if secrets:
+            scrub(exc, secrets.values())
+        raise
     finally:
         if ctx is not None:
             ctx._end()
+        if secrets:
+            secrets.clear()  # the values live for the call only
+        secrets = None
+
+
+_SCRUBBED_ATTRIBUTES = ("strerror", "filename", "filename2")  # OSError's, not in __dict__
+
+
+def scrub(exc: BaseException, values: Any) -> None:
+    """Redact ``values`` in place from ``exc`` and the exceptions chained to it: their
+    arguments, string attributes and notes (what ``str``, ``repr`` and a formatted
+    traceback show of the common exceptions). Best effort, never raises: an exception
+    whose ``__str__`` builds its text some other way is still redacted by the engine."""
+    from constellation.spi._secrets import MIN_REDACTED, redact
+
+    values = [v for v in values if isinstance(v, str) and len(v) >= MIN_REDACTED]
+    if not values:
+        return
+
+    def clean(v: Any) -> Any:
+        # Containers are rebuilt (tuples inside become lists) only if they hold one.
+        if isinstance(v, str):
+            return redact(v, values)
+        if isinstance(v, list | tuple | dict):
+            text = repr(v)
+            if any(s in text for s in values):
+                return redact(v, values)
+        return v
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 64:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        todo += (e.__cause__, e.__context__)
+        with contextlib.suppress(Exception):
+            e.args = tuple(clean(a) for a in e.args)
+        with contextlib.suppress(Exception):
+            state = vars(e)
+            for k, v in list(state.items()):
+                state[k] = clean(v)  # __notes__ included
+        for attr in _SCRUBBED_ATTRIBUTES:
+            with contextlib.suppress(Exception):
+                v = getattr(e, attr, None)
+                if isinstance(v, str):
+                    setattr(e, attr, redact(v, values))
 
 
 class _Child:

@@ -21,7 +21,11 @@ actor with :meth:`NodeActor.attempt_returned` (on the thread the call ran on). K
   worker running the call.
 
 Calls to other processes travel as ONE packed argument (``_remote.Call``): module
-arguments never become keywords of ``submit``. See ``_remote`` for the worker side.
+arguments never become keywords of ``submit``. See ``_remote`` for the worker side. A
+module's declared secrets (``@module(secrets=...)``) are looked up for each attempt just
+before it is shipped, off the node's turn (a backend may do I/O, or block): a missing
+one fails the attempt with E320 before anything is sent, and every value found joins the
+execution's redaction set before the call can fail with it.
 
 Every fault of an executor is a failed call, never a failed actor: a ``submit`` that
 raises (shut down, broken pool, an argument it cannot serialize), a lost worker, a lost
@@ -43,7 +47,7 @@ from functools import partial
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from constellation.actors._context import RUNNING
+from constellation.actors._context import RUNNING, lookup_secret
 from constellation.actors._internal import describe
 from constellation.actors._isolation import run_isolated
 from constellation.actors._pool import SLOT_HELD, ThreadPool
@@ -301,12 +305,61 @@ class RemoteRunner(ExecutorRunner):
         return executor.submit(run_call, call)
 
     def start(self, actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any]) -> None:
+        names = actor.node.module.secrets
+        if not names:
+            self.launch(actor, attempt, kwargs, None)
+            return
+        # Secrets first, on the engine's I/O threads: the backend may do I/O or block,
+        # which a node's turn must never wait for. Tracked like a call: abandoning the
+        # attempt (timeout, cancel, deadline) lets the pool replace a stuck thread.
+        pool = actor.runtime.workers_pool
+        lookup = _SecretLookup(pool)
+        attempt.future = lookup
+        pool.schedule_queued(partial(self._look_up_and_launch, actor, attempt, kwargs,
+                                     lookup))
+
+    def _look_up_and_launch(self, actor: NodeActor, attempt: Attempt,
+                            kwargs: dict[str, Any], lookup: _SecretLookup) -> None:
+        # On an I/O thread. Values are looked up again for every attempt (a retry sees
+        # a rotated secret); only this attempt's Call carries them.
+        started = time.perf_counter()
+        handle = actor.handle
+        values: dict[str, str] | None = None
+        error: BaseException | None = None
+        try:
+            if attempt.state == RUNNING and handle._result is None:
+                node = actor.node
+                values = {name: lookup_secret(handle, name, node.name)
+                          for name in node.module.secrets}
+        except BaseException as exc:  # E320; a BaseException out of the backend
+            error = exc
+        finally:
+            lookup.done()
+        if error is not None:
+            if attempt.finish():
+                actor.attempt_returned(attempt, None, error, time.perf_counter() - started)
+            return
+        if values is None or attempt.state != RUNNING or handle._result is not None:
+            attempt.abandon()  # ended while it waited or looked up: never ship it
+            return
+        try:
+            self.launch(actor, attempt, kwargs, values)
+        except BaseException as exc:
+            if attempt.finish():
+                actor.attempt_returned(attempt, None, executor_error(actor, self.name, exc),
+                                       time.perf_counter() - started)
+
+    def launch(self, actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
+               secrets: dict[str, str] | None) -> None:
+        """Pack and submit ``attempt`` with the values of its module's ``secrets``;
+        raise only if the executor refused it."""
         started = time.perf_counter()
         executor = self.executor
         token = self.token(actor, attempt)
         remote = _Remote(self, token, actor.handle)
         try:
             call = self.pack(actor, attempt, kwargs, token)
+            call.secrets = secrets
             future = self.submit(call, executor)
         except BaseException:
             self.release(remote)
@@ -332,6 +385,34 @@ class RemoteRunner(ExecutorRunner):
     def fault(self, exc: BaseException) -> bool:
         """Whether ``exc`` is the executor's failure rather than the module's."""
         return isinstance(exc, BrokenExecutor | ShipError | CallAbandoned)
+
+
+class _SecretLookup:
+    """``Attempt.future`` while a remote call's secrets are looked up: abandoning the
+    attempt then counts the lookup's thread as lost to the pool (which may start one
+    more meanwhile), as for a cache lookup; given back when the lookup returns."""
+
+    __slots__ = ("_lock", "_state", "pool")
+
+    def __init__(self, pool: ThreadPool) -> None:
+        self.pool = pool
+        self._state = 0  # 0 looking up, 1 over, 2 abandoned while looking up
+        self._lock = threading.Lock()
+
+    def cancel(self) -> bool:
+        with self._lock:
+            if self._state != 0:
+                return True
+            self._state = 2
+        self.pool.compensate(1)
+        return True
+
+    def done(self) -> None:
+        with self._lock:
+            lent = self._state == 2
+            self._state = 1
+        if lent:
+            self.pool.compensate(-1)
 
 
 def _remote_done(actor: NodeActor, attempt: Attempt, started: float, runner: RemoteRunner,
@@ -438,13 +519,14 @@ class ProcessRunner(RemoteRunner):
         if owned:
             _stop_pool(broken)
 
-    def start(self, actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any]) -> None:
+    def launch(self, actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
+               secrets: dict[str, str] | None) -> None:
         executor = self.executor
         try:
-            super().start(actor, attempt, kwargs)
+            super().launch(actor, attempt, kwargs, secrets)
         except BrokenExecutor:
             self.replace(executor)
-            super().start(actor, attempt, kwargs)  # once, on the new pool
+            super().launch(actor, attempt, kwargs, secrets)  # once, on the new pool
 
     def broken(self, executor: Any) -> None:
         self.replace(executor)

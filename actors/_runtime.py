@@ -153,13 +153,15 @@ class Runtime:
 
     @property
     def workers_pool(self) -> ThreadPool:
-        """A thread pool for short blocking work (cache I/O): the worker pool, or a small
-        one of our own when module code runs on a user's executor."""
+        """A thread pool for short blocking work (cache I/O, the secrets of calls to
+        other processes): the worker pool, or a small one of our own when module code
+        runs on a user's executor (threads are started as needed, up to 8: a secrets
+        backend of a few ms must not cap remote calls at a few hundred a second)."""
         if isinstance(self.workers, ThreadPool):
             return self.workers
         with self._lock:
             if self._io_pool is None:
-                self._io_pool = ThreadPool(2, "constellation-io")
+                self._io_pool = ThreadPool(8, "constellation-io")
             return self._io_pool
 
     @property

@@ -1,11 +1,10 @@
 """The backend registry: backends by kind and name, and plugins from entry points.
 
 Kinds: ``metrics``, ``tracer``, ``listener``, ``storage``, ``cache``, ``retry``,
-``pipelines``. The
-built-in backends are registered by name; packages add theirs through the entry-point
-group ``constellation.backends.<kind>`` (the entry point's name is the backend's name,
-its object a factory). Selection is always by explicit name (``cache_backend: "redis"``),
-never "whatever happens to be installed".
+``pipelines``, ``secrets``. The built-in backends are registered by name; packages add
+theirs through the entry-point group ``constellation.backends.<kind>`` (the entry
+point's name is the backend's name, its object a factory). Selection is always by
+explicit name (``cache_backend: "redis"``), never "whatever happens to be installed".
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ __all__ = ["KINDS", "BackendInfo", "create_backend", "list_backends", "register_
 
 logger = logging.getLogger("constellation.spi")
 
-KINDS = ("metrics", "tracer", "listener", "storage", "cache", "retry", "pipelines")
+KINDS = ("metrics", "tracer", "listener", "storage", "cache", "retry", "pipelines",
+         "secrets")
 ENTRY_POINT_GROUP = "constellation.backends.{kind}"
 
 
@@ -148,6 +148,7 @@ def _register_builtins() -> None:
     from constellation.spi._prometheus import PrometheusMetrics
     from constellation.spi._redis import RedisCacheBackend
     from constellation.spi._retry import ExponentialBackoff, FixedDelay, LinearBackoff, NoRetry
+    from constellation.spi._secrets import EnvSecrets, FileSecrets, StaticSecrets
     from constellation.spi._sql_pipelines import SqlitePipelineStore
     from constellation.spi._sqlite import SqliteExecutionStorage
     from constellation.spi._storage import InMemoryExecutionStorage, NoOpExecutionStorage
@@ -184,6 +185,11 @@ def _register_builtins() -> None:
          "pipelines, versions, aliases, canaries in a SQLite file (path=...)"),
         ("pipelines", "postgres", PostgresPipelineStore,
          "pipelines in PostgreSQL (dsn=...; the 'postgres' extra)"),
+        ("secrets", "env", EnvSecrets,
+         "environment variables CONSTELLATION_SECRET_<NAME> (default; prefix=...)"),
+        ("secrets", "file", FileSecrets,
+         "a directory of one file per secret, or a JSON object file (path=...)"),
+        ("secrets", "static", StaticSecrets, "a mapping given in code (values=...)"),
     ]
     for kind, name, factory, description in builtins:
         _backends[(kind, name)] = BackendInfo(kind, name, factory, description, "builtin")

@@ -1,7 +1,10 @@
 """SecretsBackend: credentials for modules, kept out of everything the engine writes.
 
 A module that declares a ``ctx`` parameter asks for a secret by name,
-``ctx.secret("payments_api_key")``; the engine asks its secrets backend. The value goes
+``ctx.secret("payments_api_key")``; the engine asks its secrets backend. A module whose
+calls run in other processes (process pools, dask) declares the names,
+``@module(secrets=("payments_api_key",))``: the engine looks them up in its own process
+before it ships each call, and the values travel with that call. The value goes
 to the module and nowhere else: every value handed out is *redacted* (replaced by
 ``***``) from the error messages and details the engine builds for that execution --
 and so from its records, log records, listener events, spans and HTTP responses,
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from constellation.core.errors import ConfigurationError, SecretNotFoundError
+from constellation.core.secret_names import check_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -43,7 +47,6 @@ __all__ = ["MIN_REDACTED", "REDACTED", "EnvSecrets", "FileSecrets", "SecretNotFo
 
 REDACTED = "***"
 MIN_REDACTED = 4
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
 
 
 @runtime_checkable
@@ -55,15 +58,6 @@ class SecretsBackend(Protocol):
 
     def close(self) -> None:
         """Release what the backend holds."""
-
-
-def check_name(name: Any) -> str:
-    """``name`` if it is a valid secret name, else a ConfigurationError."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigurationError(f"a secret name is 1-128 letters, digits, '_', '.' or '-' "
-                                 f"starting with a letter or '_', got {name!r}",
-                                 details={"field": "secret"})
-    return name
 
 
 class _Closable:

@@ -222,8 +222,11 @@ class ExecutorError(ModuleExecutionError):
 
 
 class SecretNotFoundError(ModuleExecutionError):
-    """``ctx.secret(name)`` found no such secret in the engine's secrets backend: the
-    call fails with this error (call options apply)."""
+    """``ctx.secret(name)`` found no such secret in the engine's secrets backend (or
+    the backend raised, or returned a non-string); for a call on a process pool or
+    dask, also a declared secret that is missing (found before the call is shipped) or
+    a name its module does not declare. The call fails with this error (call options
+    apply)."""
 
     code = "E320"
 

@@ -8,7 +8,10 @@ A module's signature comes from its type hints::
 
 Parameters are the module's inputs; the return annotation is its output type. A
 parameter named ``ctx`` is not an input: the runtime passes the call's context there
-(cancellation, deadline, attempt number).
+(cancellation, deadline, attempt number, ``ctx.secret(name)``). A module that runs on a
+process pool or a dask cluster declares the secrets it asks for,
+``@module(secrets=("payments_key",))``: they are looked up in the engine's process and
+shipped with the call.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from typing import TYPE_CHECKING, Any, get_type_hints, overload
 from constellation.core.errors import ConfigurationError
 from constellation.core.hints import from_annotation
 from constellation.core.options import CallOptions, call_options
+from constellation.core.secret_names import check_names
 from constellation.core.types import CType, coerce, render
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["ModuleDefinition", "module"]
 
@@ -52,6 +56,8 @@ class ModuleDefinition:
         isolation: ``"thread"`` (default) or ``"process"``.
         is_async: the function is ``async def``: its calls are awaited on the engine's
             event loop (see ``constellation.actors._async``).
+        secrets: the names of the secrets it asks ``ctx.secret`` for; required for
+            calls in other processes (process pools, dask), which receive exactly these.
     """
 
     name: str
@@ -64,6 +70,7 @@ class ModuleDefinition:
     takes_ctx: bool = False
     isolation: str = "thread"
     is_async: bool = False
+    secrets: tuple[str, ...] = ()
     # Parameters annotated with a dataclass: their dicts are turned back into instances.
     _dataclass_params: Mapping[str, type] = field(default_factory=dict, repr=False)
 
@@ -133,6 +140,7 @@ def module(
     version: str = "1.0",
     description: str | None = None,
     isolation: str = "thread",
+    secrets: Iterable[str] = (),
     **options: Any,
 ) -> Callable[[Callable[..., Any]], ModuleDefinition]: ...
 
@@ -144,6 +152,7 @@ def module(
     version: str = "1.0",
     description: str | None = None,
     isolation: str = "thread",
+    secrets: Iterable[str] = (),
     **options: Any,
 ) -> ModuleDefinition | Callable[[Callable[..., Any]], ModuleDefinition]:
     """Turn a function into a module.
@@ -156,6 +165,10 @@ def module(
         description: one line; defaults to the first line of the docstring.
         isolation: ``"thread"`` or ``"process"`` (run in a separate process that can
             be killed on cancellation).
+        secrets: names of the secrets the module asks ``ctx.secret`` for (a tuple). A
+            call on a process pool or a dask cluster gets these, and only these: the
+            engine looks them up before it ships the call. Optional for calls in the
+            engine's process.
         **options: default call options (``retry=2``, ``timeout=1.5``, ...), see
             :class:`~constellation.core.options.CallOptions`.
 
@@ -164,16 +177,19 @@ def module(
 
     Raises:
         ConfigurationError: a parameter or the return value lacks a usable type hint, a
-            bad option, or a bad version or isolation.
+            bad option, a bad version or isolation, or bad secrets (not a tuple of
+            valid names, a name twice, or secrets without a ``ctx`` parameter).
     """
     # The caller's locals, so hints naming classes defined in a function body resolve
     # (under ``from __future__ import annotations`` every hint is a string).
     caller_locals = dict(sys._getframe(1).f_locals)
     if callable(name):
-        return _define(name, None, version, description, isolation, options, caller_locals)
+        return _define(name, None, version, description, isolation, options, caller_locals,
+                       secrets)
 
     def decorate(func: Callable[..., Any]) -> ModuleDefinition:
-        return _define(func, name, version, description, isolation, options, caller_locals)
+        return _define(func, name, version, description, isolation, options, caller_locals,
+                       secrets)
 
     return decorate
 
@@ -186,6 +202,7 @@ def _define(
     isolation: str,
     options: dict[str, Any],
     localns: dict[str, Any] | None = None,
+    secrets: Iterable[str] = (),
 ) -> ModuleDefinition:
     mod_name = name or getattr(func, "__name__", None)
     if not mod_name or not isinstance(mod_name, str):
@@ -197,6 +214,7 @@ def _define(
         raise ConfigurationError(f"module {mod_name}: isolation must be 'thread' or "
                                  f"'process', got {isolation!r}", details={"field": "isolation"})
     defaults = call_options(options, f"module {mod_name}")
+    declared = check_names(secrets, f"module {mod_name}")
     try:
         hints = get_type_hints(func, localns=localns)
     except Exception as exc:
@@ -235,6 +253,11 @@ def _define(
                                                         "parameter": pname}) from None
         if isinstance(hints[pname], type) and dataclasses.is_dataclass(hints[pname]):
             dataclass_params[pname] = hints[pname]
+    if declared and not takes_ctx:
+        raise ConfigurationError(
+            f"module {mod_name}: declares secrets {list(declared)} but has no ctx "
+            "parameter to ask for them (def f(..., ctx): ctx.secret(name))",
+            details={"field": "secrets", "module": mod_name})
     if "return" not in hints or hints["return"] is type(None):
         raise ConfigurationError(
             f"module {mod_name}: needs a return type hint (its output type)",
@@ -257,6 +280,7 @@ def _define(
         takes_ctx=takes_ctx,
         isolation=isolation,
         is_async=is_async,
+        secrets=declared,
         _dataclass_params=dataclass_params,
     )
 

@@ -91,6 +91,13 @@ def test_retry_page() -> None:
     assert ns["policy"].should_retry(RuntimeError(), 4) is None
 
 
+def test_secrets_page() -> None:
+    ns = run_page("secrets")
+    assert "refused" in ns["failed"].errors[0].message
+    assert "sk-live" not in ns["failed"].errors[0].message
+    assert ns["charge_remote"].secrets == ("payments_key",)
+
+
 def test_tracing_page_exports_over_otlp(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http",
                         reason="the OTLP exporter is in the test extra")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -76,3 +76,60 @@ def test_redact_replaces_every_secret_in_strings_and_containers() -> None:
     for _ in range(10_000):
         out = out[-1]
     assert out == [REDACTED]
+
+
+class VaultLike:
+    """A custom secrets backend, as a plugin package would ship it."""
+
+    def __init__(self, token: str = "vault-token") -> None:
+        self.values = {"payments_key": f"from-plugin-{token}"}
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_builtin_secrets_backends_are_registered_by_name(tmp_path: Path) -> None:
+    from constellation.spi import create_backend, list_backends
+
+    assert {b.name for b in list_backends("secrets")} >= {"env", "file", "static"}
+    assert isinstance(create_backend("secrets", "env"), EnvSecrets)
+    assert isinstance(create_backend("secrets", "file", path=tmp_path), FileSecrets)
+    static = create_backend("secrets", "static", values={"k_name": "v-value"})
+    assert static.get("k_name") == "v-value"
+
+
+def test_a_custom_secrets_backend_is_found_through_its_entry_point(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from constellation import Backends, Constellation, module
+    from constellation.spi import _registry, create_backend, list_backends, unregister_backend
+
+    group = "constellation.backends.secrets"
+    plugin = importlib.metadata.EntryPoint(name="vault-like",
+                                           value=f"{__name__}:VaultLike", group=group)
+
+    def entry_points(*, group: str) -> list[importlib.metadata.EntryPoint]:
+        return [plugin] if group == "constellation.backends.secrets" else []
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(_registry, "_discovered", set())
+
+    @module("plugin.UsesKey")
+    def uses_key(x: int, ctx: Any) -> str:
+        return ctx.secret("payments_key")[:12]
+
+    try:
+        info = next(b for b in list_backends("secrets") if b.name == "vault-like")
+        assert info.source == f"entry point {group}"
+        backend = create_backend("secrets", "vault-like", token="t-123")
+        assert isinstance(backend, SecretsBackend)
+        with Constellation([uses_key], backends=Backends(secrets=backend)) as engine:
+            result = engine.run("in x: Int\ny = plugin.UsesKey(x)\nout y\n", {"x": 1})
+        assert result.ok, result.errors
+        assert result.outputs["y"] == "from-plugin-"
+    finally:
+        unregister_backend("secrets", "vault-like")
