@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from constellation import SchedulerConfig
 from constellation.http.settings import ServerSettings
+from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -150,7 +151,11 @@ def test_modules_health_and_metrics(make_server: Callable[..., Server]) -> None:
 def test_queue_full_is_429(make_server: Callable[..., Server]) -> None:
     server = make_server(scheduler=SchedulerConfig(max_concurrency=1, max_queue_size=1))
     src = {"source": "in s: Float\nw = Wait(s)\nout w", "inputs": {"s": 1.0}}
-    codes = [server.client.post("/run?async=true", json=src).status_code for _ in range(4)]
+    codes = [server.client.post("/run?async=true", json=src).status_code]
+    # The first one runs (it left the queue: the supervisor took it), then one fits in
+    # the queue, then the queue is full.
+    wait_for(lambda: server.engine.health()["queued"] == 0, timeout=10)
+    codes += [server.client.post("/run?async=true", json=src).status_code for _ in range(3)]
     assert codes[:2] == [202, 202]
     assert 429 in codes[2:]
 
