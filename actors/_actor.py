@@ -16,7 +16,7 @@ import logging
 import sys
 import threading
 from collections import deque
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import pykka
 from pykka import ActorDeadError, ActorRef, ActorRegistry, messages
@@ -26,6 +26,9 @@ from pykka._threading import ThreadingFuture
 from constellation.actors._interrupts import enter_critical, exit_critical
 from constellation.actors._pool import ThreadPool
 from constellation.actors._pool import _local as _pool_local
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["PooledActor", "default_dispatcher"]
 
@@ -314,13 +317,18 @@ class PooledActor(pykka.Actor):
         """
         return self.actor_inbox.post(message)  # type: ignore[attr-defined, no-any-return]
 
-    def post_and_run(self, message: Any) -> bool:
+    def post_and_run(self, message: Any, handler: Callable[[Any], Any] | None = None
+                     ) -> bool:
         """Post ``message``; if the actor was idle and this is one of the pool's threads,
         handle it right here, as this actor's turn, instead of scheduling a turn.
 
         This is how the thread that finishes a module call runs the next ready turns
         itself: no queue, no slot, no handoff. It is still one turn at a time: the turn
         runs only if this call is the one that took the actor's turn token.
+
+        ``handler``: the actor's method that ``on_receive`` would hand this message to,
+        called directly when the turn runs here (the hottest messages skip the
+        dispatch); a queued message goes through ``on_receive`` as always.
 
         Returns:
             ``False`` if the actor has stopped (the message is dropped).
@@ -341,7 +349,13 @@ class PooledActor(pykka.Actor):
                     exit_critical()
         if inbox._messages or not inbox.take_turn():
             return inbox.post(message)  # busy, or others are waiting first: queue it
-        self._receive_posted(message)
+        if handler is None:
+            self._receive_posted(message)
+        else:
+            try:
+                handler(message)
+            except BaseException as exc:  # as _receive_posted: this actor's failure
+                self._turn_failed_safely(exc)
         self.end_turn()
         return True
 

@@ -249,7 +249,7 @@ class NodeActor(PooledActor):
                 msg = AttemptFinished(attempt, value, None, elapsed * 1000.0)
             else:
                 msg = checked(node, attempt, value, elapsed)
-        self.post_and_run(msg)  # a dead letter if the node stopped meanwhile
+        self.post_and_run(msg, self._attempt_finished)  # a dead letter if it stopped
 
     def _attempt_finished(self, msg: AttemptFinished) -> None:
         if msg.attempt is not self.current:
@@ -290,8 +290,9 @@ class NodeActor(PooledActor):
             policy.limiter.post_and_run(GateRelease(self))
         if duration_ms is None:
             duration_ms = (time.perf_counter() - self.first_started) * 1000.0
-        self.parent.post_and_run(NodeFinished(self.node.index, value, error, self.attempts,
-                                              duration_ms))
+        parent = self.parent
+        parent.post_and_run(NodeFinished(self.node.index, value, error, self.attempts,
+                                         duration_ms), parent._node_finished)
         self._stop()
 
     def _log(self, level: int, message: str, *args: Any, **fields: Any) -> None:
