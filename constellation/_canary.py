@@ -163,6 +163,7 @@ def start(catalog: PipelineCatalog, name: str,
     catalog._call("set_canary", catalog.store.set_canary, setting)
     with catalog._lock:
         catalog._canaries[name] = CanaryStats(h, float(weight))
+        catalog._epoch += 1
         catalog._routes.pop(name, None)
     return setting
 

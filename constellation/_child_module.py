@@ -37,17 +37,35 @@ class ChildModule:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 
-    def __getattr__(self, attr: str) -> Any:
-        # Only for names that are not slots: the real definition, built once.
-        if attr.startswith("__"):
-            raise AttributeError(attr)
+    def _definition(self) -> Any:
+        """The real ModuleDefinition, built on first use."""
         real = self._real
         if real is None:
             from constellation.core.modules import module as real_module
 
             args, kwargs = self._decorator
             real = self._real = real_module(*args, **kwargs)(self.func)
-        return getattr(real, attr)
+        return real
+
+    def __getattr__(self, attr: str) -> Any:
+        # Only for names that are not slots: the real definition, built once.
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self._definition(), attr)
+
+    # ``isinstance(x, ModuleDefinition)`` -- in the module's own import-time code, or in an
+    # engine the isolated function runs -- asks for ``__class__`` once ``type(x)`` does
+    # not match: answer as the real definition, so the stand-in is accepted where a
+    # definition is (``Constellation([...])``, ``register``, ``PipelineBuilder.call``).
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self._definition())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # As a ModuleDefinition: by reference to where it is defined.
+        from constellation.core.modules import _find_module
+
+        return (_find_module, (self.func.__module__, self.func.__qualname__, self.name))
 
     def __repr__(self) -> str:
         return f"<module {self.name} (isolated child)>"

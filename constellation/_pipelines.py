@@ -116,6 +116,9 @@ class PipelineCatalog:
         self.refresh_interval = 1.0
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}
+        # Counts the forgetting of routes (a change made here): a lookup that read the
+        # store before one does not cache what it read (see _resolve).
+        self._epoch = 0
         self._built: LRUCache[tuple[str, str], Pipeline] = LRUCache(maxsize=256)
         self._recorded: LRUCache[tuple[str, str], int] = LRUCache(maxsize=4096)
         self._canaries: dict[str, CanaryStats] = {}
@@ -139,6 +142,7 @@ class PipelineCatalog:
 
     def _forget(self, name: str) -> None:
         with self._lock:
+            self._epoch += 1
             self._routes.pop(name, None)
             for key in [k for k in self._recorded if k[0] == name]:
                 del self._recorded[key]
@@ -147,6 +151,7 @@ class PipelineCatalog:
         """Forget rebuilt pipelines and resolved names (the engine calls it when modules
         are registered: names may resolve differently)."""
         with self._lock:
+            self._epoch += 1
             self._built.clear()
             self._routes.clear()
 
@@ -338,6 +343,7 @@ class PipelineCatalog:
     def _resolve(self, ref: str, *, fresh: bool = False) -> _Route:
         with self._lock:
             route = self._routes.get(ref)
+            epoch = self._epoch
         if route is not None and not fresh and \
                 time.monotonic() - route.at < self.refresh_interval:
             return route
@@ -355,6 +361,10 @@ class PipelineCatalog:
                     raise self._unknown(ref)
                 route = _Route(ref, target, None, None)
         with self._lock:
+            if self._epoch != epoch:
+                # Routes were forgotten while the store was read: what was read may be
+                # from before that change. This run uses it; memory does not keep it.
+                return route
             self._routes[ref] = route
             if route.canary is not None:
                 stats = self._canaries.get(ref)
@@ -467,6 +477,7 @@ class PipelineCatalog:
                 not self._call("delete_alias", self.store.delete_alias, ref):
             raise self._unknown(ref)
         with self._lock:
+            self._epoch += 1
             self._built.clear()
             self._routes.clear()
             self._recorded.clear()

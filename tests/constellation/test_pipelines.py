@@ -592,3 +592,49 @@ def test_route_cached_for_a_name_without_canary() -> None:
         assert routed.pipeline.structural_hash == p.get("shout").structural_hash
         p.save("shout", LOWER)  # a new current version: the name's route is forgotten
         assert p.route_cached("shout") is None
+
+
+class PausingStore(InMemoryPipelineStore):
+    """``current`` answers, then, while armed, waits until told to return that answer:
+    a lookup that read the store just before another thread changed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.read = threading.Event()
+        self.go_on = threading.Event()
+
+    def current(self, name: str) -> Any:
+        answer = super().current(name)
+        if self.armed:
+            self.armed = False
+            self.read.set()
+            assert self.go_on.wait(10)
+        return answer
+
+
+def test_a_lookup_that_raced_a_rollback_does_not_cache_the_old_version() -> None:
+    # A lookup read the current version, a rollback on this engine then changed it and
+    # forgot the name's route, and only then did the lookup store what it had read: the
+    # name ran the rolled-back version (from memory, route_cached included) until the
+    # route went stale -- wrong after a change made on this very engine.
+    store = PausingStore()
+    with Constellation(backends=Backends(pipelines=store)) as engine:
+        p = engine.pipelines
+        p.refresh_interval = 3600.0  # no refresh could hide it
+        p.save("shout", UPPER)
+        p.save("shout", LOWER)  # version 2, current
+        store.armed = True
+        lookup = threading.Thread(target=p.route, args=("shout",))
+        lookup.start()
+        assert store.read.wait(10)
+        assert p.rollback("shout", 1) == 1
+        store.go_on.set()
+        lookup.join(10)
+        assert not lookup.is_alive()
+        assert p.route("shout").pipeline.structural_hash == \
+            p.get("shout", version=1).structural_hash
+        cached = p.route_cached("shout")
+        assert cached is None or cached.pipeline.structural_hash == \
+            p.get("shout", version=1).structural_hash
+        assert engine.run("shout", {"t": "Hi"}).outputs == {"u": "HI"}
