@@ -10,7 +10,6 @@ so that start-up does not build module definitions the parent already validated.
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
 import sys
@@ -19,13 +18,9 @@ import constellation
 
 
 def _lookup(module_name: str, qualname: str, name: str) -> object:
-    obj: object = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise LookupError(f"module {name}: cannot find {module_name}.{qualname} in the "
-                              "child process (isolated modules must be defined at module "
-                              "level)")
+    from constellation._child_module import find_definition
+
+    obj = find_definition(module_name, qualname, name)
     func = getattr(obj, "func", obj)  # a ChildModule, or a full ModuleDefinition
     if not callable(func):
         raise LookupError(f"module {name}: {module_name}.{qualname} is not callable")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["ChildModule", "module"]
+__all__ = ["ChildModule", "find_definition", "module"]
 
 
 class ChildModule:
@@ -69,6 +69,39 @@ class ChildModule:
 
     def __repr__(self) -> str:
         return f"<module {self.name} (isolated child)>"
+
+
+def find_definition(module_name: str, qualname: str, name: str) -> Any:
+    """What a definition sent to another process by reference is there: the object at
+    ``module_name.qualname`` -- unless that is the definition of another module (the
+    function's name was rebound, as by a second ``def f`` under another ``@module``
+    name), then the module-level definition called ``name`` whose function has that
+    qualified name.
+
+    Raises:
+        ImportError: the module does not import.
+        LookupError: nothing there, or only another module's definition.
+    """
+    import importlib
+
+    where: Any = importlib.import_module(module_name)
+    obj: Any = where
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            break
+    if obj is not None and getattr(obj, "name", name) == name:
+        return obj  # the definition, or a plain function (module() called, not applied)
+    for value in list(vars(where).values()):
+        if getattr(value, "name", None) == name and \
+                getattr(getattr(value, "func", None), "__qualname__", None) == qualname:
+            return value
+    if obj is None:
+        raise LookupError(f"module {name}: cannot find {module_name}.{qualname} (modules "
+                          "sent to other processes must be defined at module level)")
+    raise LookupError(f"module {name}: {module_name}.{qualname} is now the definition of "
+                      f"module {getattr(obj, 'name', '?')!r} (its name was rebound) and no "
+                      f"module-level definition of {name!r} was found")
 
 
 def module(name: Any = None, /, **kwargs: Any) -> Any:

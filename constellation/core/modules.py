@@ -109,18 +109,19 @@ class ModuleDefinition:
 
 
 def _find_module(module_name: str, qualname: str, name: str) -> Any:
-    """Unpickle a ModuleDefinition: import its module and look the definition up."""
-    import importlib
+    """Unpickle a ModuleDefinition: import its module and look the definition up (see
+    ``constellation._child_module.find_definition``: a rebound name is not followed to
+    another module's function)."""
+    from constellation._child_module import find_definition
 
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            break
+    try:
+        obj = find_definition(module_name, qualname, name)
+    except LookupError as exc:
+        raise ImportError(f"{exc}; cannot unpickle it") from None
     if isinstance(obj, ModuleDefinition) or callable(obj):
         return obj
-    raise ImportError(f"module {name}: cannot find {module_name}.{qualname} to unpickle it; "
-                      "modules sent to other processes must be defined at module level")
+    raise ImportError(f"module {name}: {module_name}.{qualname} is not a module definition "
+                      "or a function; cannot unpickle it")
 
 
 def _build_dataclass(cls: type, data: dict[str, Any]) -> Any:

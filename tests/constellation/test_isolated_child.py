@@ -4,6 +4,8 @@ when it cannot find it."""
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from constellation import Constellation, ModuleDefinition
@@ -75,17 +77,13 @@ def test_a_stand_in_pickles_as_a_reference_to_the_real_definition() -> None:
     assert pickle.loads(pickle.dumps(stand_in)) is PlusOne
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pre-existing (before and after 850da7a): the child finds the function by module and "
-    "qualified name only, so a module whose function's name was rebound runs another "
-    "function, silently; process pools (_remote._load / _find_module) do the same. A "
-    "fix needs an identity check that survives the trip (the unwrapped function's first "
-    "line? the definition's name, which aliases legitimately change?)"))
 def test_a_function_whose_name_was_rebound_is_not_silently_replaced() -> None:
-    from tests.constellation.isolated_redefined import FirstF
+    # FirstF's function is no longer reachable as `f` (a second `def f` rebound it):
+    # the lookup checks the definition's name and finds FirstF's own.
+    from tests.constellation.isolated_redefined import FirstF, f
 
-    try:
-        answer = run_isolated(FirstF, {"x": 0}, _Attempt())
-    except IsolatedCallError:
-        return  # a clear error is fine too
-    assert answer == 1
+    assert run_isolated(FirstF, {"x": 0}, _Attempt()) == 1
+    assert run_isolated(f, {"x": 0}, _Attempt()) == 2
+    # The same for a definition pickled by reference (process pools, dask).
+    assert pickle.loads(pickle.dumps(FirstF)) is FirstF
+    assert pickle.loads(pickle.dumps(f)) is f
