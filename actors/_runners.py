@@ -777,6 +777,7 @@ def runner_for(executor: Any) -> Runner:
     if is_dask(executor):
         return DaskRunner(executor)
     if isinstance(executor, ProcessPoolExecutor):
+        _warn_if_forking(executor)
         return ProcessRunner(executor)
     if isinstance(executor, ThreadPoolExecutor):
         return LocalExecutorRunner(executor)
@@ -785,6 +786,22 @@ def runner_for(executor: Any) -> Runner:
     raise ConfigurationError("executor must be a concurrent.futures.Executor, a dask "
                              f"Client or a string such as 'process:4', got {executor!r}",
                              details={"field": "executor"})
+
+
+def _warn_if_forking(executor: ProcessPoolExecutor) -> None:
+    """A user's pool that forks: the engine's process has threads (its pools, timers,
+    listener), and a child forked while one of them holds a lock (logging's, the import
+    lock, an allocator's) can hang on it -- its calls then end only at their timeout or
+    the execution's deadline. Python 3.12 warns of it too; say it here, once per pool."""
+    context = getattr(executor, "_mp_context", None)
+    method = context.get_start_method() if context is not None else None
+    if method == "fork":
+        logger.warning(
+            "the ProcessPoolExecutor given as executor starts its workers by fork: forking "
+            "the engine's multi-threaded process can leave a worker hung on a lock it "
+            "inherited (its calls then end only at their timeout); create it with "
+            "mp_context=multiprocessing.get_context('spawn') or 'forkserver', or use "
+            "executor='process'")
 
 
 def executor_error(actor: NodeActor, executor: str, exc: BaseException) -> ExecutorError:

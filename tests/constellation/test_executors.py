@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 from concurrent.futures import ProcessPoolExecutor
@@ -25,11 +26,31 @@ def test_module_definitions_pickle_by_reference() -> None:
 
 
 def test_modules_run_in_a_process_pool() -> None:
-    with ProcessPoolExecutor(2) as pool, Constellation([pid, square], executor=pool) as e:
+    # forkserver, not fork: forking a process with threads can hang the child on a lock
+    # it inherited (seen: after the dask tests had started theirs).
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(2, mp_context=context) as pool, \
+            Constellation([pid, square], executor=pool) as e:
         result = e.run(pipeline(), {"x": 3}, timeout=60)
     assert result.ok, result.errors
     assert result.outputs["sq"] == 81
     assert result.outputs["pid"] != os.getpid()
+
+
+def test_a_forking_process_pool_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    fork = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    spawn = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with caplog.at_level("WARNING", logger="constellation.runtime"):
+            Constellation([pid], executor=fork).shutdown()
+        assert any("starts its workers by fork" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="constellation.runtime"):
+            Constellation([pid], executor=spawn).shutdown()
+        assert not any("by fork" in r.getMessage() for r in caplog.records)
+    finally:
+        fork.shutdown()
+        spawn.shutdown()
 
 
 def test_modules_run_on_dask_distributed() -> None:

@@ -5,6 +5,7 @@ One regression test per failure measured on e1d31f3 (issue 11), as a user hits i
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import threading
 import time
@@ -243,7 +244,7 @@ def test_an_executor_that_is_shut_down_fails_calls_at_once_naming_it(
 
 
 def test_a_broken_process_pool_fails_the_call_not_the_engine(engine_factory: Any) -> None:
-    executor = ProcessPoolExecutor(1)
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
     engine = engine_factory([process_modules.double, process_modules.die], executor=executor)
     try:
         r = engine.run("in x: Int\na = Die(x)\nout a", {"x": 1}, timeout=60)
