@@ -146,6 +146,11 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
         execution, accepted = submit(pipeline, raw_inputs, timeout, priority, run_async)
         if accepted is not None:
             return accepted
+        return await answer(pipeline, execution, timeout, request)
+
+    async def answer(pipeline: Pipeline, execution: Execution, timeout: float | None,
+                     request: Request) -> Response:
+        # The execution's result, awaited on the loop (no thread held), as the response.
         limit = engine.default_timeout if timeout is None else min(timeout,
                                                                    engine.default_timeout)
         result = await _outcome(execution, request, limit)
@@ -274,20 +279,30 @@ def register_routes(app: FastAPI, state: ServerState) -> None:
               responses={**ERRORS, **NOT_FOUND,
                          409: {"model": ErrorBody, "description": "not resumable"}},
               tags=["executions"])
-    def resume(execution_id: str, body: ResumeRequest) -> Response:
+    async def resume(execution_id: str, body: ResumeRequest, request: Request) -> Response:
         """Give a suspended execution its missing inputs and wait for the result."""
-        record = engine.execution(execution_id)
-        if record is None:
-            return _no_execution(execution_id)
-        found = state.find(f"sha256:{record.structural_hash}")
-        pipeline = found[0] if found else None
-        if pipeline is None:
-            return api_error(409, "E204", "the pipeline of this execution is not stored "
-                                          "on this server any more",
-                             {"execution_id": execution_id, "reason": "unknown_pipeline"})
-        result = engine.resume(execution_id, _inputs(pipeline, body.inputs),
-                               pipeline=pipeline).result()
-        return JSONResponse(_result_body(pipeline, result))
+
+        def claim() -> Response | tuple[Pipeline, Execution]:
+            # Off the loop: the record, the stored pipeline and the resume claim are
+            # storage reads and writes (SQLite, PostgreSQL).
+            record = engine.execution(execution_id)
+            if record is None:
+                return _no_execution(execution_id)
+            found = state.find(f"sha256:{record.structural_hash}")
+            if found is None:
+                return api_error(409, "E204", "the pipeline of this execution is not "
+                                              "stored on this server any more",
+                                 {"execution_id": execution_id,
+                                  "reason": "unknown_pipeline"})
+            pipeline = found[0]
+            return pipeline, engine.resume(execution_id, _inputs(pipeline, body.inputs),
+                                           pipeline=pipeline)
+
+        claimed = await asyncio.get_running_loop().run_in_executor(state.lookups, claim)
+        if isinstance(claimed, Response):
+            return claimed
+        # Awaited on the loop, as /run and /execute: no thread waits for the result.
+        return await answer(*claimed, None, request)
 
     @app.get("/modules", response_model=ModuleList, responses=ERRORS, tags=["modules"])
     def modules() -> dict[str, Any]:

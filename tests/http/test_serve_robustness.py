@@ -415,6 +415,45 @@ def test_200_waiting_executes_hold_no_thread_each_and_all_complete(tmp_path: Pat
         serve.kill()
 
 
+def test_waiting_resumes_hold_no_thread_each(tmp_path: Path) -> None:
+    # POST /executions/{id}/resume awaits its execution on the loop too (it used to hold
+    # a thread of the server's pool for the whole run: 40 at most, then every sync
+    # route waited).
+    serve = Serve(tmp_path, "--max-concurrency", "4", "--worker-threads", "8")
+    try:
+        serve.compile("later", "in x: Int\nin go: Int\ny = Block(x + go)\nout y")
+        with httpx.Client(base_url=serve.url, timeout=30) as c:
+            ids = []
+            for i in range(60):
+                first = c.post("/execute", json={"ref": "later", "inputs": {"x": i}}).json()
+                assert first["status"] == "suspended", first
+                ids.append(first["execution_id"])
+        before = serve.threads()
+        results: list[Any] = []
+
+        async def go() -> None:
+            limits = httpx.Limits(max_connections=60)
+            async with httpx.AsyncClient(base_url=serve.url, timeout=60, limits=limits) as c:
+                results.extend(await asyncio.gather(
+                    *(c.post(f"/executions/{e}/resume", json={"inputs": {"go": 0}})
+                      for e in ids),
+                    return_exceptions=True))
+
+        sender = threading.Thread(target=lambda: asyncio.run(go()), daemon=True)
+        sender.start()
+        _wait_for(lambda: serve.inflight() == 60, 20, "60 resumed executions in the engine")
+        assert serve.threads() <= before + 12  # workers started, not a thread per request
+        with httpx.Client(base_url=serve.url, timeout=10) as c:
+            assert c.get("/modules").status_code == 200  # a sync route still answers
+        serve.release()
+        sender.join(60)
+        assert not sender.is_alive()
+        assert [getattr(r, "status_code", r) for r in results] == [200] * 60
+        assert sorted(r.json()["outputs"]["y"] for r in results) == list(range(60))
+    finally:
+        serve.kill()
+
+
 def test_clients_that_disconnect_leave_nothing_behind(tmp_path: Path) -> None:
     serve = Serve(tmp_path, "--max-concurrency", "8")
     try:
