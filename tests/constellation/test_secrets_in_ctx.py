@@ -65,6 +65,23 @@ class Events:
     on_module_failed = on_execution_complete = _keep
 
 
+
+def _no_secret_in_any_sink(errors: Any, record: Any, db: Any, caplog: Any, events: Any
+                           ) -> dict[str, str]:
+    """Every sink's text (error details, the record, the SQLite file's bytes, the log
+    records, the listener's events), checked for the secret; returned for more checks."""
+    sinks = {
+        "errors": json.dumps([e.to_dict() for e in errors]),
+        "record": repr(record),
+        "sqlite": sqlite_bytes(db),
+        "logs": "\n".join(r.getMessage() + repr(r.__dict__) for r in caplog.records),
+        "events": "\n".join(events.seen),
+    }
+    for name, text in sinks.items():
+        assert SECRET not in text, f"the secret leaked into the {name}"
+    return sinks
+
+
 def test_the_secret_reaches_the_module_and_no_sink(tmp_path: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     events = Events()
@@ -84,15 +101,7 @@ def test_the_secret_reaches_the_module_and_no_sink(tmp_path: Path,
     # Every sink: the result's errors, the record (and the SQLite file itself), the log
     # records, the listener's events.
     assert "***" in bad.errors[0].message
-    sinks = {
-        "errors": json.dumps([e.to_dict() for e in bad.errors]),
-        "record": repr(record),
-        "sqlite": sqlite_bytes(db),
-        "logs": "\n".join(r.getMessage() + repr(r.__dict__) for r in caplog.records),
-        "events": "\n".join(events.seen),
-    }
-    for name, text in sinks.items():
-        assert SECRET not in text, f"the secret leaked into the {name}"
+    sinks = _no_secret_in_any_sink(bad.errors, record, db, caplog, events)
     assert "refused with key ***" in sinks["logs"]
     assert "refused with key ***" in sinks["sqlite"]  # the record is in what was read
 
@@ -296,15 +305,8 @@ def test_on_a_process_pool_the_declared_secret_reaches_the_module_and_no_sink(
         assert result.modules["Remote.Charge"].attempts == 2
         assert result.errors[0].details["exception"] == exception
         assert "refused with key ***" in result.errors[0].message
-    sinks = {
-        "errors": json.dumps([e.to_dict() for r in bad for e in r.errors]),
-        "record": repr(records),
-        "sqlite": sqlite_bytes(db),
-        "logs": "\n".join(r.getMessage() + repr(r.__dict__) for r in caplog.records),
-        "events": "\n".join(events.seen),
-    }
-    for name, text in sinks.items():
-        assert SECRET not in text, f"the secret leaked into the {name}"
+    sinks = _no_secret_in_any_sink([e for r in bad for e in r.errors], records, db, caplog,
+                                   events)
     assert "refused with key ***" in sinks["sqlite"]
     assert "refused with key ***" in sinks["events"]
 
