@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,3 +17,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.002)
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited.
+
+    An exited child its parent has not reaped yet (a zombie, ``Z``/``X`` in
+    ``/proc/<pid>/stat``) is not running. Reading ``/proc`` races the process's exit:
+    any ``OSError`` there (``ENOENT``, ``ESRCH``) means it is gone.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # the command name (field 2) may hold spaces or parentheses: the state follows the
+    # last ")"
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")

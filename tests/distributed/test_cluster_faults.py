@@ -3,7 +3,6 @@ process pool. The cluster tests start clusters of their own (they kill parts of 
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
@@ -13,7 +12,7 @@ import pytest
 from constellation import Constellation, ExecutionStatus, PipelineBuilder
 from tests.distributed import modules as m
 from tests.distributed.conftest import have_distributed, start_cluster
-from tests.waiting import wait_for
+from tests.waiting import process_running, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -109,17 +108,4 @@ def test_an_owned_pool_stuck_in_a_call_is_reaped_at_shutdown() -> None:
         e.shutdown(drain_timeout=2)
     assert time.monotonic() - started < 5
 
-    def gone() -> bool:
-        try:
-            os.kill(worker, 0)
-        except ProcessLookupError:
-            return True
-        # a zombie until its parent reaps it counts as gone; so does a process that
-        # ended between the two looks (its /proc entry is gone)
-        try:
-            with open(f"/proc/{worker}/stat") as f:
-                return f.read().split()[2] == "Z"
-        except FileNotFoundError:
-            return True
-
-    wait_for(gone, timeout=10)
+    wait_for(lambda: not process_running(worker), timeout=10)

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from constellation import Constellation, ExecutionStatus, PipelineBuilder
 from tests.distributed import modules as m
-from tests.waiting import wait_for
+from tests.waiting import process_running, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+    from pathlib import Path
 
 
 @pytest.fixture(params=["threads", "process", "dask"])
@@ -53,7 +42,7 @@ def test_a_timed_out_isolated_call_loses_its_whole_process_group(
     assert result.status is ExecutionStatus.FAILED
     assert result.errors[0].code == "E303", result.errors
     child, grandchild, _ = (int(p) for p in path.read_text().split())
-    wait_for(lambda: not alive(child) and not alive(grandchild), timeout=10)
+    wait_for(lambda: not process_running(child) and not process_running(grandchild), timeout=10)
 
 
 def test_an_isolated_call_runs_where_the_executor_runs(
@@ -84,4 +73,4 @@ def test_isolated_call_cancelled_on_a_worker_is_killed(tmp_path: Path,
         execution.cancel()
         assert execution.result(timeout=10).status is ExecutionStatus.CANCELLED
         child, grandchild, _ = (int(p) for p in path.read_text().split())
-        wait_for(lambda: not alive(child) and not alive(grandchild), timeout=10)
+        wait_for(lambda: not process_running(child) and not process_running(grandchild), timeout=10)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.http.test_daemon import Daemon
+from tests.waiting import process_running
 
 N = 10_000
 DEEP = {
@@ -230,14 +231,6 @@ def test_a_compile_stops_when_its_client_disconnects(tmp_path: Path) -> None:
         daemon.stop()
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")  # an exited child nobody reaped yet is not running
-
-
 def _start_slow_compile(daemon: Daemon, answer: dict[str, Any]) -> threading.Thread:
     def post() -> None:
         try:
@@ -272,7 +265,7 @@ def test_sigterm_stops_running_compiles_with_503_and_exits_0(tmp_path: Path) -> 
         assert time.monotonic() - t0 < 4
         # The compile worker (and the forkserver it came from) end with the daemon.
         deadline = time.monotonic() + 5
-        while [pid for pid in tree if _running(pid)]:
+        while [pid for pid in tree if process_running(pid)]:
             assert time.monotonic() < deadline, "a compile process outlived the daemon"
             time.sleep(0.05)
     finally:
@@ -289,7 +282,7 @@ def test_a_killed_daemon_leaves_no_compile_running(tmp_path: Path) -> None:
         daemon.proc.kill()
         poster.join(30)
         deadline = time.monotonic() + 5
-        while [pid for pid in tree if _running(pid)]:
+        while [pid for pid in tree if process_running(pid)]:
             assert time.monotonic() < deadline, "a compile worker outlived the daemon"
             time.sleep(0.05)
     finally:
