@@ -49,6 +49,7 @@ from constellation.actors._messages import (
     RetryDue,
     ServiceFailed,
 )
+from constellation.actors._pool import _local as _pool_local
 from constellation.actors._runners import ISOLATED, executor_error
 from constellation.core.errors import (
     CircuitOpenError,
@@ -120,7 +121,8 @@ class NodeActor(PooledActor):
         node = self.node
         breakers = self.runtime.breakers
         if node.policy is None and not (breakers and node.module.name in breakers):
-            self._attempt()
+            self.attempts = 1  # _attempt() without a breaker to ask
+            self._start_attempt()
             return
         self.policy = node.policy or self.runtime.default_policy(node)
         self.breaker = breakers.get(node.module.name) if breakers else None
@@ -246,10 +248,41 @@ class NodeActor(PooledActor):
         else:
             exact = node.exact_output
             if type(value) is exact and (exact is not int or INT64_MIN <= value <= INT64_MAX):  # type: ignore[operator]
+                if self.policy is None and self._completed_here(attempt, value,
+                                                                elapsed * 1000.0):
+                    return
                 msg = AttemptFinished(attempt, value, None, elapsed * 1000.0)
             else:
                 msg = checked(node, attempt, value, elapsed)
         self.post_and_run(msg, self._attempt_finished)  # a dead letter if it stopped
+
+    def _completed_here(self, attempt: Attempt, value: Any, duration_ms: float) -> bool:
+        """A node without options whose call returned a checked value: its last turn,
+        run right here when ``post_and_run`` would run it here (an engine thread, the
+        node idle, nothing queued before it) -- what ``_attempt_finished`` and
+        ``_report`` do for that case, without the message. False: nothing was done,
+        the message goes the usual way (queued, or a dead letter)."""
+        inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
+        if inbox._closed or self.actor_stopped._flag or inbox._messages \
+                or getattr(_pool_local, "pool", None) not in self._actor_pool._runs_on \
+                or not inbox.take_turn():
+            return False
+        try:
+            if attempt is self.current:
+                self.current = None
+                node = self.node
+                observer = self.runtime.observer
+                if observer is not None:
+                    observer.module_finished(self.handle, node.name, node.module.name,
+                                             self.attempts, duration_ms, None)
+                parent = self.parent
+                parent.post_and_run(NodeFinished(node.index, value, None, self.attempts,
+                                                 duration_ms), parent._node_finished)
+                self._stop()
+        except BaseException as exc:  # as in post_and_run: this node's failure
+            self._turn_failed_safely(exc)
+        self.end_turn()
+        return True
 
     def _attempt_finished(self, msg: AttemptFinished) -> None:
         if msg.attempt is not self.current:

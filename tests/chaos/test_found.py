@@ -382,6 +382,9 @@ def test_threads_added_for_abandoned_calls_are_retired_when_idle(engine_factory:
         time.sleep(0.05)
         return x
 
+    # Threads other tests left in this process (the default dispatcher, reused worker
+    # call threads, dask's offload thread) are not this engine's.
+    others = threading.active_count() - 1
     engine = engine_factory([Stuck, Inc], scheduler=SchedulerConfig(worker_threads=2))
     pipeline = engine.compile("in x: Int\na = Stuck(x) with timeout: 5ms, retry: 2\nout a")
     handles = [engine.submit(pipeline, {"x": i}, timeout=1) for i in range(40)]
@@ -395,7 +398,7 @@ def test_threads_added_for_abandoned_calls_are_retired_when_idle(engine_factory:
     while workers.thread_count > workers.max_threads and time.monotonic() < deadline:
         time.sleep(0.02)
     assert workers.thread_count <= workers.max_threads, workers.thread_count
-    assert threading.active_count() <= 1 + engine.thread_budget + 2
+    assert threading.active_count() <= 1 + others + engine.thread_budget + 2
 
 
 @pytest.mark.parametrize(("how", "where", "owner"), [("submit", "_schedule", None),

@@ -356,17 +356,34 @@ def test_a_listener_raising_keyboard_interrupt_silences_nothing_and_stops_no_act
 
 # --- supervision ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("path", ["message", "here"])
 def test_a_node_turn_that_raises_fails_its_execution_with_an_internal_error(
-        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    # "message": the turn that handles AttemptFinished raises; "here": the last turn of
+    # a node without options, run where its call returned (NodeActor._completed_here),
+    # raises while it reports its value.
     engine = engine_factory([Inc])
-    original = NodeActor._attempt_finished
+    if path == "message":
+        original = NodeActor._attempt_finished
 
-    def broken(self: NodeActor, msg: Any) -> None:
-        if self.node.index == 1:
-            raise RuntimeError("bug in the runtime")
-        original(self, msg)
+        def broken(self: NodeActor, msg: Any) -> None:
+            if self.node.index == 1:
+                raise RuntimeError("bug in the runtime")
+            original(self, msg)
 
-    monkeypatch.setattr(NodeActor, "_attempt_finished", broken)
+        monkeypatch.setattr(NodeActor, "_completed_here", lambda *_: False)
+        monkeypatch.setattr(NodeActor, "_attempt_finished", broken)
+    else:
+        import constellation.actors._node as node_module
+
+        real = node_module.NodeFinished
+
+        def finished(index: int, value: Any, error: Any, *rest: Any) -> Any:
+            if index == 1 and error is None:
+                raise RuntimeError("bug in the runtime")
+            return real(index, value, error, *rest)
+
+        monkeypatch.setattr(node_module, "NodeFinished", finished)
     t0 = time.monotonic()
     r = engine.run(CHAIN, {"x": 1}, timeout=30)
     assert time.monotonic() - t0 < 2.0
@@ -376,7 +393,7 @@ def test_a_node_turn_that_raises_fails_its_execution_with_an_internal_error(
     assert f"node '{error.details['node']}'" in error.message
     assert "RuntimeError: bug in the runtime" in error.details["traceback"]
     assert engine.health()["runtime"]["internal_errors"] == 1
-    monkeypatch.setattr(NodeActor, "_attempt_finished", original)
+    monkeypatch.undo()
     _fresh_run_works(engine)
 
 
