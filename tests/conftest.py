@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Shared checks, with pytest's detailed assertion messages as in a test module.
+pytest.register_assert_rewrite("tests.faults")
+
 
 @pytest.fixture(autouse=True)
 def _stop_all_actors() -> Iterator[None]:

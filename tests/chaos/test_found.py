@@ -32,14 +32,8 @@ from constellation import (
 )
 from constellation.core.errors import QueueFullError, ResumeError, ShuttingDownError
 from constellation.spi import InMemoryCacheBackend
+from tests.faults import WAIT, Inc, fresh_run_works
 from tests.waiting import wait_for
-
-WAIT = 10.0
-
-
-@module
-def Inc(x: int) -> int:
-    return x + 1
 
 
 @module
@@ -52,9 +46,7 @@ CHAIN = "in x: Int\na = Inc(x)\nb = Inc(a)\nout b"
 
 
 def _fresh_run_works(engine: Constellation) -> None:
-    r = engine.run(CHAIN, {"x": 1}, timeout=5)
-    assert r.status is ExecutionStatus.COMPLETED, r.errors
-    assert r.outputs == {"b": 3}
+    fresh_run_works(engine, CHAIN, {"b": 3}, timeout=5)
 
 
 class RecordingStorage:

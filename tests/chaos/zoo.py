@@ -14,6 +14,7 @@ from typing import Any
 
 from constellation import module
 from constellation.spi import InMemoryCacheBackend
+from tests.faults import Deep, Inc, NastyStr
 
 # The engine the nested-execution module submits to (set by the test that builds it).
 CURRENT: dict[str, Any] = {"engine": None}
@@ -25,22 +26,6 @@ class CustomBaseError(BaseException):
 
 EXCEPTIONS: tuple[type[BaseException], ...] = (
     ValueError, SystemExit, KeyboardInterrupt, GeneratorExit, CustomBaseError)
-
-
-class NastyStr(str):
-    """A str subclass whose repr and str raise."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        raise RuntimeError("no repr for you")
-
-    __str__ = __repr__
-
-
-@module
-def Inc(x: int) -> int:
-    return x + 1
 
 
 @module
@@ -93,14 +78,6 @@ def Flaky(x: int) -> int:
 @module
 def WrongType(x: int) -> int:
     return "not an int"  # type: ignore[return-value]
-
-
-@module
-def Deep(x: int) -> list[int]:
-    value: Any = [1]
-    for _ in range(100_000):
-        value = [value]
-    return value  # type: ignore[no-any-return]
 
 
 @module

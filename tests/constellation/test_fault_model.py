@@ -29,14 +29,8 @@ from constellation.actors._supervisor import Supervisor
 from constellation.core.errors import EngineFailedError
 from constellation.spi import InMemoryMetrics
 from tests.constellation import process_modules
+from tests.faults import WAIT, Deep, Inc, NastyStr, fresh_run_works
 from tests.waiting import wait_for
-
-WAIT = 10.0
-
-
-@module
-def Inc(x: int) -> int:
-    return x + 1
 
 
 @module
@@ -49,9 +43,7 @@ CHAIN = "in x: Int\na = Inc(x)\nb = Inc(a)\nc = Inc(b)\nout c"
 
 
 def _fresh_run_works(engine: Constellation) -> None:
-    result = engine.run(CHAIN, {"x": 1}, timeout=WAIT)
-    assert result.status is ExecutionStatus.COMPLETED, result.errors
-    assert result.outputs == {"c": 4}
+    fresh_run_works(engine, CHAIN, {"c": 4})
 
 
 # --- cancel and deadlines racing an execution's end ----------------------------------------
@@ -183,22 +175,9 @@ def test_base_exceptions_leak_no_thread_allowance(engine_factory: Any) -> None:
 
 
 def test_a_value_whose_check_raises_is_an_output_type_error(engine_factory: Any) -> None:
-    class Nasty(str):
-        def __repr__(self) -> str:
-            raise RuntimeError("no repr for you")
-
-        __str__ = __repr__
-
-    @module
-    def Deep(x: int) -> list[int]:
-        value: Any = [1]
-        for _ in range(100_000):
-            value = [value]
-        return value  # type: ignore[no-any-return]
-
     @module
     def Weird(x: int) -> int:
-        return Nasty("boom")  # type: ignore[return-value]
+        return NastyStr("boom")  # type: ignore[return-value]
 
     engine = engine_factory([Deep, Weird], default_timeout=60.0)
     for name in ("Deep", "Weird"):

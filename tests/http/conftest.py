@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -17,15 +16,10 @@ import uvicorn  # noqa: E402
 from constellation import Constellation, module  # noqa: E402
 from constellation.http.app import create_app  # noqa: E402
 from constellation.http.settings import ServerSettings  # noqa: E402
+from tests.http.daemon import free_port  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @module

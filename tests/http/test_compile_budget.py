@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.http.test_daemon import Daemon
+from tests.http.daemon import Daemon
 from tests.waiting import process_running
 
 N = 10_000

@@ -9,54 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from tests.http.conftest import free_port
+from tests.http.daemon import ROOT, Daemon, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-PLUGIN = '''
-import time
-from constellation import module
-
-@module
-def SlowEcho(text: str, seconds: float) -> str:
-    time.sleep(seconds)
-    return text
-'''
-
-
-class Daemon:
-    def __init__(self, tmp: Path, *args: str, drain: float = 10.0) -> None:
-        (tmp / "daemon_plugin.py").write_text(PLUGIN)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{ROOT}",
-               "CONSTELLATION_PORT": str(self.port)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "constellation.cli", "serve", "--plugin",
-             "daemon_plugin", "--storage", str(tmp / "runs.sqlite"), "--drain-timeout",
-             str(drain), *args], cwd=tmp, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                out = self.proc.communicate(timeout=5)[0]
-                raise AssertionError(f"daemon did not start:\n{out}")
-            time.sleep(0.05)
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.communicate(timeout=30)[0]
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_sigterm_drains_running_executions_and_exits_0(tmp_path: Path) -> None:

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.http.test_watch import Daemon
+from tests.http.daemon import ROOT, WatchDaemon
 
 httpx = pytest.importorskip("httpx")
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 KEY = "dashboard-secret-key"
 TWO_COMPLETED = "#dag g[data-status='completed'] ~ g[data-status='completed']"
@@ -55,7 +54,7 @@ def test_run_watch_and_inspect_in_the_dashboard(tmp_path: Path, browser_page: An
     page = browser_page
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    daemon = Daemon(tmp_path, keys={KEY: "execute"})
+    daemon = WatchDaemon(tmp_path, keys={KEY: "execute"})
     try:
         page.goto(f"{daemon.url}/dashboard")
         # Auth on: the page asks for a key, keeps it in the session.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from tests.http.test_daemon import Daemon
+from tests.http.daemon import Daemon
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.http.test_watch import ROOT, free_port
+from tests.http.daemon import ROOT, free_port, wait_live
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,18 +37,8 @@ def test_serve_runs_module_code_on_a_process_pool(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        import time
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"daemon did not start: {proc.communicate(timeout=5)[0]}")
-            time.sleep(0.05)
+        if not wait_live(url, proc, 30):
+            pytest.fail(f"daemon did not start: {proc.communicate(timeout=5)[0]}")
         r = httpx.post(f"{url}/run", json={"source": "in x: Int\np = exe.Pid(x)\nout p\n",
                                            "inputs": {"x": 1}}, timeout=60)
         assert r.status_code == 200, r.text

@@ -21,9 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.http.conftest import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.http.daemon import ROOT, free_port, wait_live
 
 # Block(x) waits (a threading.Event) until the test creates the file "release" in the
 # daemon's directory (or 60 s pass): a module that holds its execution, released from
@@ -88,17 +86,9 @@ class Serve:
              "--drain-timeout", str(drain), *args], cwd=tmp,
             env={**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{ROOT}", **(env or {})},
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"daemon did not start:\n{self.output()}")
-            time.sleep(0.05)
+        if not wait_live(self.url, self.proc, 30):
+            self.kill()
+            raise AssertionError(f"daemon did not start:\n{self.output()}")
 
     def compile(self, name: str, source: str, **headers: str) -> None:
         r = httpx.post(f"{self.url}/compile", json={"name": name, "source": source},

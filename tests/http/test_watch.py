@@ -3,100 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="the HTTP tests need the 'http' extra")
 
-ROOT = Path(__file__).resolve().parents[2]
-
-PLUGIN = '''
-import time
-from constellation import module
-
-@module("watch.Slow")
-def slow(text: str, seconds: float) -> str:
-    time.sleep(seconds)
-    return text.upper()
-
-@module("watch.Boom")
-def boom(text: str) -> str:
-    raise ValueError("boom: " + text)
-'''
-
-PIPELINE = """in text: String
-in seconds: Float
-a = watch.Slow(text, seconds)
-b = watch.Slow(a, seconds)
-out b
-"""
-
-FAILING = "in text: String\nx = watch.Boom(text)\nout x\n"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Daemon:
-    """`constellation serve` in a subprocess, with two pipelines preloaded."""
-
-    def __init__(self, tmp: Path, *args: str, keys: dict[str, str] | None = None) -> None:
-        (tmp / "watch_plugin.py").write_text(PLUGIN)
-        pipes = tmp / "pipelines"
-        pipes.mkdir(exist_ok=True)
-        (pipes / "slow-upper.cst").write_text(PIPELINE)
-        (pipes / "failing.cst").write_text(FAILING)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{ROOT}",
-               "CONSTELLATION_PORT": str(self.port)}
-        if keys:
-            env["CONSTELLATION_API_KEYS"] = ",".join(f"{k}:{r}" for k, r in keys.items())
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "constellation", "serve", "--plugin", "watch_plugin",
-             "--storage", str(tmp / "runs.sqlite"), "--pipelines-dir", str(pipes),
-             "--drain-timeout", "5", *args], cwd=tmp, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                out = self.proc.communicate(timeout=5)[0]
-                raise AssertionError(f"daemon did not start:\n{out}")
-            time.sleep(0.05)
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.communicate(timeout=5)[0]
+from tests.http.daemon import WatchDaemon  # noqa: E402
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Any:
-    d = Daemon(tmp_path)
+    d = WatchDaemon(tmp_path)
     yield d
     d.stop()
 
@@ -124,14 +47,21 @@ def read_events(url: str, until: str, *, headers: dict[str, str] | None = None,
     return events
 
 
-def test_the_stream_carries_an_executions_events_in_order(daemon: Daemon) -> None:
+def start_reading(url: str) -> tuple[threading.Thread, list[dict[str, Any]]]:
+    """Read the SSE stream at ``url`` on a thread until ``execution.finished``, into the
+    list returned with the thread; return once the stream is connected."""
     got: list[dict[str, Any]] = []
     ready = threading.Event()
     reader = threading.Thread(target=read_events, kwargs={
-        "url": f"{daemon.url}/executions/events?pipeline=slow-upper",
-        "until": "execution.finished", "out": got, "ready": ready}, daemon=True)
+        "url": url, "until": "execution.finished", "out": got, "ready": ready},
+        daemon=True)
     reader.start()
     assert ready.wait(10)
+    return reader, got
+
+
+def test_the_stream_carries_an_executions_events_in_order(daemon: WatchDaemon) -> None:
+    reader, got = start_reading(f"{daemon.url}/executions/events?pipeline=slow-upper")
     other = httpx.post(f"{daemon.url}/execute", json={"ref": "failing", "inputs": {
         "text": "x"}}, timeout=30)
     assert other.status_code == 200
@@ -150,14 +80,8 @@ def test_the_stream_carries_an_executions_events_in_order(daemon: Daemon) -> Non
     assert got[2]["duration_ms"] > 0
 
 
-def test_a_failing_module_is_a_failed_event_with_its_error(daemon: Daemon) -> None:
-    got: list[dict[str, Any]] = []
-    ready = threading.Event()
-    reader = threading.Thread(target=read_events, kwargs={
-        "url": f"{daemon.url}/executions/events", "until": "execution.finished",
-        "out": got, "ready": ready}, daemon=True)
-    reader.start()
-    assert ready.wait(10)
+def test_a_failing_module_is_a_failed_event_with_its_error(daemon: WatchDaemon) -> None:
+    reader, got = start_reading(f"{daemon.url}/executions/events")
     httpx.post(f"{daemon.url}/execute", json={"ref": "failing", "inputs": {"text": "q"}},
                timeout=30)
     reader.join(20)
@@ -167,7 +91,7 @@ def test_a_failing_module_is_a_failed_event_with_its_error(daemon: Daemon) -> No
     assert got[-1]["status"] == "failed"
 
 
-def test_a_disconnecting_client_is_unsubscribed_and_costs_nothing(daemon: Daemon) -> None:
+def test_a_disconnecting_client_is_unsubscribed_and_costs_nothing(daemon: WatchDaemon) -> None:
     # The hub takes at most 100 subscribers: 120 clients that come and go one after the
     # other all get a stream only if each one was unsubscribed when it hung up.
     for _ in range(120):
@@ -178,14 +102,8 @@ def test_a_disconnecting_client_is_unsubscribed_and_costs_nothing(daemon: Daemon
     assert got[-1]["type"] == "execution.finished"
 
 
-def read_events_after_run(daemon: Daemon) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    ready = threading.Event()
-    reader = threading.Thread(target=read_events, kwargs={
-        "url": f"{daemon.url}/executions/events", "until": "execution.finished",
-        "out": got, "ready": ready}, daemon=True)
-    reader.start()
-    assert ready.wait(10)
+def read_events_after_run(daemon: WatchDaemon) -> list[dict[str, Any]]:
+    reader, got = start_reading(f"{daemon.url}/executions/events")
     r = httpx.post(f"{daemon.url}/execute", json={"ref": "slow-upper", "inputs": {
         "text": "x", "seconds": 0.0}}, timeout=30)
     assert r.json()["status"] == "completed"
@@ -193,7 +111,7 @@ def read_events_after_run(daemon: Daemon) -> list[dict[str, Any]]:
     return got
 
 
-def test_the_graph_route_gives_the_pipelines_dag(daemon: Daemon) -> None:
+def test_the_graph_route_gives_the_pipelines_dag(daemon: WatchDaemon) -> None:
     r = httpx.get(f"{daemon.url}/pipelines/slow-upper/graph", timeout=10)
     assert r.status_code == 200
     body = r.json()
@@ -207,7 +125,7 @@ def test_the_graph_route_gives_the_pipelines_dag(daemon: Daemon) -> None:
 
 
 def test_the_dashboard_is_served_unless_turned_off(tmp_path: Path) -> None:
-    d = Daemon(tmp_path, keys={"reader-key": "readonly"})
+    d = WatchDaemon(tmp_path, keys={"reader-key": "readonly"})
     try:
         page = httpx.get(f"{d.url}/dashboard", timeout=10)  # no key: the page has no data
         assert page.status_code == 200
@@ -219,7 +137,7 @@ def test_the_dashboard_is_served_unless_turned_off(tmp_path: Path) -> None:
         assert events.status_code == 200
     finally:
         d.stop()
-    off = Daemon(tmp_path, "--no-dashboard")
+    off = WatchDaemon(tmp_path, "--no-dashboard")
     try:
         assert httpx.get(f"{off.url}/dashboard", timeout=10).status_code == 404
     finally:

@@ -1,0 +1,52 @@
+"""Modules and checks shared by the fault tests (tests/constellation/test_fault_model.py,
+tests/chaos/test_found.py and the chaos zoo, tests/chaos/zoo.py).
+
+The modules are defined at module level, so that a process that imports this file finds
+them by their module and name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from constellation import ExecutionStatus, module
+
+if TYPE_CHECKING:
+    from constellation import Constellation
+
+# How long a fault test waits for what should happen at once (a result, a thread).
+WAIT = 10.0
+
+
+@module
+def Inc(x: int) -> int:
+    return x + 1
+
+
+class NastyStr(str):
+    """A str subclass whose repr and str raise."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+    __str__ = __repr__
+
+
+@module
+def Deep(x: int) -> list[int]:
+    """Returns a list nested 100,000 deep (checking its type recurses that deep)."""
+    value: Any = [1]
+    for _ in range(100_000):
+        value = [value]
+    return value  # type: ignore[no-any-return]
+
+
+def fresh_run_works(engine: Constellation, source: str, outputs: dict[str, Any], *,
+                    timeout: float = WAIT) -> None:
+    """A new execution of ``source`` (input ``x`` = 1) on ``engine`` completes within
+    ``timeout`` with ``outputs``: the engine goes on after the fault."""
+    result = engine.run(source, {"x": 1}, timeout=timeout)
+    assert result.status is ExecutionStatus.COMPLETED, result.errors
+    assert result.outputs == outputs, result.outputs
