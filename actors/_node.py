@@ -31,7 +31,7 @@ from logging import ERROR, WARNING
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor, _Inbox, _StopFlag
-from constellation.actors._context import RUNNING, Attempt, CallContext
+from constellation.actors._context import Attempt, CallContext
 from constellation.actors._internal import describe, internal_error
 from constellation.actors._log import MODULE, log
 from constellation.actors._messages import (
@@ -49,6 +49,7 @@ from constellation.actors._messages import (
     RetryDue,
     ServiceFailed,
 )
+from constellation.actors._pool import Borrowed
 from constellation.actors._pool import _local as _pool_local
 from constellation.actors._runners import ISOLATED, executor_error
 from constellation.core.errors import (
@@ -96,7 +97,7 @@ class NodeActor(PooledActor):
     granted = False
     cache_key: str | None = None
     timer: TimerEntry | None = None
-    lookup: Attempt | None = None  # a cache lookup in flight on a worker thread
+    lookup: Borrowed | None = None  # a cache lookup in flight on a worker thread
     first_started = 0.0
 
     def __init__(self, parent: ExecutionActor, node: NodePlan, args: dict[str, Any],
@@ -345,8 +346,8 @@ class NodeActor(PooledActor):
             self.timer = None
         policy = self.policy
         lookup = self.lookup
-        if lookup is not None and lookup.abandon():
-            self.runtime.workers_pool.compensate(1)  # its thread may be stuck in the cache
+        if lookup is not None:
+            lookup.give_up()  # its thread may be stuck in the cache
         if policy is not None and policy.limiter is not None:
             policy.limiter.post(GateRelease(self))  # a held slot, or a place in line
         if self.breaker is not None:
@@ -373,20 +374,19 @@ class NodeActor(PooledActor):
         if policy.cache is not None:
             # Tracked like a call: a lookup that blocks is abandoned with the node, and
             # the pool may start a thread in its place meanwhile.
-            lookup = self.lookup = Attempt(0)
-            self.runtime.workers_pool.schedule_queued(partial(self._cache_lookup, lookup))
+            pool = self.runtime.workers_pool
+            lookup = self.lookup = Borrowed(pool)
+            pool.schedule_queued(partial(self._cache_lookup, lookup))
         else:
             self._attempt()
 
-    def _cache_lookup(self, lookup: Attempt) -> None:
+    def _cache_lookup(self, lookup: Borrowed) -> None:
         # On a worker thread: the backend may do I/O (Redis).
         policy = self.policy
         assert policy is not None
         assert policy.cache is not None
-        pool = self.runtime.workers_pool
-        if lookup.state != RUNNING or self.handle._result is not None:
-            if not lookup.abandon():
-                pool.compensate(-1)  # the node abandoned it and compensated
+        if lookup.given_up or self.handle._result is not None:
+            lookup.done()
             return  # the execution ended while the lookup waited
         mdef = self.node.module
         try:
@@ -397,9 +397,8 @@ class NodeActor(PooledActor):
         except BaseException:  # a failing cache is a miss
             logger.exception("cache lookup for module %s failed; calling it", mdef.name)
             key, value = "", MISSING
-        if not lookup.finish():
-            pool.compensate(-1)  # abandoned while it waited for the cache
-            return
+        if not lookup.done():
+            return  # given up while it waited for the cache
         self.post_and_run(CacheLooked(key, value))
 
     def _attempt_timed_out(self, attempt: Attempt) -> None:

@@ -21,7 +21,7 @@ from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["RESCUE_AFTER", "SLOT_HELD", "ThreadPool", "current_pool"]
+__all__ = ["RESCUE_AFTER", "SLOT_HELD", "Borrowed", "ThreadPool", "current_pool"]
 
 logger = logging.getLogger("constellation.actors")
 
@@ -394,3 +394,53 @@ class ThreadPool(Executor):
                 if shared is not None:
                     backlog.appendleft(task)
                     task = shared
+
+
+class Borrowed:
+    """A task on ``pool`` that its owner may give up on while it runs: a node's cache
+    or secrets lookup, which may block in a backend.
+
+    Whichever comes first decides, lock-free (the first token appended to a list wins,
+    as for ``Attempt``): :meth:`give_up` (the owner stops waiting) counts the task's
+    thread as lost to the pool, which may start one more meanwhile
+    (``ThreadPool.compensate``); :meth:`done` (the task ends, or sees it has nothing to
+    do) then gives that thread back. Each side calls its method at most once.
+
+    ``cancel`` makes it usable as ``Attempt.future``: abandoning the attempt gives up
+    on the lookup.
+    """
+
+    __slots__ = ("_race", "pool")
+
+    def __init__(self, pool: ThreadPool) -> None:
+        self.pool = pool
+        self._race: list[object] = []
+
+    def _won(self) -> bool:
+        token = object()
+        race = self._race
+        race.append(token)
+        return race[0] is token
+
+    @property
+    def given_up(self) -> bool:
+        """Whether the owner has given up (or the task has ended)."""
+        return bool(self._race)
+
+    def give_up(self) -> bool:
+        """The owner stops waiting; False if the task had already ended."""
+        if not self._won():
+            return False
+        self.pool.compensate(1)  # its thread may be stuck in the backend
+        return True
+
+    def done(self) -> bool:
+        """The task ends; False if its owner had given up (its result is unwanted)."""
+        if self._won():
+            return True
+        self.pool.compensate(-1)  # the pool had started a thread in its place
+        return False
+
+    def cancel(self) -> bool:
+        self.give_up()
+        return True

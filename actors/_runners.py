@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from constellation.actors._context import RUNNING, lookup_secret
 from constellation.actors._internal import describe
 from constellation.actors._isolation import run_isolated
-from constellation.actors._pool import SLOT_HELD, ThreadPool
+from constellation.actors._pool import SLOT_HELD, Borrowed, ThreadPool
 from constellation.actors._pool import _local as _pool_local
 from constellation.actors._remote import (
     Call,
@@ -313,13 +313,13 @@ class RemoteRunner(ExecutorRunner):
         # which a node's turn must never wait for. Tracked like a call: abandoning the
         # attempt (timeout, cancel, deadline) lets the pool replace a stuck thread.
         pool = actor.runtime.workers_pool
-        lookup = _SecretLookup(pool)
+        lookup = Borrowed(pool)
         attempt.future = lookup
         pool.schedule_queued(partial(self._look_up_and_launch, actor, attempt, kwargs,
                                      lookup))
 
     def _look_up_and_launch(self, actor: NodeActor, attempt: Attempt,
-                            kwargs: dict[str, Any], lookup: _SecretLookup) -> None:
+                            kwargs: dict[str, Any], lookup: Borrowed) -> None:
         # On an I/O thread. Values are looked up again for every attempt (a retry sees
         # a rotated secret); only this attempt's Call carries them.
         started = time.perf_counter()
@@ -385,34 +385,6 @@ class RemoteRunner(ExecutorRunner):
     def fault(self, exc: BaseException) -> bool:
         """Whether ``exc`` is the executor's failure rather than the module's."""
         return isinstance(exc, BrokenExecutor | ShipError | CallAbandoned)
-
-
-class _SecretLookup:
-    """``Attempt.future`` while a remote call's secrets are looked up: abandoning the
-    attempt then counts the lookup's thread as lost to the pool (which may start one
-    more meanwhile), as for a cache lookup; given back when the lookup returns."""
-
-    __slots__ = ("_lock", "_state", "pool")
-
-    def __init__(self, pool: ThreadPool) -> None:
-        self.pool = pool
-        self._state = 0  # 0 looking up, 1 over, 2 abandoned while looking up
-        self._lock = threading.Lock()
-
-    def cancel(self) -> bool:
-        with self._lock:
-            if self._state != 0:
-                return True
-            self._state = 2
-        self.pool.compensate(1)
-        return True
-
-    def done(self) -> None:
-        with self._lock:
-            lent = self._state == 2
-            self._state = 1
-        if lent:
-            self.pool.compensate(-1)
 
 
 def _remote_done(actor: NodeActor, attempt: Attempt, started: float, runner: RemoteRunner,
