@@ -33,17 +33,19 @@ class Attempt:
     through the context run at that moment, once. Shared by the node actor and the
     thread or executor running the call.
 
-    Every module call builds one, so it is cheap: who ends it is decided by a *race
-    list* (``list.append`` is atomic: the first item appended wins, no lock), the cancel
-    event is built only when a module asks for it, and only calls that can register
-    cleanups (``ctx``) have a cleanup list.
+    Every module call builds one, so it is cheap: who ends it is decided by a one-byte
+    *token* (``bytearray.pop`` is atomic: whoever pops it wins, no lock; a bytearray,
+    unlike a list, is not tracked by the cyclic garbage collector, which a wide
+    execution's thousands of live attempts would otherwise keep busy), the cancel event
+    is built only when a module asks for it, and only calls that can register cleanups
+    (``ctx``) have a cleanup list.
 
     Args:
         number: 1 for the first attempt, 2 for the first retry ...
         cleanups: whether cleanups can be registered (the module takes ``ctx``).
     """
 
-    __slots__ = ("_cleanups", "_event", "_race", "future", "number", "process", "started",
+    __slots__ = ("_cleanups", "_event", "_open", "future", "number", "process", "started",
                  "state")
 
     def __init__(self, number: int, cleanups: bool = False) -> None:
@@ -52,7 +54,7 @@ class Attempt:
         self.started = False  # set by the thread that calls the module
         self.process: Any = None  # a subprocess.Popen for isolated calls
         self.future: Any = None  # the executor's future, cancelled on abandon
-        self._race: list[object] = []
+        self._open = bytearray(b"\x01")  # the token; empty once the attempt has ended
         self._event: threading.Event | None = None
         self._cleanups: list[Callable[[], None]] | None = [] if cleanups else None
 
@@ -69,17 +71,18 @@ class Attempt:
 
     def add_cleanup(self, fn: Callable[[], None]) -> None:
         with _cleanup_lock:
-            if not self._race and self._cleanups is not None:
+            if self._open and self._cleanups is not None:
                 self._cleanups.append(fn)
                 return
         _run_cleanup(fn)  # already over: run at once
 
     def _won(self) -> bool:
-        # The first token appended wins; each caller appends a token of its own.
-        token = object()
-        race = self._race
-        race.append(token)
-        return race[0] is token
+        # Whoever pops the token ends the attempt.
+        try:
+            self._open.pop()
+        except IndexError:
+            return False
+        return True
 
     def _run_cleanups(self) -> None:
         if self._cleanups is not None:
@@ -90,11 +93,10 @@ class Attempt:
 
     def finish(self) -> bool:
         """The call returned; False if it had been abandoned first (result unwanted)."""
-        # _end(DONE), inlined: every module call ends here.
-        token = object()
-        race = self._race
-        race.append(token)
-        if race[0] is not token:
+        # _won(), inlined: every module call ends here.
+        try:
+            self._open.pop()
+        except IndexError:
             return False
         self.state = DONE
         if self._cleanups is not None:

@@ -400,8 +400,8 @@ class Borrowed:
     """A task on ``pool`` that its owner may give up on while it runs: a node's cache
     or secrets lookup, which may block in a backend.
 
-    Whichever comes first decides, lock-free (the first token appended to a list wins,
-    as for ``Attempt``): :meth:`give_up` (the owner stops waiting) counts the task's
+    Whichever comes first decides, lock-free (whoever pops the one-byte token wins, as
+    for ``Attempt``): :meth:`give_up` (the owner stops waiting) counts the task's
     thread as lost to the pool, which may start one more meanwhile
     (``ThreadPool.compensate``); :meth:`done` (the task ends, or sees it has nothing to
     do) then gives that thread back. Each side calls its method at most once.
@@ -410,22 +410,23 @@ class Borrowed:
     on the lookup.
     """
 
-    __slots__ = ("_race", "pool")
+    __slots__ = ("_open", "pool")
 
     def __init__(self, pool: ThreadPool) -> None:
         self.pool = pool
-        self._race: list[object] = []
+        self._open = bytearray(b"\x01")
 
     def _won(self) -> bool:
-        token = object()
-        race = self._race
-        race.append(token)
-        return race[0] is token
+        try:
+            self._open.pop()
+        except IndexError:
+            return False
+        return True
 
     @property
     def given_up(self) -> bool:
         """Whether the owner has given up (or the task has ended)."""
-        return bool(self._race)
+        return not self._open
 
     def give_up(self) -> bool:
         """The owner stops waiting; False if the task had already ended."""

@@ -117,7 +117,7 @@ class PoolRunner(Runner):
     def start(self, actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any]) -> None:
         pool = self.pool
         assert pool is not None
-        task = partial(_run_on_pool, actor, attempt, kwargs, pool, actor.policy is not None)
+        task = _PoolCall(actor, attempt, kwargs, pool, actor.policy is not None)
         policy = actor.policy
         if policy is not None and policy.timeout is not None:
             # A call with a timeout never waits in a thread's local backlog, where a
@@ -128,6 +128,25 @@ class PoolRunner(Runner):
             (actor.handle._help_workers or pool).schedule_local(task)
         else:
             pool.schedule(task)
+
+
+class _PoolCall:
+    """The task of one call on the worker pool: ``_run_on_pool`` and its arguments in
+    one object (a ``partial`` and its argument tuple are two objects the cyclic garbage
+    collector tracks, and a wide execution has thousands of calls queued at once)."""
+
+    __slots__ = ("actor", "attempt", "kwargs", "pool", "release")
+
+    def __init__(self, actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
+                 pool: ThreadPool, release: bool) -> None:
+        self.actor = actor
+        self.attempt = attempt
+        self.kwargs = kwargs
+        self.pool = pool
+        self.release = release
+
+    def __call__(self) -> None:
+        _run_on_pool(self.actor, self.attempt, self.kwargs, self.pool, self.release)
 
 
 def _run_on_pool(actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
