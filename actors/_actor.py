@@ -95,15 +95,15 @@ class _StopFlag(threading.Event):
 class _Inbox:
     """The actor's mailbox; the message that finds the actor idle schedules its turn.
 
-    Lock-free: who runs the actor's next turn is decided by a *turn token*, a bytearray
-    that holds one byte while the actor is idle. Taking the turn is ``pop()`` and giving
-    it back is ``append()``; both, like ``deque.append``/``popleft``, are atomic in
-    CPython (a bytearray rather than a list: it is not tracked by the cyclic garbage
-    collector, and a wide execution has thousands of node actors alive). After giving the
-    token back, the owner looks at the messages again and takes the turn once more if
-    one slipped in, so no message is ever stranded. (With a
+    Lock-free: who runs the actor's next turn is decided by a *turn token*, a list that
+    holds one item while the actor is idle. Taking the turn is ``list.pop()`` and giving
+    it back is ``list.append()``; both, like ``deque.append``/``popleft``, are atomic in
+    CPython. After giving the token back, the owner looks at the messages again and
+    takes the turn once more if one slipped in, so no message is ever stranded. (With a
     lock, a thread preempted inside the critical section made every sender wait for it
-    to get the GIL back: measured as the main cost of submitting under load.)
+    to get the GIL back: measured as the main cost of submitting under load. A list
+    rather than a bytearray, which the cyclic GC would not track: CPython 3.11
+    specializes ``list.append``, and a turn costs 1.4 % more instructions without it.)
     """
 
     __slots__ = ("_actor", "_closed", "_messages", "_pool", "_token")
@@ -115,7 +115,7 @@ class _Inbox:
         # Empty: a turn owns the actor. It starts owned: until bound and started,
         # messages only accumulate, and an actor created running is owned by its
         # creator's first step (see PooledActor.spawn_running).
-        self._token = bytearray()
+        self._token: list[bool] = []
         self._closed = False
         self._actor = actor
         self._pool = pool
@@ -307,7 +307,7 @@ class PooledActor(pykka.Actor):
         if self.actor_stopped._flag:
             self._close_inbox(inbox)
             return
-        inbox._token.append(1)
+        inbox._token.append(True)
         if inbox._messages and inbox.take_turn():
             _schedule(self._actor_pool, self, queued=True)
 

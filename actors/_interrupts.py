@@ -98,10 +98,10 @@ def _in_module_code(frame: FrameType | None) -> bool:
     """Whether ``frame`` is module code called by a runner (not the runtime's own)."""
     import os
 
-    from constellation.actors._runners import _run_on_pool
+    from constellation.actors._runners import _PoolCall
 
     runtime_dir = os.path.dirname(os.path.abspath(__file__))
-    run_code = _run_on_pool.__code__
+    run_code = _PoolCall.__call__.__code__
     while frame is not None:
         code = frame.f_code
         if code is run_code:

@@ -117,7 +117,12 @@ class PoolRunner(Runner):
     def start(self, actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any]) -> None:
         pool = self.pool
         assert pool is not None
-        task = _PoolCall(actor, attempt, kwargs, pool, actor.policy is not None)
+        task = _new(_PoolCall)  # what _PoolCall(...) does, without an __init__ frame
+        task.actor = actor
+        task.attempt = attempt
+        task.kwargs = kwargs
+        task.pool = pool
+        task.release = actor.policy is not None
         policy = actor.policy
         if policy is not None and policy.timeout is not None:
             # A call with a timeout never waits in a thread's local backlog, where a
@@ -130,52 +135,52 @@ class PoolRunner(Runner):
             pool.schedule(task)
 
 
+_new = object.__new__
+
+
 class _PoolCall:
-    """The task of one call on the worker pool: ``_run_on_pool`` and its arguments in
-    one object (a ``partial`` and its argument tuple are two objects the cyclic garbage
-    collector tracks, and a wide execution has thousands of calls queued at once)."""
+    """The task of one call on the worker pool, run by a pool thread (or a helping
+    caller): the call and its arguments in one object (a ``partial`` and its argument
+    tuple are two objects the cyclic garbage collector tracks, and a wide execution
+    has thousands of calls queued at once)."""
 
     __slots__ = ("actor", "attempt", "kwargs", "pool", "release")
 
-    def __init__(self, actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
-                 pool: ThreadPool, release: bool) -> None:
-        self.actor = actor
-        self.attempt = attempt
-        self.kwargs = kwargs
-        self.pool = pool
-        self.release = release
+    actor: NodeActor
+    attempt: Attempt
+    kwargs: dict[str, Any]
+    pool: ThreadPool
+    release: bool  # whether the thread's backlog is released first (a call with options)
 
     def __call__(self) -> None:
-        _run_on_pool(self.actor, self.attempt, self.kwargs, self.pool, self.release)
-
-
-def _run_on_pool(actor: NodeActor, attempt: Attempt, kwargs: dict[str, Any],
-                 pool: ThreadPool, release: bool) -> None:
-    # On a worker thread, outside any actor turn: the module may block.
-    if attempt.state != RUNNING or actor.handle._result is not None:
-        # Never start a call whose execution is over (cancelled, timed out ...).
-        if attempt.state == RUNNING and attempt.abandon():
-            return  # ended here, before it started: nothing was compensated
-        pool.compensate(-1)  # the node abandoned it and let the pool add a thread
-        return
-    local = _pool_local
-    slot = getattr(local, "slot", None)  # None on a pool thread; SLOT_HELD on a helper
-    local.slot = SLOT_HELD
-    if release:
-        pool.release_backlog()  # nothing queued on this thread waits behind the call
-    attempt.started = True
-    started = time.perf_counter()
-    error: BaseException | None = None
-    value: Any = None
-    try:
-        value = actor.node.module.func(**kwargs)
-    except BaseException as exc:  # any exception is the module's failure
-        error = exc
-    local.slot = slot
-    if not attempt.finish():
-        pool.compensate(-1)  # abandoned meanwhile: the pool had started a thread for it
-        return
-    actor.attempt_returned(attempt, value, error, time.perf_counter() - started)
+        # On a worker thread, outside any actor turn: the module may block.
+        actor = self.actor
+        attempt = self.attempt
+        pool = self.pool
+        if attempt.state != RUNNING or actor.handle._result is not None:
+            # Never start a call whose execution is over (cancelled, timed out ...).
+            if attempt.state == RUNNING and attempt.abandon():
+                return  # ended here, before it started: nothing was compensated
+            pool.compensate(-1)  # the node abandoned it and let the pool add a thread
+            return
+        local = _pool_local
+        slot = getattr(local, "slot", None)  # None on a pool thread; SLOT_HELD on a helper
+        local.slot = SLOT_HELD
+        if self.release:
+            pool.release_backlog()  # nothing queued on this thread waits behind the call
+        attempt.started = True
+        started = time.perf_counter()
+        error: BaseException | None = None
+        value: Any = None
+        try:
+            value = actor.node.module.func(**self.kwargs)
+        except BaseException as exc:  # any exception is the module's failure
+            error = exc
+        local.slot = slot
+        if not attempt.finish():
+            pool.compensate(-1)  # abandoned meanwhile: the pool had started a thread
+            return
+        actor.attempt_returned(attempt, value, error, time.perf_counter() - started)
 
 
 class ExecutorRunner(Runner):

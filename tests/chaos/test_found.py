@@ -220,8 +220,9 @@ def test_a_quick_call_is_not_timed_out_behind_a_blocked_sibling(engine_factory: 
     ModuleTimeoutError (E303) without having run, while worker threads are idle: after
     its input was computed it was put in that worker thread's local backlog
     (ThreadPool.schedule_local) behind a sibling whose module is quick on average but
-    blocked this once; _run_on_pool releases the backlog only for calls that have a
-    policy (release=actor.policy is not None), so the sibling's 0.5 s sleep holds it,
+    blocked this once; _PoolCall (actors/_runners.py) releases the backlog only for
+    calls that have a policy (release=actor.policy is not None), so the sibling's 0.5 s
+    sleep holds it,
     contradicting ThreadPool._run's 'this thread never blocks while it has local work'."""
     @module
     def Usually(x: int) -> int:
