@@ -361,6 +361,17 @@ class PooledActor(pykka.Actor):
         self.end_turn()
         return True
 
+    def take_turn_here(self) -> bool:
+        """Take this actor's turn on this thread where :meth:`post_and_run` would run a
+        message here: an engine thread, the actor alive and idle, nothing queued before.
+        True: the caller owns the turn, does its work as this actor (catching what it
+        raises, see post_and_run) and then calls :meth:`end_turn`. False: nothing was
+        taken; post a message instead (it is queued, or a dead letter)."""
+        inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
+        return not (inbox._closed or self.actor_stopped._flag or inbox._messages) \
+            and getattr(_pool_local, "pool", None) in self._actor_pool._runs_on \
+            and inbox.take_turn()
+
     def _receive_posted(self, message: Any) -> None:
         # A runtime-internal message: straight to on_receive; anything escaping it is
         # this actor's failure, reported through turn_failed (supervision).

@@ -306,24 +306,40 @@ class ExecutionActor(PooledActor):
             actor.begin()
             actor.end_turn()
 
+    def node_completed(self, j: int, value: Any, attempts: int, duration_ms: float) -> None:
+        """Node ``j`` completed with ``value``: called by the node in its last turn. The
+        execution's turn for it runs right here when it can (see take_turn_here), with
+        no message built; else a NodeFinished is posted as usual."""
+        if not self.take_turn_here():
+            self.post_and_run(NodeFinished(j, value, None, attempts, duration_ms),
+                              self._node_finished)
+            return
+        try:
+            self._node_outcome(j, value, None, attempts, duration_ms)
+        except BaseException as exc:  # as in post_and_run: this execution's failure
+            self._turn_failed_safely(exc)
+        self.end_turn()
+
     def _node_finished(self, msg: NodeFinished) -> None:
+        self._node_outcome(*msg)
+
+    def _node_outcome(self, j: int, value: Any, error: ConstellationError | None,
+                      attempts: int, duration_ms: float) -> None:
         if self.done:
             return
-        j = msg.node_index
         self.running.pop(j, None)
         node = self.plan.nodes[j]
-        if msg.error is not None:
-            self.finished_nodes[j] = (NodeStatus.FAILED, msg.attempts, msg.duration_ms,
-                                      msg.error)
-            self._finish(ExecutionStatus.FAILED, msg.error)
+        if error is not None:
+            self.finished_nodes[j] = (NodeStatus.FAILED, attempts, duration_ms, error)
+            self._finish(ExecutionStatus.FAILED, error)
             return
-        self.finished_nodes[j] = (NodeStatus.COMPLETED, msg.attempts, msg.duration_ms, None)
+        self.finished_nodes[j] = (NodeStatus.COMPLETED, attempts, duration_ms, None)
         if self.checkpoint is not None:
-            self.completed.append((node.name, msg.value))
+            self.completed.append((node.name, value))
             self.checkpoint.progress(self.handle, self.completed)
         ready: list[int] = []
         try:
-            self._propagate(node.output, msg.value, ready)
+            self._propagate(node.output, value, ready)
         except _TransformFailedError:
             return
         self._launch(ready)

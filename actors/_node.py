@@ -50,7 +50,6 @@ from constellation.actors._messages import (
     ServiceFailed,
 )
 from constellation.actors._pool import Borrowed
-from constellation.actors._pool import _local as _pool_local
 from constellation.actors._runners import ISOLATED, executor_error
 from constellation.core.errors import (
     CircuitOpenError,
@@ -263,10 +262,7 @@ class NodeActor(PooledActor):
         node idle, nothing queued before it) -- what ``_attempt_finished`` and
         ``_report`` do for that case, without the message. False: nothing was done,
         the message goes the usual way (queued, or a dead letter)."""
-        inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
-        if inbox._closed or self.actor_stopped._flag or inbox._messages \
-                or getattr(_pool_local, "pool", None) not in self._actor_pool._runs_on \
-                or not inbox.take_turn():
+        if not self.take_turn_here():
             return False
         try:
             if attempt is self.current:
@@ -276,9 +272,7 @@ class NodeActor(PooledActor):
                 if observer is not None:
                     observer.module_finished(self.handle, node.name, node.module.name,
                                              self.attempts, duration_ms, None)
-                parent = self.parent
-                parent.post_and_run(NodeFinished(node.index, value, None, self.attempts,
-                                                 duration_ms), parent._node_finished)
+                self.parent.node_completed(node.index, value, self.attempts, duration_ms)
                 self._stop()
         except BaseException as exc:  # as in post_and_run: this node's failure
             self._turn_failed_safely(exc)

@@ -11,7 +11,7 @@ import pytest
 
 from constellation import Constellation, ExecutionStatus, SchedulerConfig, module
 from constellation.actors import _plan
-from constellation.actors._actor import PooledActor
+from constellation.actors._actor import PooledActor, _Inbox
 from tests.waiting import wait_for
 
 WAIT = 10.0
@@ -112,6 +112,31 @@ def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
                 in_turn.discard(id(self))
 
     monkeypatch.setattr(PooledActor, "_receive_posted", watched)
+    # Every turn, also those that skip on_receive (post_and_run's handlers, a node's
+    # last turn where its call returned): whoever takes an actor's turn token holds it
+    # alone until end_turn gives it back.
+    owned: set[int] = set()
+    taken: list[bool] = []
+    take_turn = _Inbox.take_turn
+    end_turn = PooledActor.end_turn
+
+    def taking(self: _Inbox) -> bool:
+        took = take_turn(self)
+        if took:
+            taken.append(True)
+            with guard:
+                if id(self) in owned:
+                    overlaps.append("token")
+                owned.add(id(self))
+        return took
+
+    def ending(self: PooledActor) -> None:
+        with guard:
+            owned.discard(id(self.actor_inbox))
+        end_turn(self)
+
+    monkeypatch.setattr(_Inbox, "take_turn", taking)
+    monkeypatch.setattr(PooledActor, "end_turn", ending)
     engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=3,
                                                              caller_helps=True))
     pipeline = engine.compile(CHAIN)
@@ -129,6 +154,7 @@ def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
         t.join(30)
     assert all(e.result(timeout=WAIT).outputs == {"a7": 50 + i} for i, e in enumerate(subs))
     assert overlaps == []
+    assert taken, "the token watch saw no turn"
 
 
 def test_a_helping_caller_respects_max_concurrency(engine_factory: Any) -> None:
@@ -266,7 +292,7 @@ def test_ctrl_c_while_the_caller_runs_a_module_ends_the_run_at_once(
 
 @pytest.mark.parametrize(("how", "where", "owner"), [
     ("run", "_pump", "Supervisor"),               # the supervisor's turn, run inline
-    ("run", "_node_finished", "ExecutionActor"),  # an execution's turn, run inline
+    ("run", "_node_outcome", "ExecutionActor"),   # an execution's turn, run inline
     ("run", "take_turn", "_Inbox"),               # taking an actor's turn token
     ("run", "end_turn", "Supervisor"),            # giving the supervisor's token back
     ("submit", "take_turn", "_Inbox"),            # submit() hands the turn to a thread

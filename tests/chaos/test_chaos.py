@@ -420,5 +420,6 @@ def test_chaos_state_machine() -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)  # 300 examples take minutes; each wait inside stays bounded
 def test_chaos_state_machine_soak() -> None:
     _run(max_examples=300, steps=40)

@@ -312,14 +312,14 @@ def test_run_returns_by_the_deadline_when_a_quick_module_blocks(engine_factory: 
     assert elapsed < 0.5 + 1.0, f"run() returned after {elapsed:.2f} s"
 
 
-@pytest.mark.parametrize("where", ["_pump", "_node_finished"])
+@pytest.mark.parametrize("where", ["_pump", "_node_outcome"])
 def test_ctrl_c_landing_in_a_turn_run_by_the_caller_reaches_the_caller(
         engine_factory: Any, where: str) -> None:
     """Found (since fixed): Ctrl-C during engine.run() is not raised from run() when it
     lands in the runtime's own code on the helping caller thread (caller helps,
     ab264cb): in the supervisor's turn run inline (Supervisor._pump) it fails the whole
     engine for good (E404, state FAILED, every later submit raises EngineFailedError);
-    in an execution's turn (ExecutionActor._node_finished) run() returns FAILED E311.
+    in an execution's turn (ExecutionActor._node_outcome) run() returns FAILED E311.
     The turns' `except BaseException` (PooledActor._receive_posted -> turn_failed)
     treats the user's interrupt as a runtime failure. Before caller helps the caller
     only waited and got the KeyboardInterrupt. Expected (as actors/_help.py now
@@ -333,8 +333,8 @@ def test_ctrl_c_landing_in_a_turn_run_by_the_caller_reaches_the_caller(
     assert engine.run(pipeline, {"x": 1}, timeout=5).status is ExecutionStatus.COMPLETED
     fired, raised, result = _ctrl_c_at(
         where, lambda: engine.run(pipeline, {"x": 1}, timeout=5))
-    if fired:  # (an engine whose caller does not run this function cannot get it there)
-        assert raised, (result.status, [e.code for e in result.errors])
+    assert fired  # the helping caller runs both turns
+    assert raised, (result.status, [e.code for e in result.errors])
     assert engine.state is LifecycleState.RUNNING
     _fresh_run_works(engine)
 

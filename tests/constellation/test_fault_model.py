@@ -340,7 +340,7 @@ def test_a_node_turn_that_raises_fails_its_execution_with_an_internal_error(
         engine_factory: Any, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     # "message": the turn that handles AttemptFinished raises; "here": the last turn of
     # a node without options, run where its call returned (NodeActor._completed_here),
-    # raises while it reports its value.
+    # raises while it reports its value (ExecutionActor.node_completed).
     engine = engine_factory([Inc])
     if path == "message":
         original = NodeActor._attempt_finished
@@ -353,16 +353,14 @@ def test_a_node_turn_that_raises_fails_its_execution_with_an_internal_error(
         monkeypatch.setattr(NodeActor, "_completed_here", lambda *_: False)
         monkeypatch.setattr(NodeActor, "_attempt_finished", broken)
     else:
-        import constellation.actors._node as node_module
+        completed = ExecutionActor.node_completed
 
-        real = node_module.NodeFinished
-
-        def finished(index: int, value: Any, error: Any, *rest: Any) -> Any:
-            if index == 1 and error is None:
+        def reporting(self: ExecutionActor, j: int, *rest: Any) -> None:
+            if j == 1:
                 raise RuntimeError("bug in the runtime")
-            return real(index, value, error, *rest)
+            completed(self, j, *rest)
 
-        monkeypatch.setattr(node_module, "NodeFinished", finished)
+        monkeypatch.setattr(ExecutionActor, "node_completed", reporting)
     t0 = time.monotonic()
     r = engine.run(CHAIN, {"x": 1}, timeout=30)
     assert time.monotonic() - t0 < 2.0
@@ -379,16 +377,18 @@ def test_a_node_turn_that_raises_fails_its_execution_with_an_internal_error(
 def test_an_execution_turn_that_raises_fails_it_and_the_engine_goes_on(
         engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = engine_factory([Inc])
-    original = ExecutionActor._node_finished
+    original = ExecutionActor._node_outcome
 
-    def broken(self: ExecutionActor, msg: Any) -> None:
+    def broken(self: ExecutionActor, *_: Any) -> None:
+        # what the execution does with a node's outcome, whether it came as a message
+        # (NodeFinished) or was handed over in the node's last turn (node_completed)
         raise SystemExit("inside the execution actor")
 
-    monkeypatch.setattr(ExecutionActor, "_node_finished", broken)
+    monkeypatch.setattr(ExecutionActor, "_node_outcome", broken)
     r = engine.run(CHAIN, {"x": 1}, timeout=30)
     assert r.status is ExecutionStatus.FAILED
     assert r.errors[-1].code == "E311"
-    monkeypatch.setattr(ExecutionActor, "_node_finished", original)
+    monkeypatch.setattr(ExecutionActor, "_node_outcome", original)
     _fresh_run_works(engine)
     assert engine.shutdown(drain_timeout=WAIT)
 
