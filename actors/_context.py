@@ -174,7 +174,7 @@ def lookup_secret(handle: Execution, name: str, node: str) -> str:
     details = {"secret": name, "node": node}
     try:
         value: object = backend.get(name)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt too: not the module's
         # The backend's message is not repeated: it may quote what it read.
         raise SecretNotFoundError(
             f"secret {name!r} could not be read: secrets backend {where} raised "

@@ -379,7 +379,9 @@ class NodeActor(PooledActor):
         policy = self.policy
         assert policy is not None
         assert policy.cache is not None
-        if lookup.given_up or self.handle._result is not None:
+        if not lookup.start():
+            return  # given up while it waited in the queue: it holds no thread
+        if self.handle._result is not None:
             lookup.done()
             return  # the execution ended while the lookup waited
         mdef = self.node.module
@@ -462,7 +464,7 @@ class NodeActor(PooledActor):
                     logger.exception("storing a result of %s in the cache failed",
                                      self.node.module.name)
 
-            self.runtime.workers_pool.schedule_queued(put)
+            self.runtime.store_in_cache(put, self.node.module.name)
         if policy.on_error == "wrap":
             value = {"ok": True, "value": value, "error": None, "code": None}
         self._report(value, None)

@@ -34,6 +34,7 @@ _local = threading.local()
 # queue in (fairness).
 _SLOT_RUN_LIMIT = 256
 _STOP = object()
+_RETIRE = object()  # to an idle thread: leave if the pool still has one too many
 RESCUE_AFTER = 0.05
 """A thread busy with one task this long while work waits in its local backlog gets that
 work taken away, onto the shared queue (see ThreadPool.rescue): a module that is quick
@@ -88,6 +89,7 @@ class ThreadPool(Executor):
         self._idle = 0
         self._unassigned = 0  # queued tasks no thread was assigned to (all busy)
         self._blocked = 0  # threads waiting for another execution (see blocking())
+        self._retiring = 0  # _RETIRE sentinels queued and not yet taken
         self._lock = threading.Lock()
         self._shutdown = False
         self._runs_on: tuple[ThreadPool, ...] = (self,)
@@ -288,14 +290,23 @@ class ThreadPool(Executor):
                 self._spawn()
                 if self._unassigned > 0:
                     self._unassigned -= 1  # the new thread takes a task nobody had
+            elif delta < 0 and not self._shutdown:
+                # Threads started in place of lost ones that now wait idle would stay
+                # for good (a thread retires after a task): tell that many to leave.
+                surplus = len(self._threads) - self.max_threads - self._blocked \
+                    - self._retiring
+                for _ in range(min(surplus, self._idle)):
+                    self._idle -= 1  # assigned to the sentinel, as to a task
+                    self._retiring += 1
+                    self._queue.put(_RETIRE)
 
     def _take_nowait(self) -> Task | None:
         try:
             task = self._queue.get_nowait()
         except queue.Empty:
             return None
-        if task is _STOP:
-            self._queue.put(task)
+        if task is _STOP or task is _RETIRE:
+            self._queue.put(task)  # for a waiting thread, not work to run here
             return None
         return task  # type: ignore[no-any-return]
 
@@ -349,6 +360,17 @@ class ThreadPool(Executor):
         lock = self._lock
         task = get()  # a new thread was started for a task: it is already assigned
         while task is not _STOP:
+            if task is _RETIRE:
+                with lock:
+                    self._retiring -= 1
+                    if len(self._threads) > self.max_threads + self._blocked:
+                        break  # still one too many: this one leaves
+                    if self._unassigned > 0:
+                        self._unassigned -= 1  # needed again meanwhile: take a task
+                    else:
+                        self._idle += 1
+                task = get()
+                continue
             self._run(task)
             with lock:
                 if (len(self._threads) > self.max_threads + self._blocked
@@ -400,46 +422,63 @@ class Borrowed:
     """A task on ``pool`` that its owner may give up on while it runs: a node's cache
     or secrets lookup, which may block in a backend.
 
-    Whichever comes first decides, lock-free (whoever pops the one-byte token wins, as
-    for ``Attempt``): :meth:`give_up` (the owner stops waiting) counts the task's
-    thread as lost to the pool, which may start one more meanwhile
-    (``ThreadPool.compensate``); :meth:`done` (the task ends, or sees it has nothing to
-    do) then gives that thread back. Each side calls its method at most once.
+    The task calls :meth:`start` when it begins (False: its owner gave up while it was
+    queued, so it does nothing) and :meth:`done` when it ends (False: its owner gave up
+    meanwhile, the result is unwanted). The owner calls :meth:`give_up`. Only a task
+    given up on *while it runs* counts its thread as lost to the pool, which may then
+    start one more (``ThreadPool.compensate``); ``done`` gives that thread back. One
+    given up on while queued holds no thread and lends none: otherwise the thread the
+    pool started for nothing would take the next queued lookup into the same stuck
+    backend. Not on the hot path of module calls: a small lock decides.
 
     ``cancel`` makes it usable as ``Attempt.future``: abandoning the attempt gives up
     on the lookup.
     """
 
-    __slots__ = ("_open", "pool")
+    __slots__ = ("_lock", "_state", "pool")
+
+    _QUEUED, _RUNNING, _ENDED, _GIVEN_UP_QUEUED, _GIVEN_UP_RUNNING = range(5)
 
     def __init__(self, pool: ThreadPool) -> None:
         self.pool = pool
-        self._open = bytearray(b"\x01")
-
-    def _won(self) -> bool:
-        try:
-            self._open.pop()
-        except IndexError:
-            return False
-        return True
+        self._state = self._QUEUED
+        self._lock = threading.Lock()
 
     @property
     def given_up(self) -> bool:
-        """Whether the owner has given up (or the task has ended)."""
-        return not self._open
+        """Whether the owner has given up."""
+        return self._state in (self._GIVEN_UP_QUEUED, self._GIVEN_UP_RUNNING)
+
+    def start(self) -> bool:
+        """The task begins; False if its owner gave up while it was queued."""
+        with self._lock:
+            if self._state != self._QUEUED:
+                return False
+            self._state = self._RUNNING
+            return True
 
     def give_up(self) -> bool:
         """The owner stops waiting; False if the task had already ended."""
-        if not self._won():
-            return False
+        with self._lock:
+            state = self._state
+            if state == self._QUEUED:
+                self._state = self._GIVEN_UP_QUEUED
+                return True
+            if state != self._RUNNING:
+                return False
+            self._state = self._GIVEN_UP_RUNNING
         self.pool.compensate(1)  # its thread may be stuck in the backend
         return True
 
     def done(self) -> bool:
-        """The task ends; False if its owner had given up (its result is unwanted)."""
-        if self._won():
+        """The task (started) ends; False if its owner had given up meanwhile."""
+        with self._lock:
+            state = self._state
+            self._state = self._ENDED
+        if state == self._RUNNING:
             return True
-        self.pool.compensate(-1)  # the pool had started a thread in its place
+        if state == self._GIVEN_UP_RUNNING:
+            self.pool.compensate(-1)  # the pool may have started a thread in its place
         return False
 
     def cancel(self) -> bool:

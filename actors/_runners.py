@@ -348,6 +348,9 @@ class RemoteRunner(ExecutorRunner):
         # a rotated secret); only this attempt's Call carries them.
         started = time.perf_counter()
         handle = actor.handle
+        if not lookup.start():
+            attempt.abandon()  # given up on while queued: never ship it (no-op if so)
+            return
         values: dict[str, str] | None = None
         error: BaseException | None = None
         try:

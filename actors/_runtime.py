@@ -46,6 +46,9 @@ __all__ = ["Runtime"]
 
 logger = logging.getLogger("constellation.runtime")
 
+MAX_PENDING_STORES = 10_000
+"""Cache stores that may wait for the store threads before more are dropped."""
+
 
 class Runtime:
     """What one engine's actors share: dispatcher, workers, timer, supervisor, counters.
@@ -103,12 +106,15 @@ class Runtime:
         self.cache: CacheBackend | None = None  # the default cache backend
         self.named_caches: dict[str, CacheBackend] = {}
         self._io_pool: ThreadPool | None = None
+        self._stores_pool: ThreadPool | None = None
         self._callbacks_pool: ThreadPool | None = None
         self._owned_caches: list[CacheBackend] = []
         self._lock = threading.Lock()
         # Written by several threads: only under _lock.
         self.abandoned = 0  # module calls given up on whose threads could not be stopped
         self.internal_errors = 0  # actor turns that raised (see count_internal_error)
+        self.pending_stores = 0  # cache stores waiting or running (see store_in_cache)
+        self.stores_dropped = 0  # cache stores not made: too many were waiting
         self._idle = threading.Condition(self._lock)
         self.queued = 0
         self.inflight = 0
@@ -163,6 +169,43 @@ class Runtime:
             if self._io_pool is None:
                 self._io_pool = ThreadPool(8, "constellation-io")
             return self._io_pool
+
+    def store_in_cache(self, put: Callable[[], None], module: str) -> None:
+        """Run ``put`` (a result's cache store, which must not raise) on the engine's
+        store threads, never on the module threads: a backend whose ``set`` blocks
+        holds only those (nothing waits for a store). Past ``MAX_PENDING_STORES``
+        waiting, a store is dropped (logged, counted in ``health()``): a cache that
+        stopped answering must not grow the engine's memory without bound."""
+        with self._lock:
+            if self._stores_pool is None:
+                self._stores_pool = ThreadPool(2, "constellation-cache-stores")
+            pool = self._stores_pool
+            full = self.pending_stores >= MAX_PENDING_STORES
+            if full:
+                self.stores_dropped += 1
+                dropped = self.stores_dropped
+            else:
+                self.pending_stores += 1
+        if full:
+            if dropped == 1 or dropped % 1000 == 0:
+                logger.warning(
+                    "%d cache stores are waiting (is the cache backend stuck?): a result "
+                    "of %s was not stored (%d dropped so far)", MAX_PENDING_STORES, module,
+                    dropped)
+            return
+
+        def run() -> None:
+            try:
+                put()
+            finally:
+                with self._lock:
+                    self.pending_stores -= 1
+
+        try:
+            pool.schedule_queued(run)
+        except RuntimeError:  # the engine is stopping: the store is not made
+            with self._lock:
+                self.pending_stores -= 1
 
     @property
     def callbacks_pool(self) -> ThreadPool:
@@ -371,8 +414,9 @@ class Runtime:
                         "closing cache backend %s failed", type(cache).__name__)
         self.timer.stop()
         self.async_runner.shutdown(min(join_timeout, 5.0))
-        if self._io_pool is not None:
-            self._io_pool.shutdown(wait=False)
+        for extra in (self._io_pool, self._stores_pool):
+            if extra is not None:
+                extra.shutdown(wait=False)  # queued stores still run
         self.dispatcher.shutdown(wait=False)
         if self.own_workers:
             self.workers.shutdown(wait=False, cancel_futures=True)

@@ -685,7 +685,9 @@ class Constellation:
         without listener, metrics or tracer), and the runtime's faults (``runtime``:
         ``dead_letters`` -- messages to actors that had stopped --, ``abandoned_calls``
         -- module calls given up on while their thread ran on --, ``internal_errors`` --
-        actor turns that raised, each ending its execution FAILED with E311 --, and
+        actor turns that raised, each ending its execution FAILED with E311 --,
+        ``cache_stores_dropped`` -- results not stored because 10,000 stores were
+        waiting for a cache that stopped answering --, and
         ``failed``, the EngineFailedError message once the supervisor failed).
         """
         rt = self._runtime
@@ -700,6 +702,7 @@ class Constellation:
                 "events": events,
                 "runtime": {"dead_letters": rt.dead_letters, "abandoned_calls": rt.abandoned,
                             "internal_errors": rt.internal_errors,
+                            "cache_stores_dropped": rt.stores_dropped,
                             "failed": None if rt.failed is None else rt.failed.message}}
 
     # --- lifecycle ---------------------------------------------------------------------

@@ -4,10 +4,10 @@ turn where the call returned, without an AttemptFinished message; ``Attempt.fini
 inlined) and f1ad697 (``Borrowed`` in actors/_pool.py: the cache and secrets lookups a
 node may give up on, with the worker pool compensated).
 
-As in test_found.py: a test marked ``xfail(strict=True)`` records a bug that is still
-there (its reason says what happens, what should, and where it comes from); the others
-are attacks the engine withstood, kept because they drive the new paths (the ones that
-need an exact interleaving get it by wrapping the runtime function where it must happen).
+As in test_found.py: a test whose docstring starts "Found (since fixed)" recorded a bug
+(what happened, what should, where it came from) and now guards its fix; the others are
+attacks the engine withstood, kept because they drive the new paths (the ones that need
+an exact interleaving get it by wrapping the runtime function where it must happen).
 """
 
 from __future__ import annotations
@@ -551,17 +551,16 @@ def test_a_lookup_given_up_before_its_task_started_never_reaches_the_cache(
     assert workers._blocked == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FOUND: Borrowed.give_up (actors/_pool.py) counts a thread as lent (compensate(+1)) "
-    "even when the lookup's task has not started -- it only waits in the pool's queue and "
-    "holds no thread. The pool then starts a thread it does not need, which takes the "
-    "next queued lookup of an execution that is still running and goes into the hung "
-    "backend: with worker_threads=1, cancelling one queued lookup makes a second lookup "
-    "enter the blocked cache and the pool run 2 threads. At scale (worker_threads=2, "
-    "800 executions on a hung cache, cancel_all) the pool peaks at ~186 threads, ~183 of "
-    "them stuck in the backend. Expected: +1 only for a lookup given up while it runs "
-    "(a queued one is just skipped when its task starts)."))
 def test_giving_up_a_queued_lookup_lends_no_thread(engine_factory: Any) -> None:
+    """Found (since fixed): Borrowed.give_up (actors/_pool.py) counts a thread as lent
+    (compensate(+1)) even when the lookup's task has not started -- it only waits in the
+    pool's queue and holds no thread. The pool then starts a thread it does not need,
+    which takes the next queued lookup of an execution that is still running and goes
+    into the hung backend: with worker_threads=1, cancelling one queued lookup makes a
+    second lookup enter the blocked cache and the pool run 2 threads. At scale
+    (worker_threads=2, 800 executions on a hung cache, cancel_all) the pool peaks at
+    ~186 threads, ~183 of them stuck in the backend. Expected: +1 only for a lookup
+    given up while it runs (a queued one is just skipped when its task starts)."""
     gate = threading.Event()
     asked: list[str] = []
 
@@ -594,16 +593,16 @@ def test_giving_up_a_queued_lookup_lends_no_thread(engine_factory: Any) -> None:
         assert h.result(timeout=WAIT).status is ExecutionStatus.COMPLETED
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FOUND: a cache backend whose set() blocks starves the engine: NodeActor._succeed "
-    "(actors/_node.py) stores each result with runtime.workers_pool.schedule_queued(put), "
-    "an untracked task on the module threads -- unlike the lookup (Borrowed), nothing "
-    "ever compensates it. With worker_threads=2, two stores hanging in set() leave no "
-    "thread for module calls: a pipeline without any cache ends TIMED_OUT (E502) "
-    "although its executions are otherwise idle. Same bug class as the fixed blocking "
-    "get() (test_found.py::test_a_blocking_cache_backend_does_not_starve_other_pipelines)."))
 def test_a_cache_whose_set_blocks_does_not_starve_other_pipelines(
         engine_factory: Any) -> None:
+    """Found (since fixed): a cache backend whose set() blocks starves the engine:
+    NodeActor._succeed (actors/_node.py) stores each result with
+    runtime.workers_pool.schedule_queued(put), an untracked task on the module threads
+    -- unlike the lookup (Borrowed), nothing ever compensates it. With worker_threads=2,
+    two stores hanging in set() leave no thread for module calls: a pipeline without any
+    cache ends TIMED_OUT (E502) although its executions are otherwise idle. Same bug
+    class as the fixed blocking get()
+    (test_found.py::test_a_blocking_cache_backend_does_not_starve_other_pipelines)."""
     gate = threading.Event()
     storing: list[str] = []
 
@@ -627,22 +626,21 @@ def test_a_cache_whose_set_blocks_does_not_starve_other_pipelines(
         gate.set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FOUND: the worker pool keeps more threads than worker_threads for good once a lent "
-    "thread comes back. ThreadPool._worker (actors/_pool.py) retires a surplus thread "
-    "only when that thread finishes a task (len(threads) > max_threads + _blocked and "
-    "nothing queued), so threads started while _blocked was raised that are idle when "
-    "compensate(-1) lowers it are never retired (until more work arrives): here a quick "
-    "module run by the helping caller (caller_helps) is abandoned at its deadline -- "
-    "NodeActor._abandoned_thread (actors/_node.py) compensates the worker pool +1 "
-    "although the call holds none of its threads -- a second worker thread is started "
-    "meanwhile, and the -1 comes from the caller's thread when the module returns: the "
-    "pool of worker_threads=1 stays at 2 idle threads, _blocked == 0. The same happens "
-    "with Borrowed cache lookups under load (a thread that runs several given-up lookups "
-    "does several -1 but retires once): e.g. blocked=0, 3 idle threads for "
-    "worker_threads=2 after test_many_executions_sharing_a_blocking_cache... on a loaded "
-    "machine."))
 def test_surplus_threads_retire_when_the_lent_thread_returns(engine_factory: Any) -> None:
+    """Found (since fixed): the worker pool keeps more threads than worker_threads for
+    good once a lent thread comes back. ThreadPool._worker (actors/_pool.py) retires a
+    surplus thread only when that thread finishes a task (len(threads) > max_threads +
+    _blocked and nothing queued), so threads started while _blocked was raised that are
+    idle when compensate(-1) lowers it are never retired (until more work arrives): here
+    a quick module run by the helping caller (caller_helps) is abandoned at its deadline
+    -- NodeActor._abandoned_thread (actors/_node.py) compensates the worker pool +1
+    although the call holds none of its threads -- a second worker thread is started
+    meanwhile, and the -1 comes from the caller's thread when the module returns: the
+    pool of worker_threads=1 stays at 2 idle threads, _blocked == 0. The same happens
+    with Borrowed cache lookups under load (a thread that runs several given-up lookups
+    does several -1 but retires once): e.g. blocked=0, 3 idle threads for
+    worker_threads=2 after test_many_executions_sharing_a_blocking_cache... on a loaded
+    machine."""
     hold_in, hold_release = threading.Event(), threading.Event()
     quick_in, quick_release = threading.Event(), threading.Event()
     ran_on: list[str] = []
@@ -698,6 +696,40 @@ def test_surplus_threads_retire_when_the_lent_thread_returns(engine_factory: Any
     _settled(workers, timeout=1.0)
 
 
+def test_stores_past_the_bound_are_dropped_counted_and_logged(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A cache that stopped answering: stores wait on the store threads up to a bound
+    (MAX_PENDING_STORES, 2 here), then results are not stored -- counted in
+    health()["runtime"]["cache_stores_dropped"] and logged -- and the pipelines run on."""
+    import constellation.actors._runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "MAX_PENDING_STORES", 2)
+    gate = threading.Event()
+    storing: list[str] = []
+
+    class StuckSet(InMemoryCacheBackend):
+        def set(self, key: str, value: Any, ttl: float) -> None:
+            storing.append(key)
+            gate.wait(WAIT)
+            super().set(key, value, ttl)
+
+    engine = engine_factory([Inc], backends=Backends(cache=StuckSet()))
+    try:
+        cached = engine.compile("in x: Int\na = Inc(x) with cache: 1min\nout a")
+        for i in range(5):
+            r = engine.run(cached, {"x": i}, timeout=WAIT)
+            assert r.status is ExecutionStatus.COMPLETED
+            assert r.outputs == {"a": i + 1}
+        assert engine.health()["runtime"]["cache_stores_dropped"] == 3
+        assert "cache stores are waiting" in caplog.text
+        assert engine._runtime.pending_stores == 2
+    finally:
+        gate.set()
+    wait_for(lambda: engine._runtime.pending_stores == 0, timeout=WAIT)
+    assert len(storing) == 2
+
+
 class RaisingBase:
     """A secrets backend that raises a BaseException quoting what it read."""
 
@@ -716,20 +748,19 @@ def _sec(x: int, ctx: Any) -> str:
     return ctx.secret("payments_key")[:1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FOUND: a secrets backend raising a BaseException (SystemExit, KeyboardInterrupt) "
-    "is not a secrets failure: lookup_secret (actors/_context.py, `except Exception as "
-    "exc`) lets it through, so ctx.secret() -- and, on a process pool, the Borrowed "
-    "lookup in RemoteRunner._look_up_and_launch (actors/_runners.py) -- turns it into "
-    "E300 'module ... raised SystemExit: <the backend's message>' (the module never ran "
-    "on the process pool) instead of E320, and the backend's message, which "
-    "lookup_secret deliberately never repeats because it may quote what it read, "
-    "reaches the error, records and events unredacted. A backend raising RuntimeError "
-    "gets E320 without its message."))
 @pytest.mark.parametrize("where", ["ctx", "process"])
 @pytest.mark.parametrize("exc", [SystemExit, KeyboardInterrupt])
 def test_a_secrets_backend_raising_a_base_exception_fails_with_e320_and_no_message(
         where: str, exc: type[BaseException]) -> None:
+    """Found (since fixed): a secrets backend raising a BaseException (SystemExit,
+    KeyboardInterrupt) is not a secrets failure: lookup_secret (actors/_context.py,
+    `except Exception as exc`) lets it through, so ctx.secret() -- and, on a process
+    pool, the Borrowed lookup in RemoteRunner._look_up_and_launch (actors/_runners.py)
+    -- turns it into E300 'module ... raised SystemExit: <the backend's message>' (the
+    module never ran on the process pool) instead of E320, and the backend's message,
+    which lookup_secret deliberately never repeats because it may quote what it read,
+    reaches the error, records and events unredacted. A backend raising RuntimeError
+    gets E320 without its message."""
     backends = Backends(secrets=RaisingBase(exc))
     if where == "ctx":
         with Constellation([_sec], backends=backends) as engine:
