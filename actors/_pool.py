@@ -467,7 +467,8 @@ class Borrowed:
             if state != self._RUNNING:
                 return False
             self._state = self._GIVEN_UP_RUNNING
-        self.pool.compensate(1)  # its thread may be stuck in the backend
+            # Under the lock: a done() in between must not give back (-1) first.
+            self.pool.compensate(1)  # its thread may be stuck in the backend
         return True
 
     def done(self) -> bool:
@@ -475,11 +476,9 @@ class Borrowed:
         with self._lock:
             state = self._state
             self._state = self._ENDED
-        if state == self._RUNNING:
-            return True
-        if state == self._GIVEN_UP_RUNNING:
-            self.pool.compensate(-1)  # the pool may have started a thread in its place
-        return False
+            if state == self._GIVEN_UP_RUNNING:
+                self.pool.compensate(-1)  # the pool may have started one in its place
+        return state == self._RUNNING
 
     def cancel(self) -> bool:
         self.give_up()
