@@ -444,11 +444,6 @@ class Borrowed:
         self._state = self._QUEUED
         self._lock = threading.Lock()
 
-    @property
-    def given_up(self) -> bool:
-        """Whether the owner has given up."""
-        return self._state in (self._GIVEN_UP_QUEUED, self._GIVEN_UP_RUNNING)
-
     def start(self) -> bool:
         """The task begins; False if its owner gave up while it was queued."""
         with self._lock:

@@ -7,9 +7,11 @@ them by their module and name.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from constellation import ExecutionStatus, module
+from constellation.spi import InMemoryCacheBackend
 
 if TYPE_CHECKING:
     from constellation import Constellation
@@ -50,3 +52,32 @@ def fresh_run_works(engine: Constellation, source: str, outputs: dict[str, Any],
     result = engine.run(source, {"x": 1}, timeout=timeout)
     assert result.status is ExecutionStatus.COMPLETED, result.errors
     assert result.outputs == outputs, result.outputs
+
+
+class GatedCache(InMemoryCacheBackend):
+    """An in-memory cache that stopped answering until the test lets it go: ``get``
+    (``hang_get``) and/or ``set`` (``hang_set``) wait on ``gate`` (at most WAIT). Records
+    the keys asked (``asked``), the keys stored (``storing``) and the threads that
+    stored them (``stored_on``)."""
+
+    def __init__(self, *, hang_get: bool = False, hang_set: bool = False) -> None:
+        super().__init__()
+        self.hang_get = hang_get
+        self.hang_set = hang_set
+        self.gate = threading.Event()
+        self.asked: list[str] = []
+        self.storing: list[str] = []
+        self.stored_on: list[str] = []
+
+    def get(self, key: str) -> Any:
+        self.asked.append(key)
+        if self.hang_get:
+            self.gate.wait(WAIT)
+        return super().get(key)
+
+    def set(self, key: str, value: Any, ttl: float) -> None:
+        self.storing.append(key)
+        self.stored_on.append(threading.current_thread().name)
+        if self.hang_set:
+            self.gate.wait(WAIT)
+        super().set(key, value, ttl)

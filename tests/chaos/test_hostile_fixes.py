@@ -26,7 +26,7 @@ from constellation import Backends, ExecutionStatus, SchedulerConfig, module
 from constellation.actors._pool import Borrowed, ThreadPool
 from constellation.spi import InMemoryCacheBackend
 from constellation.spi._registry import register_backend, unregister_backend
-from tests.faults import WAIT, Inc
+from tests.faults import WAIT, GatedCache, Inc
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -450,14 +450,8 @@ def test_hung_lookups_cancelled_in_bulk_leave_a_pool_that_runs_in_parallel(
     queued ones): once the backend answers, the worker pool lends nothing, has no
     sentinel pending, holds at most worker_threads, and two calls that need each other
     run at once."""
-    gate = threading.Event()
-    asked: list[str] = []
-
-    class Hung(InMemoryCacheBackend):
-        def get(self, key: str) -> Any:
-            asked.append(key)
-            gate.wait(WAIT)
-            return super().get(key)
+    hung = GatedCache(hang_get=True)
+    gate, asked = hung.gate, hung.asked
 
     barrier = threading.Barrier(2, timeout=2.0)
 
@@ -466,7 +460,7 @@ def test_hung_lookups_cancelled_in_bulk_leave_a_pool_that_runs_in_parallel(
         barrier.wait()
         return x
 
-    engine = engine_factory([Inc, Meet], backends=Backends(cache=Hung()),
+    engine = engine_factory([Inc, Meet], backends=Backends(cache=hung),
                             scheduler=SchedulerConfig(worker_threads=2))
     workers = engine._runtime.workers
     try:
@@ -550,14 +544,10 @@ def test_shutdown_with_stores_stuck_and_queued_is_bounded_and_leaks_no_thread(
     """Two stores hang in set(), more wait: shutdown returns at once (the store pool is
     not joined), and once the backend answers the store threads finish and exit."""
     before = set(_store_threads())
-    gate = threading.Event()
+    stuck = GatedCache(hang_set=True)
+    gate = stuck.gate
 
-    class StuckSet(InMemoryCacheBackend):
-        def set(self, key: str, value: Any, ttl: float) -> None:
-            gate.wait(WAIT)
-            super().set(key, value, ttl)
-
-    engine = engine_factory([Inc], backends=Backends(cache=StuckSet()))
+    engine = engine_factory([Inc], backends=Backends(cache=stuck))
     try:
         pipeline = engine.compile(CACHED)
         for i in range(6):
@@ -648,15 +638,9 @@ def test_an_async_module_with_a_cache_whose_set_blocks(engine_factory: Any) -> N
     """An async def module's result is stored on the store threads (never on the event
     loop or a module thread): with set() hung, async and plain pipelines run on, and
     once it answers, the next run is a hit."""
-    gate = threading.Event()
-    on: list[str] = []
+    stuck = GatedCache(hang_set=True)
+    gate, on = stuck.gate, stuck.stored_on
     calls: list[int] = []
-
-    class StuckSet(InMemoryCacheBackend):
-        def set(self, key: str, value: Any, ttl: float) -> None:
-            on.append(threading.current_thread().name)
-            gate.wait(WAIT)
-            super().set(key, value, ttl)
 
     @module
     async def AInc(x: int) -> int:
@@ -664,7 +648,7 @@ def test_an_async_module_with_a_cache_whose_set_blocks(engine_factory: Any) -> N
         await asyncio.sleep(0)
         return x + 1
 
-    engine = engine_factory([AInc, Inc], backends=Backends(cache=StuckSet()),
+    engine = engine_factory([AInc, Inc], backends=Backends(cache=stuck),
                             scheduler=SchedulerConfig(worker_threads=1))
     try:
         cached = engine.compile("in x: Int\na = AInc(x) with cache: 1min\nout a")
@@ -686,16 +670,10 @@ def test_caller_helps_with_a_cache_whose_set_blocks(engine_factory: Any) -> None
     """The helping caller runs quick modules (and their last turn) itself: a store it
     makes still goes to the store threads, so neither the caller nor the module threads
     hang in set(), and a cached pipeline's run returns promptly."""
-    gate = threading.Event()
-    on: list[str] = []
+    stuck = GatedCache(hang_set=True)
+    gate, on = stuck.gate, stuck.stored_on
 
-    class StuckSet(InMemoryCacheBackend):
-        def set(self, key: str, value: Any, ttl: float) -> None:
-            on.append(threading.current_thread().name)
-            gate.wait(WAIT)
-            super().set(key, value, ttl)
-
-    engine = engine_factory([Inc], backends=Backends(cache=StuckSet()),
+    engine = engine_factory([Inc], backends=Backends(cache=stuck),
                             scheduler=SchedulerConfig(caller_helps=True, worker_threads=1))
     try:
         plain = engine.compile(PLAIN)

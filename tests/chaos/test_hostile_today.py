@@ -35,7 +35,7 @@ from constellation.core.results import NodeStatus
 from constellation.spi import InMemoryCacheBackend, InMemoryMetrics, NoOpListener
 from tests.chaos.test_found import _ctrl_c_at
 from tests.constellation import process_modules as pm
-from tests.faults import WAIT, Inc, fresh_run_works
+from tests.faults import WAIT, GatedCache, Inc, fresh_run_works
 from tests.waiting import wait_for
 
 CHAIN = "in x: Int\na = Inc(x)\nb = Inc(a)\nout b"
@@ -561,16 +561,10 @@ def test_giving_up_a_queued_lookup_lends_no_thread(engine_factory: Any) -> None:
     (worker_threads=2, 800 executions on a hung cache, cancel_all) the pool peaks at
     ~186 threads, ~183 of them stuck in the backend. Expected: +1 only for a lookup
     given up while it runs (a queued one is just skipped when its task starts)."""
-    gate = threading.Event()
-    asked: list[str] = []
+    hung = GatedCache(hang_get=True)
+    gate, asked = hung.gate, hung.asked
 
-    class Hung(InMemoryCacheBackend):
-        def get(self, key: str) -> Any:
-            asked.append(key)
-            gate.wait(WAIT)
-            return super().get(key)
-
-    engine = engine_factory([Inc], backends=Backends(cache=Hung()),
+    engine = engine_factory([Inc], backends=Backends(cache=hung),
                             scheduler=SchedulerConfig(worker_threads=1))
     workers = engine._runtime.workers
     try:
@@ -603,16 +597,10 @@ def test_a_cache_whose_set_blocks_does_not_starve_other_pipelines(
     cache ends TIMED_OUT (E502) although its executions are otherwise idle. Same bug
     class as the fixed blocking get()
     (test_found.py::test_a_blocking_cache_backend_does_not_starve_other_pipelines)."""
-    gate = threading.Event()
-    storing: list[str] = []
+    stuck = GatedCache(hang_set=True)
+    gate, storing = stuck.gate, stuck.storing
 
-    class StuckSet(InMemoryCacheBackend):
-        def set(self, key: str, value: Any, ttl: float) -> None:
-            storing.append(key)
-            gate.wait(WAIT)
-            super().set(key, value, ttl)
-
-    engine = engine_factory([Inc], backends=Backends(cache=StuckSet()),
+    engine = engine_factory([Inc], backends=Backends(cache=stuck),
                             scheduler=SchedulerConfig(worker_threads=2, caller_helps=False))
     try:
         cached = engine.compile("in x: Int\na = Inc(x) with cache: 1min\nout a")
@@ -705,16 +693,10 @@ def test_stores_past_the_bound_are_dropped_counted_and_logged(
     import constellation.actors._runtime as runtime_module
 
     monkeypatch.setattr(runtime_module, "MAX_PENDING_STORES", 2)
-    gate = threading.Event()
-    storing: list[str] = []
+    stuck = GatedCache(hang_set=True)
+    gate, storing = stuck.gate, stuck.storing
 
-    class StuckSet(InMemoryCacheBackend):
-        def set(self, key: str, value: Any, ttl: float) -> None:
-            storing.append(key)
-            gate.wait(WAIT)
-            super().set(key, value, ttl)
-
-    engine = engine_factory([Inc], backends=Backends(cache=StuckSet()))
+    engine = engine_factory([Inc], backends=Backends(cache=stuck))
     try:
         cached = engine.compile("in x: Int\na = Inc(x) with cache: 1min\nout a")
         for i in range(5):

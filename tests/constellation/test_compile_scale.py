@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from typing import Any
 
 from bench.programs import long_chain
@@ -12,10 +13,14 @@ from constellation.lang.collector import LARGE_GRAPH, LARGE_SOURCE
 
 
 def collections_during(action: Any) -> int:
+    """Collections that ``action`` triggers: those started on this thread (a callback
+    runs on the thread whose allocation started the collection; threads other tests
+    left running may allocate at any moment, before the pause begins or after it ends)."""
     seen: list[str] = []
+    me = threading.get_ident()
 
     def record(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
+        if phase == "start" and threading.get_ident() == me:
             seen.append(phase)
 
     gc.callbacks.append(record)
