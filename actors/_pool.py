@@ -21,7 +21,7 @@ from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["RESCUE_AFTER", "SLOT_HELD", "Borrowed", "ThreadPool", "current_pool"]
+__all__ = ["RESCUE_AFTER", "SLOT_HELD", "Borrowed", "Droppable", "ThreadPool", "current_pool"]
 
 logger = logging.getLogger("constellation.actors")
 
@@ -82,10 +82,9 @@ class ThreadPool(Executor):
         self.name = name
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        # Threads waiting on the queue that no queued task has been assigned to. (A
-        # thread that takes work out of turn, see _take_nowait, can leave a waiting
-        # thread counted as assigned: that only makes the pool start a thread sooner,
-        # never leaves a task without one, since every put wakes a waiting thread.)
+        # Threads waiting on the queue that no queued task has been assigned to. Every
+        # queued item has a thread assigned or is counted in _unassigned; one taken
+        # out of turn or dropped gives its count back (see _unqueued).
         self._idle = 0
         self._unassigned = 0  # queued tasks no thread was assigned to (all busy)
         self._blocked = 0  # threads waiting for another execution (see blocking())
@@ -187,7 +186,9 @@ class ThreadPool(Executor):
             self._unassigned += 1
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        """Run ``fn(*args, **kwargs)`` on the pool (the ``Executor`` interface)."""
+        """Run ``fn(*args, **kwargs)`` on the pool (the ``Executor`` interface).
+        ``shutdown(cancel_futures=True)`` cancels the Future if the call has not
+        started."""
         future: Future[T] = Future()
 
         def run() -> None:
@@ -200,7 +201,7 @@ class ThreadPool(Executor):
             else:
                 future.set_result(result)
 
-        self.schedule_queued(run)
+        self.schedule_queued(Droppable(run, future.cancel))
         return future
 
     @property
@@ -221,19 +222,59 @@ class ThreadPool(Executor):
             else:
                 self._shutdown = True
                 threads = list(self._threads)
+            for _ in threads:
+                self._queue.put(_STOP)
         if cancel_futures:
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-        for _ in threads:
-            self._queue.put(_STOP)
+            self.drop_queued()
         if wait:
             me = threading.current_thread()
             for t in threads:
                 if t is not me:
                     t.join()
+
+    def drop_queued(self) -> int:
+        """Drop the queued work no thread has started (after :meth:`shutdown`, or a
+        pool stopping): a :class:`Droppable`'s ``on_drop`` runs (a ``submit()`` Future
+        is cancelled), the counts are given back, the threads' stop signals stay.
+
+        Returns:
+            How many tasks were dropped.
+        """
+        dropped: list[Any] = []
+        with self._lock:
+            kept = 0
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    kept += 1
+                    continue
+                if item is _RETIRE:
+                    self._retiring -= 1
+                else:
+                    dropped.append(item)
+                self._unqueued()
+            for _ in range(kept):
+                self._queue.put(_STOP)
+        for task in dropped:  # outside the lock: on_drop may run a Future's callbacks
+            on_drop = getattr(task, "on_drop", None)
+            if on_drop is not None:
+                try:
+                    on_drop()
+                except BaseException:
+                    logger.exception("dropping a task of %s failed", self.name)
+        return len(dropped)
+
+    def _unqueued(self) -> None:
+        # Under _lock: a queued item was taken by no waiting thread (run out of turn or
+        # dropped). A thread was assigned to it, or it was counted unassigned: give
+        # back one or the other (unassigned first: no thread waits for those).
+        if self._unassigned > 0:
+            self._unassigned -= 1
+        else:
+            self._idle += 1
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the threads to exit after :meth:`shutdown`; return whether all did."""
@@ -284,12 +325,13 @@ class ThreadPool(Executor):
         Used for the threads of abandoned module calls, which cannot be killed."""
         with self._lock:
             self._blocked += delta
-            if (delta > 0 and self._queue.qsize() and self._idle == 0
+            if (delta > 0 and self._unassigned > 0
                     and len(self._threads) < self.max_threads + self._blocked
                     and not self._shutdown):
+                # Only for a task no thread was assigned to: a queued item that has
+                # one (a task a woken thread is about to take, a _RETIRE) needs none.
                 self._spawn()
-                if self._unassigned > 0:
-                    self._unassigned -= 1  # the new thread takes a task nobody had
+                self._unassigned -= 1  # the new thread takes it
             elif delta < 0 and not self._shutdown:
                 # Threads started in place of lost ones that now wait idle would stay
                 # for good (a thread retires after a task): tell that many to leave.
@@ -301,13 +343,15 @@ class ThreadPool(Executor):
                     self._queue.put(_RETIRE)
 
     def _take_nowait(self) -> Task | None:
-        try:
-            task = self._queue.get_nowait()
-        except queue.Empty:
-            return None
-        if task is _STOP or task is _RETIRE:
-            self._queue.put(task)  # for a waiting thread, not work to run here
-            return None
+        with self._lock:
+            try:
+                task = self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            if task is _STOP or task is _RETIRE:
+                self._queue.put(task)  # for a waiting thread, not work to run here
+                return None
+            self._unqueued()  # run here: the thread assigned to it stays waiting
         return task  # type: ignore[no-any-return]
 
     # --- threads -----------------------------------------------------------------------
@@ -364,7 +408,8 @@ class ThreadPool(Executor):
                 with lock:
                     self._retiring -= 1
                     if len(self._threads) > self.max_threads + self._blocked:
-                        break  # still one too many: this one leaves
+                        self._leave(state)  # still one too many: this one leaves
+                        return
                     if self._unassigned > 0:
                         self._unassigned -= 1  # needed again meanwhile: take a task
                     else:
@@ -374,16 +419,25 @@ class ThreadPool(Executor):
             self._run(task)
             with lock:
                 if (len(self._threads) > self.max_threads + self._blocked
-                        and not self._queue.qsize()):
-                    break  # a thread started in place of an abandoned call: retire it
+                        and self._unassigned == 0):
+                    # A thread started in place of an abandoned call: retire it (what
+                    # is queued has threads assigned; staying, it would wait idle).
+                    self._leave(state)
+                    return
                 if self._unassigned > 0:
                     self._unassigned -= 1  # a task queued while every thread was busy
                 else:
                     self._idle += 1
             task = get()
         with self._lock:
-            self._threads.remove(threading.current_thread())
-            self._states.remove(state)
+            self._leave(state)
+
+    def _leave(self, state: _ThreadState) -> None:
+        # Under _lock, in the block that decides the thread leaves: counted one moment
+        # longer, a second surplus check would pass too (two leave for one surplus) and
+        # _assign would see the pool full and leave a new task without a thread.
+        self._threads.remove(threading.current_thread())
+        self._states.remove(state)
 
     def _run(self, task: Task) -> None:
         runs = 0
@@ -416,6 +470,20 @@ class ThreadPool(Executor):
                 if shared is not None:
                     backlog.appendleft(task)
                     task = shared
+
+
+class Droppable:
+    """A queued task with what to do if it is dropped unrun (see
+    :meth:`ThreadPool.drop_queued`): cancel its Future, give back a count."""
+
+    __slots__ = ("on_drop", "task")
+
+    def __init__(self, task: Task, on_drop: Callable[[], object]) -> None:
+        self.task = task
+        self.on_drop = on_drop
+
+    def __call__(self) -> None:
+        self.task()
 
 
 class Borrowed:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from constellation.actors._async import AsyncRunner
 from constellation.actors._messages import StopActor
-from constellation.actors._pool import RESCUE_AFTER, ThreadPool
+from constellation.actors._pool import RESCUE_AFTER, Droppable, ThreadPool
 from constellation.actors._resilience import (
     CallLimiter,
     CallPolicy,
@@ -47,6 +47,9 @@ __all__ = ["Runtime"]
 logger = logging.getLogger("constellation.runtime")
 
 MAX_PENDING_STORES = 10_000
+STORES_AT_STOP = 2.0
+"""At stop, how long (at most) queued cache stores may still run before the caches the
+engine built itself are closed; what is still queued then is dropped (counted)."""
 """Cache stores that may wait for the store threads before more are dropped."""
 
 
@@ -107,6 +110,7 @@ class Runtime:
         self.named_caches: dict[str, CacheBackend] = {}
         self._io_pool: ThreadPool | None = None
         self._stores_pool: ThreadPool | None = None
+        self._stores_stopped = False  # under _lock: no store pool is made after stop()
         self._callbacks_pool: ThreadPool | None = None
         self._owned_caches: list[CacheBackend] = []
         self._lock = threading.Lock()
@@ -177,6 +181,9 @@ class Runtime:
         waiting, a store is dropped (logged, counted in ``health()``): a cache that
         stopped answering must not grow the engine's memory without bound."""
         with self._lock:
+            if self._stores_stopped:  # the engine stopped: the store is not made
+                self.stores_dropped += 1
+                return
             if self._stores_pool is None:
                 self._stores_pool = ThreadPool(2, "constellation-cache-stores")
             pool = self._stores_pool
@@ -201,11 +208,15 @@ class Runtime:
                 with self._lock:
                     self.pending_stores -= 1
 
-        try:
-            pool.schedule_queued(run)
-        except RuntimeError:  # the engine is stopping: the store is not made
+        def dropped_unrun() -> None:  # the engine stopped first (see stop)
             with self._lock:
                 self.pending_stores -= 1
+                self.stores_dropped += 1
+
+        try:
+            pool.schedule_queued(Droppable(run, dropped_unrun))
+        except RuntimeError:  # the engine is stopping: the store is not made
+            dropped_unrun()
 
     @property
     def callbacks_pool(self) -> ThreadPool:
@@ -404,6 +415,19 @@ class Runtime:
         """Stop timer and pools (after the supervisor has stopped)."""
         for actor in [*self.breakers.values(), *self.limiters.values()]:
             actor.post(StopActor())
+        with self._lock:
+            self._stores_stopped = True
+            stores = self._stores_pool
+        if stores is not None:
+            stores.shutdown(wait=False)  # queued stores still run ...
+            if self._owned_caches:
+                # ... but not on a cache closed under them: those the engine built
+                # get the stores queued for a while, then what is left is dropped.
+                stores.join(min(join_timeout, STORES_AT_STOP))
+                dropped = stores.drop_queued()
+                if dropped:
+                    logging.getLogger("constellation.runtime").warning(
+                        "%d cache stores were still waiting at shutdown: not made", dropped)
         for cache in self._owned_caches:  # built here from the registry: ours to close
             close = getattr(cache, "close", None)
             if callable(close):
@@ -414,9 +438,8 @@ class Runtime:
                         "closing cache backend %s failed", type(cache).__name__)
         self.timer.stop()
         self.async_runner.shutdown(min(join_timeout, 5.0))
-        for extra in (self._io_pool, self._stores_pool):
-            if extra is not None:
-                extra.shutdown(wait=False)  # queued stores still run
+        if self._io_pool is not None:
+            self._io_pool.shutdown(wait=False)
         self.dispatcher.shutdown(wait=False)
         if self.own_workers:
             self.workers.shutdown(wait=False, cancel_futures=True)

@@ -3,9 +3,10 @@
 cache stores on the engine's own store threads (``Runtime.store_in_cache``, bounded by
 MAX_PENDING_STORES) and ``lookup_secret`` catching BaseException.
 
-A strict xfail records a bug found (its reason says where and how); the other tests are
-attacks the fixes withstood, kept because they drive the new paths. Interleavings that
-need an exact moment get it by wrapping the pool's lock or ``compensate``.
+A test whose docstring starts "Found (since fixed)" records a bug found and fixed (where
+and how); the others are attacks the fixes withstood, kept because they drive the new
+paths. Interleavings that need an exact moment get it by wrapping the pool's lock or
+``compensate``.
 """
 
 from __future__ import annotations
@@ -114,18 +115,17 @@ def _leave_line() -> int | None:
 # --- ThreadPool: compensate(-1), _RETIRE, leaving threads --------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FOUND: a thread that decided to leave (ThreadPool._worker, actors/_pool.py: the "
-    "`break` after a task, or after a _RETIRE) releases the lock and only later, under "
-    "a second `with self._lock`, removes itself from _threads. In that window "
-    "len(self._threads) still counts it: a second surplus check passes too (two threads "
-    "leave for one surplus), and _assign() sees the pool full and queues a new task "
-    "unassigned instead of starting a thread. Here (max_threads=2, one lent thread "
-    "returned) two finishing threads both leave and a task submitted meanwhile waits "
-    "behind the one remaining busy thread, although the pool runs 1 of its 2 threads. "
-    "Fix: remove the thread from _threads/_states in the same locked block that decides "
-    "it leaves."))
 def test_a_task_submitted_while_surplus_threads_leave_still_gets_a_thread() -> None:
+    """Found (since fixed): a thread that decided to leave (ThreadPool._worker,
+    actors/_pool.py: the `break` after a task, or after a _RETIRE) releases the lock
+    and only later, under a second `with self._lock`, removes itself from _threads.
+    In that window len(self._threads) still counts it: a second surplus check passes
+    too (two threads leave for one surplus), and _assign() sees the pool full and
+    queues a new task unassigned instead of starting a thread. Here (max_threads=2,
+    one lent thread returned) two finishing threads both leave and a task submitted
+    meanwhile waits behind the one remaining busy thread, although the pool runs 1
+    of its 2 threads. Fixed: remove the thread from _threads/_states in the same
+    locked block that decides it leaves."""
     leave_line = _leave_line()
     leavers: list[str] = []
     let_go = threading.Event()
@@ -166,24 +166,23 @@ def test_a_task_submitted_while_surplus_threads_leave_still_gets_a_thread() -> N
         pool.join(WAIT)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FOUND: ThreadPool._take_nowait (actors/_pool.py), used by a thread after "
-    "_SLOT_RUN_LIMIT=256 local tasks, takes a queued task without touching the counts: "
-    "a task queued while every thread was busy stays counted in _unassigned after it "
-    "ran. Each such phantom later makes a finishing thread skip `_idle += 1`, so the "
-    "pool counts idle threads as busy: compensate(+1) then _assign start a thread "
-    "while one waits idle, and compensate(-1) -- the 0e904cc fix -- sends no _RETIRE "
-    "(it retires at most _idle): the surplus stays for good, the very bug the fix "
-    "closed. In an engine any worker thread running a long chain of local turns under "
-    "load does this (a churn of 8 threads with such chains left threads=8, max=4, "
-    "idle=0, _unassigned=186, queue empty). A second source of the same drift: "
-    "compensate(+1) spawns when qsize() > 0 and _idle == 0 even if every queued item "
-    "(a task a woken thread is about to take, a _RETIRE) already has a thread, and "
-    "decrements nothing then (a churn without chains: threads=11, max=4, idle=0, "
-    "_unassigned=6). Fix: in _take_nowait, under the lock, decrement _unassigned if "
-    "> 0, else give back the _idle the enqueuer took for that task; in compensate(+1) "
-    "spawn only while _unassigned > 0."))
 def test_work_taken_out_of_turn_does_not_keep_surplus_threads() -> None:
+    """Found (since fixed): ThreadPool._take_nowait (actors/_pool.py), used by a
+    thread after _SLOT_RUN_LIMIT=256 local tasks, takes a queued task without
+    touching the counts: a task queued while every thread was busy stays counted in
+    _unassigned after it ran. Each such phantom later makes a finishing thread skip
+    `_idle += 1`, so the pool counts idle threads as busy: compensate(+1) then
+    _assign start a thread while one waits idle, and compensate(-1) -- the 0e904cc
+    fix -- sends no _RETIRE (it retires at most _idle): the surplus stays for good,
+    the very bug the fix closed. In an engine any worker thread running a long chain
+    of local turns under load does this (a churn of 8 threads with such chains left
+    threads=8, max=4, idle=0, _unassigned=186, queue empty). A second source of the
+    same drift: compensate(+1) spawns when qsize() > 0 and _idle == 0 even if every
+    queued item (a task a woken thread is about to take, a _RETIRE) already has a
+    thread, and decrements nothing then (a churn without chains: threads=11, max=4,
+    idle=0, _unassigned=6). Fixed: in _take_nowait, under the lock, decrement
+    _unassigned if > 0, else give back the _idle the enqueuer took for that task; in
+    compensate(+1) spawn only while _unassigned > 0."""
     pool = ThreadPool(1, "hostile-out-of-turn")
     go = threading.Event()
     chain_done = threading.Event()
@@ -223,10 +222,9 @@ def test_retirement_churn_from_many_threads_leaves_a_consistent_pool() -> None:
     """Eight threads lend and return threads (compensate +1/-1) and submit work for a
     while: afterwards nothing is lent, no sentinel is pending, nothing is queued, and
     a burst of max_threads tasks that need each other gets max_threads threads at
-    once, again and again: never too few threads. (Surplus threads may stay: the churn
-    leaves idle threads counted busy -- see
-    test_work_taken_out_of_turn_does_not_keep_surplus_threads -- a pool with too many
-    threads, the lesser fault; so thread_count is not checked against max_threads.)"""
+    once, again and again: never too few threads, and no surplus thread stays (it did
+    while idle threads could be counted busy: see
+    test_work_taken_out_of_turn_does_not_keep_surplus_threads)."""
     pool = ThreadPool(4, "hostile-churn")
     errors: list[BaseException] = []
     stop = time.monotonic() + 1.5
@@ -266,6 +264,7 @@ def test_retirement_churn_from_many_threads_leaves_a_consistent_pool() -> None:
         for _ in range(3):  # right after retirement, and again
             _burst_runs_in_parallel(pool, pool.max_threads)
             assert pool._blocked == 0
+        _settled(pool)  # the surplus left too
         assert ran[0] > 0
     finally:
         pool.shutdown(wait=False)
@@ -310,15 +309,15 @@ def test_shutdown_with_sentinels_queued_is_bounded_and_stops_every_thread() -> N
             pool.submit(int)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FOUND (older than 0e904cc, same drain): ThreadPool.shutdown(cancel_futures=True) "
-    "(actors/_pool.py) empties the queue with get_nowait() and drops the submit() "
-    "closures without cancelling their Futures: result() on one waits forever (here 1 s, "
-    "TimeoutError) and it is neither cancelled nor done, unlike "
-    "concurrent.futures.ThreadPoolExecutor, which cancels them. The dropped sentinels "
-    "also leave _retiring/_unassigned counted for good. Fix: keep the Future with the "
-    "queued task (or the task's cancel hook) and cancel what the drain removes."))
 def test_cancel_futures_cancels_the_futures_it_drops() -> None:
+    """Found (since fixed, older than 0e904cc, same drain):
+    ThreadPool.shutdown(cancel_futures=True) (actors/_pool.py) empties the queue
+    with get_nowait() and drops the submit() closures without cancelling their
+    Futures: result() on one waits forever (here 1 s, TimeoutError) and it is
+    neither cancelled nor done, unlike concurrent.futures.ThreadPoolExecutor, which
+    cancels them. The dropped sentinels also leave _retiring/_unassigned counted for
+    good. Fixed: keep the Future with the queued task (or the task's cancel hook)
+    and cancel what the drain removes."""
     pool = ThreadPool(1, "hostile-cancel")
     hold = threading.Event()
     busy = pool.submit(hold.wait, WAIT)
@@ -486,15 +485,14 @@ def test_hung_lookups_cancelled_in_bulk_leave_a_pool_that_runs_in_parallel(
 # --- the store threads -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FOUND: Runtime.stop (actors/_runtime.py) closes the owned cache backends (those "
-    "built from the registry for `cache_backend:`) before it shuts down the store pool, "
-    "whose queued stores 'still run': they call set() on a backend already closed "
-    "(RedisCacheBackend: the client reconnects after close(), a connection nobody "
-    "closes; others fail and log). Fix: shut the store pool down first and join it "
-    "(bounded, say min(join_timeout, 5 s)) before closing the owned caches, dropping "
-    "what is still queued after that."))
 def test_queued_stores_do_not_run_on_a_cache_the_engine_closed(engine_factory: Any) -> None:
+    """Found (since fixed): Runtime.stop (actors/_runtime.py) closes the owned cache
+    backends (those built from the registry for `cache_backend:`) before it shuts
+    down the store pool, whose queued stores 'still run': they call set() on a
+    backend already closed (RedisCacheBackend: the client reconnects after close(),
+    a connection nobody closes; others fail and log). Fixed: shut the store pool
+    down first and join it (bounded, say min(join_timeout, 5 s)) before closing the
+    owned caches, dropping what is still queued after that."""
     gate = threading.Event()
     made: list[Any] = []
 
