@@ -14,20 +14,21 @@ from constellation.lang.collector import LARGE_GRAPH, LARGE_SOURCE
 
 
 def collections_during(action: Any) -> int:
-    """Collections started while ``action`` has the collector paused: those started on
-    this thread (a callback runs on the thread whose allocation started the collection;
-    threads other tests left running may allocate at any moment) before the pause ends.
-    Once the pause has ended (``_age_young_objects`` runs just before ``gc.enable()``)
-    the collector is back, and a young-generation collection started by the compile's
-    last allocations, or by the count other threads raised meanwhile, is expected and
-    not counted. Without a pause every collection of the compile counts."""
+    """Collections started while ``action`` has the collector paused, on this thread (a
+    callback runs on the thread whose allocation started the collection; threads other
+    tests left running may allocate at any moment). Only the paused stretch counts: a
+    young-generation collection started by an allocation just before the pause begins
+    (the count may be at its threshold already) or just after it ends (the compile's
+    last allocations) is the collector working as usual. Fails if ``action`` never
+    paused the collector: ``_age_young_objects`` runs once the last pause ends."""
     seen: list[str] = []
     me = threading.get_ident()
     ended = threading.Event()
     age = collector._age_young_objects
 
     def record(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start" and threading.get_ident() == me and not ended.is_set():
+        if (phase == "start" and threading.get_ident() == me and not ended.is_set()
+                and collector._PAUSE.active > 0):
             seen.append(phase)
 
     def age_then_end() -> None:
@@ -42,6 +43,7 @@ def collections_during(action: Any) -> int:
     finally:
         collector._age_young_objects = age
         gc.callbacks.remove(record)
+    assert ended.is_set(), "the collector was not paused"
     return len(seen)
 
 
