@@ -60,7 +60,7 @@ from constellation.core.errors import (
     ModuleTimeoutError,
 )
 from constellation.core.types import INT64_MAX, INT64_MIN, from_json, to_json
-from constellation.spi._cache import MISSING
+from constellation.spi._cache import MISSING, InMemoryCacheBackend
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -98,6 +98,7 @@ class NodeActor(PooledActor):
     timer: TimerEntry | None = None
     lookup: Borrowed | None = None  # a cache lookup in flight on a worker thread
     first_started = 0.0
+    attempt_started = 0.0  # perf_counter of the running attempt's start, when observed
 
     def __init__(self, parent: ExecutionActor, node: NodePlan, args: dict[str, Any],
                  handle: Execution, runtime: Runtime) -> None:
@@ -205,6 +206,7 @@ class NodeActor(PooledActor):
         runtime = self.runtime
         n = self.attempts
         if runtime.observer is not None:
+            self.attempt_started = time.perf_counter()
             runtime.observer.module_started(handle, node.name, mdef.name, n)
         attempt = Attempt(n, mdef.takes_ctx)
         self.current = attempt
@@ -333,8 +335,17 @@ class NodeActor(PooledActor):
         """Abandon the running attempt and give back what the node holds."""
         attempt = self.current
         self.current = None
-        if attempt is not None and attempt.abandon():
-            self._abandoned_thread(attempt)
+        if attempt is not None:
+            if attempt.abandon():
+                self._abandoned_thread(attempt)
+            observer = self.runtime.observer
+            if observer is not None:  # its start was reported: so is its end
+                result = self.handle._result
+                why = f" ({result.status.value})" if result is not None else ""
+                observer.module_finished(
+                    self.handle, self.node.name, self.node.module.name, self.attempts,
+                    (time.perf_counter() - self.attempt_started) * 1000.0,
+                    f"abandoned: the execution ended{why}")
         if self.timer is not None:
             self.runtime.timer.cancel(self.timer)
             self.timer = None
@@ -464,7 +475,10 @@ class NodeActor(PooledActor):
                     logger.exception("storing a result of %s in the cache failed",
                                      self.node.module.name)
 
-            self.runtime.store_in_cache(put, self.node.module.name)
+            if type(cache).set is InMemoryCacheBackend.set:
+                put()  # never blocks: stored now, a run right after this one finds it
+            else:
+                self.runtime.store_in_cache(put, self.node.module.name)
         if policy.on_error == "wrap":
             value = {"ok": True, "value": value, "error": None, "code": None}
         self._report(value, None)

@@ -114,6 +114,7 @@ class Runtime:
         self._callbacks_pool: ThreadPool | None = None
         self._owned_caches: list[CacheBackend] = []
         self._lock = threading.Lock()
+        self._stores_settled = threading.Condition(self._lock)  # pending_stores fell to 0
         # Written by several threads: only under _lock.
         self.abandoned = 0  # module calls given up on whose threads could not be stopped
         self.internal_errors = 0  # actor turns that raised (see count_internal_error)
@@ -207,16 +208,31 @@ class Runtime:
             finally:
                 with self._lock:
                     self.pending_stores -= 1
+                    if self.pending_stores == 0:
+                        self._stores_settled.notify_all()
 
         def dropped_unrun() -> None:  # the engine stopped first (see stop)
             with self._lock:
                 self.pending_stores -= 1
                 self.stores_dropped += 1
+                if self.pending_stores == 0:
+                    self._stores_settled.notify_all()
 
         try:
             pool.schedule_queued(Droppable(run, dropped_unrun))
         except RuntimeError:  # the engine is stopping: the store is not made
             dropped_unrun()
+
+    def wait_for_stores(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until no cache store waits or runs."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            while self.pending_stores > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._stores_settled.wait(min(left, 60.0))  # inf: wait in slices
+            return True
 
     @property
     def callbacks_pool(self) -> ThreadPool:

@@ -705,6 +705,28 @@ class Constellation:
                             "cache_stores_dropped": rt.stores_dropped,
                             "failed": None if rt.failed is None else rt.failed.message}}
 
+    def wait_for_cache_stores(self, timeout: float = 5.0) -> bool:
+        """Wait until the results stored so far are in their caches.
+
+        Results go to a built-in in-memory cache at once; any other cache backend
+        (Redis, your own) gets them on the engine's store threads, after ``run()`` has
+        returned, so that a slow ``set()`` never delays a result. Call this when the
+        next run must find them: a test, a warm-up, a benchmark.
+
+        Args:
+            timeout: the most seconds to wait.
+
+        Returns:
+            Whether no store was waiting or running when it returned (False after
+            ``timeout``: a backend slow or stuck, or stores still coming from running
+            executions).
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                or timeout != timeout or timeout < 0:
+            raise ConfigurationError(f"timeout must be a number of seconds >= 0, got "
+                                     f"{timeout!r}", details={"field": "timeout"})
+        return self._runtime.wait_for_stores(float(timeout))
+
     # --- lifecycle ---------------------------------------------------------------------
 
     @property

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from constellation import Backends, Constellation
+from constellation import Backends, Constellation, ExecutionStatus, module
 from constellation.events import EventHub
-from constellation.spi import CompositeListener, NoOpListener
+from constellation.spi import CompositeListener, ModuleEvent, NoOpListener
+from tests.waiting import wait_for
 
 SOURCE = "in t: String\nu = Uppercase(Trim(t))\nout u\n"
 
@@ -90,3 +91,59 @@ def test_the_hub_listens_only_while_someone_is_subscribed() -> None:
                     types.append(event["type"])
         assert types.count("module.completed") == 2
         assert hub.listening is False
+
+
+class Pairs(NoOpListener):
+    """Module starts and ends by (execution, node, attempt)."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str, int]] = []
+        self.ended: dict[tuple[str, str, int], str | None] = {}
+        self.lock = threading.Lock()
+
+    def on_module_start(self, event: ModuleEvent) -> None:
+        with self.lock:
+            self.started.append((event.execution_id, event.node, event.attempt))
+
+    def on_module_complete(self, event: ModuleEvent) -> None:
+        with self.lock:
+            self.ended[(event.execution_id, event.node, event.attempt)] = None
+
+    def on_module_failed(self, event: ModuleEvent) -> None:
+        with self.lock:
+            self.ended[(event.execution_id, event.node, event.attempt)] = event.error
+
+
+def test_a_call_abandoned_when_its_execution_ends_is_reported_ended() -> None:
+    """Found (since fixed): a module call still running when its execution was cancelled
+    or timed out got ``on_module_start`` and never an end: a listener counting calls in
+    flight (a gauge, an open span) counted it for good."""
+    release = threading.Event()
+
+    @module("HoldsOn")
+    def holds_on(x: int) -> int:
+        release.wait(10)
+        return x
+
+    pairs = Pairs()
+    source = "in x: Int\na = HoldsOn(x)\nout a\n"
+    try:
+        with Constellation([holds_on], backends=Backends(listener=pairs)) as engine:
+            timed_out = engine.run(source, {"x": 1}, timeout=0.2)
+            assert timed_out.status is ExecutionStatus.TIMED_OUT
+            handle = engine.submit(source, {"x": 2})
+            wait_for(lambda: len(pairs.started) == 2, timeout=10)
+            handle.cancel()
+            assert handle.result(timeout=10).status is ExecutionStatus.CANCELLED
+            release.set()
+            done = engine.run(source, {"x": 3}, timeout=10)
+            assert done.status is ExecutionStatus.COMPLETED
+    finally:
+        release.set()
+    # Shutdown delivered every event.
+    assert sorted(pairs.ended) == sorted(pairs.started)
+    assert pairs.ended[(timed_out.execution_id, "HoldsOn", 1)] == \
+        "abandoned: the execution ended (timed_out)"
+    assert pairs.ended[(handle.execution_id, "HoldsOn", 1)] == \
+        "abandoned: the execution ended (cancelled)"
+    assert pairs.ended[(done.execution_id, "HoldsOn", 1)] is None
