@@ -56,7 +56,7 @@ def test_a_forking_process_pool_is_warned_about(caplog: pytest.LogCaptureFixture
 def test_modules_run_on_dask_distributed() -> None:
     distributed = pytest.importorskip("distributed", reason="the 'distributed' extra")
     with distributed.Client(n_workers=1, threads_per_worker=2, processes=True,
-                            dashboard_address=None) as client:
+                            dashboard_address="127.0.0.1:0") as client:
         executor = client.get_executor()
         with Constellation([pid, square], executor=executor) as e:
             result = e.run(pipeline(), {"x": 4}, timeout=60)
@@ -79,7 +79,7 @@ def test_a_module_dask_cannot_serialize_fails_its_call_and_the_engine_goes_on() 
             return x + 1
 
     with distributed.Client(n_workers=1, threads_per_worker=1, processes=True,
-                            dashboard_address=None) as client, \
+                            dashboard_address="127.0.0.1:0") as client, \
             Constellation([Local, square], executor=client.get_executor()) as e:
         bad = e.run("in x: Int\na = Local(x)\nout a", {"x": 1}, timeout=60)
         assert bad.status is ExecutionStatus.FAILED

@@ -101,7 +101,11 @@ def start_cluster(tmp: Path, workers: int = 2, nthreads: int = 1) -> Cluster:
             out.close()
 
     scheduler = spawn(["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                       "--port", "0", "--no-dashboard", "--scheduler-file", str(sfile),
+                       "--port", "0", "--no-dashboard",
+                       # Its HTTP server (/metrics) starts even without a dashboard, on
+                       # 8787 unless told: another process may hold that port.
+                       "--dashboard-address", "127.0.0.1:0",
+                       "--scheduler-file", str(sfile),
                        # Should pytest itself be killed: the scheduler ends once no client
                        # is left for a while, and its workers 30 s after it.
                        "--idle-timeout", "120s"],
