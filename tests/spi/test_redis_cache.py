@@ -66,6 +66,7 @@ def test_cache_option_with_the_redis_backend_by_name(monkeypatch: pytest.MonkeyP
     src = f'in x: Int\ny = {name}(x) with cache: 1s, cache_backend: "redis"\nout y'
     try:
         assert engine.run(src, {"x": 2}).outputs == {"y": 6}
+        assert engine.wait_for_cache_stores(10)  # stored after run() returned
         assert engine.run(src, {"x": 2}).outputs == {"y": 6}
         assert calls == [2]
         keys = [k.decode() for k in client.scan_iter(match=f"constellation:cache:module:"
