@@ -478,7 +478,7 @@ class NodeActor(PooledActor):
             if type(cache).set is InMemoryCacheBackend.set:
                 put()  # never blocks: stored now, a run right after this one finds it
             else:
-                self.runtime.store_in_cache(put, self.node.module.name)
+                self.runtime.store_in_cache(put, self.node.module.name, cache)
         if policy.on_error == "wrap":
             value = {"ok": True, "value": value, "error": None, "code": None}
         self._report(value, None)

@@ -51,6 +51,13 @@ module that submits another execution and waits for it) must go to the queue, no
 behind the very call that is waiting for it."""
 
 
+def _cancel_dropped(future: Future[Any]) -> None:
+    # Cancelled and notified: concurrent.futures.wait() and as_completed() see it done
+    # (cancel() alone leaves it CANCELLED, which they never count).
+    if future.cancel():
+        future.set_running_or_notify_cancel()
+
+
 def current_pool() -> ThreadPool | None:
     """The pool whose thread is running the caller, or ``None`` on other threads."""
     return getattr(_local, "pool", None)
@@ -98,9 +105,13 @@ class ThreadPool(Executor):
         self.dead_letters = 0
         """Messages posted to actors of this pool after they stopped (dropped)."""
         self.on_dead_letter: Callable[[], None] | None = None
+        self._started: list[threading.Thread] = []  # to join: alive, or not yet joined
+        self._late = 0  # tasks queued after shutdown, behind the stops (see _enqueue)
         if eager:
-            for _ in range(max_threads):
-                self._spawn()
+            with self._lock:
+                for _ in range(max_threads):
+                    self._spawn()
+                    self._idle += 1  # started for no task: it waits unassigned
 
     def dead_letter(self) -> None:
         """Count a message dropped because its actor had stopped (see ``_Inbox.post``)."""
@@ -166,7 +177,15 @@ class ThreadPool(Executor):
             self._assign()
 
     def _enqueue(self, task: Any) -> None:
+        # Work accepted earlier (a thread's backlog, moved by release_backlog or the
+        # rescuer) must run even if the pool was shut down meanwhile: then it goes
+        # behind the threads' stop signals, marked, and a thread that takes a stop while
+        # such work is queued puts the stop back and takes the work first.
         with self._lock:
+            if self._shutdown:
+                self._late += 1
+                self._queue.put(_Late(task))
+                return
             self._queue.put(task)
             self._assign()
 
@@ -201,7 +220,7 @@ class ThreadPool(Executor):
             else:
                 future.set_result(result)
 
-        self.schedule_queued(Droppable(run, future.cancel))
+        self.schedule_queued(Droppable(run, lambda: _cancel_dropped(future)))
         return future
 
     @property
@@ -226,37 +245,50 @@ class ThreadPool(Executor):
                 self._queue.put(_STOP)
         if cancel_futures:
             self.drop_queued()
-        if wait:
-            me = threading.current_thread()
-            for t in threads:
-                if t is not me:
-                    t.join()
+        if wait:  # every call that waits, not only the first: the work may still run
+            self.join()
 
-    def drop_queued(self) -> int:
+    def drop_queued(self, keep: Callable[[Any], bool] | None = None) -> int:
         """Drop the queued work no thread has started (after :meth:`shutdown`, or a
-        pool stopping): a :class:`Droppable`'s ``on_drop`` runs (a ``submit()`` Future
-        is cancelled), the counts are given back, the threads' stop signals stay.
+        pool stopping): a task's ``on_drop`` runs, if it has one (a ``submit()`` Future
+        is cancelled, see :class:`Droppable`), the counts are given back, the threads'
+        stop signals stay. Tasks for which ``keep(task)`` is true stay queued (ahead of
+        the stop signals: they still run).
 
         Returns:
             How many tasks were dropped.
         """
         dropped: list[Any] = []
         with self._lock:
-            kept = 0
+            stops = 0
+            kept: list[_Late] = []
             while True:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:
-                    kept += 1
+                    stops += 1
                     continue
                 if item is _RETIRE:
                     self._retiring -= 1
-                else:
-                    dropped.append(item)
-                self._unqueued()
-            for _ in range(kept):
+                    self._unqueued()
+                    continue
+                late = type(item) is _Late
+                task = item.task if late else item
+                if not late:
+                    self._unqueued()  # counted now as late work, if kept, or gone
+                if keep is not None and keep(task):
+                    if not late:
+                        self._late += 1
+                    kept.append(item if late else _Late(task))
+                    continue
+                if late:
+                    self._late -= 1
+                dropped.append(task)
+            for item in kept:  # run by the threads before they take their stop
+                self._queue.put(item)
+            for _ in range(stops):
                 self._queue.put(_STOP)
         for task in dropped:  # outside the lock: on_drop may run a Future's callbacks
             on_drop = getattr(task, "on_drop", None)
@@ -279,12 +311,14 @@ class ThreadPool(Executor):
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the threads to exit after :meth:`shutdown`; return whether all did."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for t in list(self._threads):
-            if t is threading.current_thread():
-                continue
+        me = threading.current_thread()
+        with self._lock:
+            # Every thread started, not only those in _threads: a leaving thread leaves
+            # _threads a moment before it exits.
+            threads = [t for t in self._started if t is not me]
+        for t in threads:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return all(not t.is_alive() for t in self._threads
-                   if t is not threading.current_thread())
+        return all(not t.is_alive() for t in threads)
 
     @contextmanager
     def blocking(self) -> Iterator[None]:
@@ -351,15 +385,23 @@ class ThreadPool(Executor):
             if task is _STOP or task is _RETIRE:
                 self._queue.put(task)  # for a waiting thread, not work to run here
                 return None
+            if type(task) is _Late:
+                self._late -= 1
+                return task.task
             self._unqueued()  # run here: the thread assigned to it stays waiting
         return task  # type: ignore[no-any-return]
 
     # --- threads -----------------------------------------------------------------------
 
     def _spawn(self) -> None:
+        # Under _lock (or in the constructor).
         t = threading.Thread(target=self._worker, name=f"{self.name}-{len(self._threads)}",
                              daemon=True)
         self._threads.append(t)
+        started = self._started
+        if len(started) > 2 * self.max_threads:
+            started[:] = [s for s in started if s.is_alive()]
+        started.append(t)
         t.start()
 
     def rescue(self, busy_for: float = RESCUE_AFTER) -> int:
@@ -403,7 +445,21 @@ class ThreadPool(Executor):
         get = self._queue.get
         lock = self._lock
         task = get()  # a new thread was started for a task: it is already assigned
-        while task is not _STOP:
+        while True:
+            if task is _STOP:
+                with lock:
+                    if self._late == 0:
+                        self._leave(state)
+                        return
+                    self._queue.put(_STOP)  # behind the late work: that first
+                task = get()
+                continue
+            if type(task) is _Late:
+                with lock:
+                    self._late -= 1
+                self._run(task.task)
+                task = get()
+                continue
             if task is _RETIRE:
                 with lock:
                     self._retiring -= 1
@@ -429,8 +485,6 @@ class ThreadPool(Executor):
                 else:
                     self._idle += 1
             task = get()
-        with self._lock:
-            self._leave(state)
 
     def _leave(self, state: _ThreadState) -> None:
         # Under _lock, in the block that decides the thread leaves: counted one moment
@@ -470,6 +524,15 @@ class ThreadPool(Executor):
                 if shared is not None:
                     backlog.appendleft(task)
                     task = shared
+
+
+class _Late:
+    """Work queued after shutdown, behind the stop signals (see ThreadPool._enqueue)."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
 
 
 class Droppable:

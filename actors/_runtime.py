@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from constellation.actors._async import AsyncRunner
 from constellation.actors._messages import StopActor
-from constellation.actors._pool import RESCUE_AFTER, Droppable, ThreadPool
+from constellation.actors._pool import RESCUE_AFTER, ThreadPool
 from constellation.actors._resilience import (
     CallLimiter,
     CallPolicy,
@@ -51,6 +51,26 @@ STORES_AT_STOP = 2.0
 """At stop, how long (at most) queued cache stores may still run before the caches the
 engine built itself are closed; what is still queued then is dropped (counted)."""
 """Cache stores that may wait for the store threads before more are dropped."""
+
+
+class _Store:
+    """A cache store queued on the store threads (``Runtime.store_in_cache``)."""
+
+    __slots__ = ("owned", "put", "runtime")
+
+    def __init__(self, runtime: Runtime, put: Callable[[], None], owned: bool) -> None:
+        self.runtime = runtime
+        self.put = put
+        self.owned = owned  # bound for a cache the engine built (and closes at stop)
+
+    def __call__(self) -> None:
+        try:
+            self.put()
+        finally:
+            self.runtime._store_done(self.owned, dropped=False)
+
+    def on_drop(self) -> None:  # not run: the engine stopped first (see Runtime.stop)
+        self.runtime._store_done(self.owned, dropped=True)
 
 
 class Runtime:
@@ -115,6 +135,7 @@ class Runtime:
         self._owned_caches: list[CacheBackend] = []
         self._lock = threading.Lock()
         self._stores_settled = threading.Condition(self._lock)  # pending_stores fell to 0
+        self._pending_owned = 0  # of pending_stores: bound for a cache in _owned_caches
         # Written by several threads: only under _lock.
         self.abandoned = 0  # module calls given up on whose threads could not be stopped
         self.internal_errors = 0  # actor turns that raised (see count_internal_error)
@@ -175,12 +196,16 @@ class Runtime:
                 self._io_pool = ThreadPool(8, "constellation-io")
             return self._io_pool
 
-    def store_in_cache(self, put: Callable[[], None], module: str) -> None:
+    def store_in_cache(self, put: Callable[[], None], module: str,
+                       cache: CacheBackend | None = None) -> None:
         """Run ``put`` (a result's cache store, which must not raise) on the engine's
         store threads, never on the module threads: a backend whose ``set`` blocks
         holds only those (nothing waits for a store). Past ``MAX_PENDING_STORES``
         waiting, a store is dropped (logged, counted in ``health()``): a cache that
-        stopped answering must not grow the engine's memory without bound."""
+        stopped answering must not grow the engine's memory without bound.
+        ``cache`` is the backend ``put`` writes to: stores bound for a backend the
+        engine built itself are the ones ``stop`` waits for before closing it."""
+        owned = cache is not None and any(cache is c for c in self._owned_caches)
         with self._lock:
             if self._stores_stopped:  # the engine stopped: the store is not made
                 self.stores_dropped += 1
@@ -194,6 +219,7 @@ class Runtime:
                 dropped = self.stores_dropped
             else:
                 self.pending_stores += 1
+                self._pending_owned += owned
         if full:
             if dropped == 1 or dropped % 1000 == 0:
                 logger.warning(
@@ -202,32 +228,26 @@ class Runtime:
                     dropped)
             return
 
-        def run() -> None:
-            try:
-                put()
-            finally:
-                with self._lock:
-                    self.pending_stores -= 1
-                    if self.pending_stores == 0:
-                        self._stores_settled.notify_all()
-
-        def dropped_unrun() -> None:  # the engine stopped first (see stop)
-            with self._lock:
-                self.pending_stores -= 1
-                self.stores_dropped += 1
-                if self.pending_stores == 0:
-                    self._stores_settled.notify_all()
-
+        store = _Store(self, put, owned)
         try:
-            pool.schedule_queued(Droppable(run, dropped_unrun))
+            pool.schedule_queued(store)
         except RuntimeError:  # the engine is stopping: the store is not made
-            dropped_unrun()
+            store.on_drop()
 
-    def wait_for_stores(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` seconds) until no cache store waits or runs."""
+    def _store_done(self, owned: bool, dropped: bool) -> None:
+        with self._lock:
+            self.pending_stores -= 1
+            self._pending_owned -= owned
+            self.stores_dropped += dropped
+            if self.pending_stores == 0 or (owned and self._pending_owned == 0):
+                self._stores_settled.notify_all()
+
+    def wait_for_stores(self, timeout: float, *, owned_only: bool = False) -> bool:
+        """Wait (at most ``timeout`` seconds) until no cache store waits or runs (only
+        those bound for a backend the engine built, if ``owned_only``)."""
         deadline = time.monotonic() + max(0.0, timeout)
         with self._lock:
-            while self.pending_stores > 0:
+            while (self._pending_owned if owned_only else self.pending_stores) > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -437,21 +457,31 @@ class Runtime:
         if stores is not None:
             stores.shutdown(wait=False)  # queued stores still run ...
             if self._owned_caches:
-                # ... but not on a cache closed under them: those the engine built
-                # get the stores queued for a while, then what is left is dropped.
-                stores.join(min(join_timeout, STORES_AT_STOP))
-                dropped = stores.drop_queued()
+                # ... but not on a cache closed under them: the stores bound for those
+                # the engine built get a while, then what is left of them is dropped
+                # (the others run on: the engine does not close those caches).
+                self.wait_for_stores(min(join_timeout, STORES_AT_STOP), owned_only=True)
+                dropped = stores.drop_queued(
+                    keep=lambda task: not (type(task) is _Store and task.owned))
                 if dropped:
                     logging.getLogger("constellation.runtime").warning(
                         "%d cache stores were still waiting at shutdown: not made", dropped)
+        interrupted: BaseException | None = None
         for cache in self._owned_caches:  # built here from the registry: ours to close
             close = getattr(cache, "close", None)
             if callable(close):
                 try:
                     close()
-                except Exception:  # pragma: no cover - best effort at shutdown
+                except BaseException as exc:  # best effort; Ctrl-C after the rest
                     logging.getLogger("constellation.runtime").exception(
                         "closing cache backend %s failed", type(cache).__name__)
+                    if not isinstance(exc, Exception):
+                        interrupted = interrupted or exc
+        self._stop_threads(join_timeout)
+        if interrupted is not None:
+            raise interrupted
+
+    def _stop_threads(self, join_timeout: float) -> None:
         self.timer.stop()
         self.async_runner.shutdown(min(join_timeout, 5.0))
         if self._io_pool is not None:

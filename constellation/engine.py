@@ -817,6 +817,7 @@ class Constellation:
             except Exception:  # pykka's Timeout: its dispatcher no longer runs turns
                 logger.warning("the supervisor did not stop within 5 s; stopping anyway")
                 supervisor.actor_stopped.set()
+        interrupted: BaseException | None = None
         for step in ("records", "runtime"):
             try:
                 if step == "records":
@@ -825,6 +826,11 @@ class Constellation:
                     runtime.stop()
             except Exception:
                 logger.exception("shutdown: stopping the %s failed", step)
+            except BaseException as exc:  # Ctrl-C, SystemExit: after the other steps
+                logger.exception("shutdown: stopping the %s was interrupted", step)
+                interrupted = interrupted or exc
+        if interrupted is not None:
+            raise interrupted
         return drained
 
     def _flush_records(self, deadline: float) -> None:
