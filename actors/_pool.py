@@ -53,8 +53,15 @@ behind the very call that is waiting for it."""
 
 def _cancel_dropped(future: Future[Any]) -> None:
     # Cancelled and notified: concurrent.futures.wait() and as_completed() see it done
-    # (cancel() alone leaves it CANCELLED, which they never count).
-    if future.cancel():
+    # (cancel() alone leaves it CANCELLED, which they never count). cancel() runs the
+    # done callbacks: one raising a BaseException (Ctrl-C) escapes it, after the state
+    # was set CANCELLED -- the waiters are told all the same.
+    try:
+        cancelled = future.cancel()
+    except BaseException:
+        future.set_running_or_notify_cancel()
+        raise
+    if cancelled:
         future.set_running_or_notify_cancel()
 
 
@@ -106,6 +113,7 @@ class ThreadPool(Executor):
         """Messages posted to actors of this pool after they stopped (dropped)."""
         self.on_dead_letter: Callable[[], None] | None = None
         self._started: list[threading.Thread] = []  # to join: alive, or not yet joined
+        self._joining: set[threading.Thread] = set()  # threads in join() (not joined)
         self._late = 0  # tasks queued after shutdown, behind the stops (see _enqueue)
         if eager:
             with self._lock:
@@ -290,13 +298,18 @@ class ThreadPool(Executor):
                 self._queue.put(item)
             for _ in range(stops):
                 self._queue.put(_STOP)
+        interrupted: BaseException | None = None
         for task in dropped:  # outside the lock: on_drop may run a Future's callbacks
             on_drop = getattr(task, "on_drop", None)
             if on_drop is not None:
                 try:
                     on_drop()
-                except BaseException:
+                except Exception:
                     logger.exception("dropping a task of %s failed", self.name)
+                except BaseException as exc:  # Ctrl-C: once every task is dropped
+                    interrupted = interrupted or exc
+        if interrupted is not None:
+            raise interrupted
         return len(dropped)
 
     def _unqueued(self) -> None:
@@ -314,10 +327,16 @@ class ThreadPool(Executor):
         me = threading.current_thread()
         with self._lock:
             # Every thread started, not only those in _threads: a leaving thread leaves
-            # _threads a moment before it exits.
-            threads = [t for t in self._started if t is not me]
-        for t in threads:
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            # _threads a moment before it exits. Not the threads joining too (two pool
+            # threads each stopping the pool would wait for each other for good).
+            self._joining.add(me)
+            threads = [t for t in self._started if t not in self._joining]
+        try:
+            for t in threads:
+                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        finally:
+            with self._lock:
+                self._joining.discard(me)
         return all(not t.is_alive() for t in threads)
 
     @contextmanager

@@ -352,12 +352,22 @@ class Runtime:
         if name == "memory" and (self.cache is None
                                  or isinstance(self.cache, InMemoryCacheBackend)):
             return self.cache_backend(None)  # the default cache is the in-memory one
-        backend = create_backend("cache", name)
+        built: CacheBackend = create_backend("cache", name)
         with self._lock:
-            kept = self.named_caches.setdefault(name, backend)
-            if kept is backend:
-                self._owned_caches.append(backend)
-            return kept
+            kept = self.named_caches.setdefault(name, built)
+            if kept is built:
+                self._owned_caches.append(built)
+                return kept
+        # Another thread built the same one first (two compiles at once): this one is
+        # not used, and it may hold a connection.
+        close = getattr(built, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                logger.exception("closing an unused cache backend %s failed",
+                                 type(built).__name__)
+        return kept
 
     # --- admission ---------------------------------------------------------------------
 
@@ -487,13 +497,22 @@ class Runtime:
         if self._io_pool is not None:
             self._io_pool.shutdown(wait=False)
         self.dispatcher.shutdown(wait=False)
-        if self.own_workers:
-            self.workers.shutdown(wait=False, cancel_futures=True)
-        else:
-            self.runner.shutdown()  # what the runner owns (an owned pool, a client)
+        interrupted: BaseException | None = None
+        try:
+            if self.own_workers:
+                # Dropped futures' done callbacks run here: one may raise (Ctrl-C).
+                self.workers.shutdown(wait=False, cancel_futures=True)
+            else:
+                self.runner.shutdown()  # what the runner owns (an owned pool, a client)
+        except BaseException as exc:  # the rest still stops; Ctrl-C goes on up after
+            logger.exception("stopping the worker pool failed")
+            if not isinstance(exc, Exception):
+                interrupted = exc
         if self._callbacks_pool is not None:
             self._callbacks_pool.shutdown(wait=False)  # queued callbacks still run
         deadline = time.monotonic() + join_timeout
         for pool in (self.dispatcher, self.workers, self._callbacks_pool):
             if isinstance(pool, ThreadPool):
                 pool.join(max(0.0, deadline - time.monotonic()))
+        if interrupted is not None:
+            raise interrupted
