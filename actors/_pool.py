@@ -298,6 +298,7 @@ class ThreadPool(Executor):
                 self._queue.put(item)
             for _ in range(stops):
                 self._queue.put(_STOP)
+            self._retire_surplus()  # a live pool: threads assigned to dropped work idle
         interrupted: BaseException | None = None
         for task in dropped:  # outside the lock: on_drop may run a Future's callbacks
             on_drop = getattr(task, "on_drop", None)
@@ -385,15 +386,19 @@ class ThreadPool(Executor):
                 # one (a task a woken thread is about to take, a _RETIRE) needs none.
                 self._spawn()
                 self._unassigned -= 1  # the new thread takes it
-            elif delta < 0 and not self._shutdown:
-                # Threads started in place of lost ones that now wait idle would stay
-                # for good (a thread retires after a task): tell that many to leave.
-                surplus = len(self._threads) - self.max_threads - self._blocked \
-                    - self._retiring
-                for _ in range(min(surplus, self._idle)):
-                    self._idle -= 1  # assigned to the sentinel, as to a task
-                    self._retiring += 1
-                    self._queue.put(_RETIRE)
+            elif delta < 0:
+                self._retire_surplus()
+
+    def _retire_surplus(self) -> None:
+        # Under _lock. Threads started in place of lost ones that now wait idle would
+        # stay for good (a thread retires after a task): tell that many to leave.
+        if self._shutdown:
+            return
+        surplus = len(self._threads) - self.max_threads - self._blocked - self._retiring
+        for _ in range(min(surplus, self._idle)):
+            self._idle -= 1  # assigned to the sentinel, as to a task
+            self._retiring += 1
+            self._queue.put(_RETIRE)
 
     def _take_nowait(self) -> Task | None:
         with self._lock:
@@ -408,6 +413,7 @@ class ThreadPool(Executor):
                 self._late -= 1
                 return task.task
             self._unqueued()  # run here: the thread assigned to it stays waiting
+            self._retire_surplus()  # ... idle: if it is one too many, it leaves
         return task  # type: ignore[no-any-return]
 
     # --- threads -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from constellation.actors._async import AsyncRunner
 from constellation.actors._messages import StopActor
-from constellation.actors._pool import RESCUE_AFTER, ThreadPool
+from constellation.actors._pool import RESCUE_AFTER, ThreadPool, current_pool
 from constellation.actors._resilience import (
     CallLimiter,
     CallPolicy,
@@ -470,7 +470,10 @@ class Runtime:
                 # ... but not on a cache closed under them: the stores bound for those
                 # the engine built get a while, then what is left of them is dropped
                 # (the others run on: the engine does not close those caches).
-                self.wait_for_stores(min(join_timeout, STORES_AT_STOP), owned_only=True)
+                # (Not when stopped from a store itself: it would wait for itself.)
+                if current_pool() is not stores:
+                    self.wait_for_stores(min(join_timeout, STORES_AT_STOP),
+                                         owned_only=True)
                 dropped = stores.drop_queued(
                     keep=lambda task: not (type(task) is _Store and task.owned))
                 if dropped:

@@ -700,3 +700,32 @@ def test_caller_helps_with_a_cache_whose_set_blocks(engine_factory: Any) -> None
     assert on
     assert all(name.startswith(STORES) for name in on), on
     assert engine._runtime.workers._blocked == 0
+
+
+def test_a_shutdown_from_inside_an_owned_caches_set_does_not_wait_for_itself(
+        engine_factory: Any) -> None:
+    """Found (since fixed): Runtime.stop waited up to STORES_AT_STOP (2 s) for the
+    stores bound for the caches the engine built -- also when called from one of those
+    stores (a backend's set() that shuts the engine down), which waited for itself."""
+    results: list[tuple[bool, float]] = []
+    holder: list[Any] = []
+
+    class StopsTheEngine(InMemoryCacheBackend):
+        def set(self, key: str, value: Any, ttl: float) -> None:
+            super().set(key, value, ttl)
+            t0 = time.monotonic()
+            results.append((holder[0].shutdown(drain_timeout=5), time.monotonic() - t0))
+
+    register_backend("cache", "hostile-stops", StopsTheEngine, replace=True)
+    try:
+        engine = engine_factory([Inc])
+        holder.append(engine)
+        r = engine.run('in x: Int\na = Inc(x) with cache: 1min, cache_backend: '
+                       '"hostile-stops"\nout a', {"x": 1}, timeout=WAIT)
+        assert r.status is ExecutionStatus.COMPLETED
+        assert _until(lambda: bool(results), WAIT)
+        drained, took = results[0]
+        assert drained
+        assert took < 1.0, f"shutdown from a store took {took:.2f} s"
+    finally:
+        unregister_backend("cache", "hostile-stops")
