@@ -60,7 +60,7 @@ from constellation.core.errors import (
     ModuleTimeoutError,
 )
 from constellation.core.types import INT64_MAX, INT64_MIN, from_json, to_json
-from constellation.spi._cache import MISSING, InMemoryCacheBackend
+from constellation.spi._cache import MISSING
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -475,10 +475,7 @@ class NodeActor(PooledActor):
                     logger.exception("storing a result of %s in the cache failed",
                                      self.node.module.name)
 
-            if type(cache).set is InMemoryCacheBackend.set:
-                put()  # never blocks: stored now, a run right after this one finds it
-            else:
-                self.runtime.store_in_cache(put, self.node.module.name, cache)
+            self.runtime.store_in_cache(put, self.node.module.name, cache)
         if policy.on_error == "wrap":
             value = {"ok": True, "value": value, "error": None, "code": None}
         self._report(value, None)

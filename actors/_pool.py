@@ -98,7 +98,7 @@ class ThreadPool(Executor):
         self._threads: list[threading.Thread] = []
         # Threads waiting on the queue that no queued task has been assigned to. Every
         # queued item has a thread assigned or is counted in _unassigned; one taken
-        # out of turn or dropped gives its count back (see _unqueued).
+        # out of turn or dropped gives its count back (see _free_one).
         self._idle = 0
         self._unassigned = 0  # queued tasks no thread was assigned to (all busy)
         self._blocked = 0  # threads waiting for another execution (see blocking())
@@ -280,12 +280,12 @@ class ThreadPool(Executor):
                     continue
                 if item is _RETIRE:
                     self._retiring -= 1
-                    self._unqueued()
+                    self._free_one()
                     continue
                 late = type(item) is _Late
                 task = item.task if late else item
                 if not late:
-                    self._unqueued()  # counted now as late work, if kept, or gone
+                    self._free_one()  # counted now as late work, if kept, or gone
                 if keep is not None and keep(task):
                     if not late:
                         self._late += 1
@@ -313,10 +313,11 @@ class ThreadPool(Executor):
             raise interrupted
         return len(dropped)
 
-    def _unqueued(self) -> None:
-        # Under _lock: a queued item was taken by no waiting thread (run out of turn or
-        # dropped). A thread was assigned to it, or it was counted unassigned: give
-        # back one or the other (unassigned first: no thread waits for those).
+    def _free_one(self) -> None:
+        # Under _lock: one thread is free again -- it finished its task, or the queued
+        # item it was assigned to left the queue (run out of turn, dropped). It takes a
+        # task no thread was assigned to, if one is queued, else it counts idle. (For an
+        # item that left the queue, that gives back what the enqueuer counted for it.)
         if self._unassigned > 0:
             self._unassigned -= 1
         else:
@@ -412,7 +413,7 @@ class ThreadPool(Executor):
             if type(task) is _Late:
                 self._late -= 1
                 return task.task
-            self._unqueued()  # run here: the thread assigned to it stays waiting
+            self._free_one()  # run here: the thread assigned to it stays waiting
             self._retire_surplus()  # ... idle: if it is one too many, it leaves
         return task  # type: ignore[no-any-return]
 
@@ -491,10 +492,7 @@ class ThreadPool(Executor):
                     if len(self._threads) > self.max_threads + self._blocked:
                         self._leave(state)  # still one too many: this one leaves
                         return
-                    if self._unassigned > 0:
-                        self._unassigned -= 1  # needed again meanwhile: take a task
-                    else:
-                        self._idle += 1
+                    self._free_one()  # needed again meanwhile, or idle
                 task = get()
                 continue
             self._run(task)
@@ -505,10 +503,7 @@ class ThreadPool(Executor):
                     # is queued has threads assigned; staying, it would wait idle).
                     self._leave(state)
                     return
-                if self._unassigned > 0:
-                    self._unassigned -= 1  # a task queued while every thread was busy
-                else:
-                    self._idle += 1
+                self._free_one()  # a task queued while every thread was busy, or idle
             task = get()
 
     def _leave(self, state: _ThreadState) -> None:

@@ -22,6 +22,7 @@ from constellation.actors._runners import PoolRunner, Runner, runner_for
 from constellation.actors._timer import TimerService
 from constellation.core.errors import ConfigurationError, QueueFullError
 from constellation.core.types import zero_value
+from constellation.spi._cache import InMemoryCacheBackend
 from constellation.spi._retry import policy_for
 from constellation.spi._secrets import EnvSecrets
 
@@ -47,10 +48,10 @@ __all__ = ["Runtime"]
 logger = logging.getLogger("constellation.runtime")
 
 MAX_PENDING_STORES = 10_000
+"""Cache stores that may wait for the store threads before more are dropped."""
 STORES_AT_STOP = 2.0
 """At stop, how long (at most) queued cache stores may still run before the caches the
 engine built itself are closed; what is still queued then is dropped (counted)."""
-"""Cache stores that may wait for the store threads before more are dropped."""
 
 
 class _Store:
@@ -197,15 +198,21 @@ class Runtime:
             return self._io_pool
 
     def store_in_cache(self, put: Callable[[], None], module: str,
-                       cache: CacheBackend | None = None) -> None:
-        """Run ``put`` (a result's cache store, which must not raise) on the engine's
-        store threads, never on the module threads: a backend whose ``set`` blocks
-        holds only those (nothing waits for a store). Past ``MAX_PENDING_STORES``
-        waiting, a store is dropped (logged, counted in ``health()``): a cache that
-        stopped answering must not grow the engine's memory without bound.
-        ``cache`` is the backend ``put`` writes to: stores bound for a backend the
-        engine built itself are the ones ``stop`` waits for before closing it."""
-        owned = cache is not None and any(cache is c for c in self._owned_caches)
+                       cache: CacheBackend) -> None:
+        """Run ``put`` (a result's cache store into ``cache``, which must not raise).
+
+        Into the built-in in-memory cache (its own ``set``, which never blocks) at once,
+        on the caller's thread: a run right after this one finds the result. Into any
+        other backend on the engine's store threads, never on the module threads: a
+        backend whose ``set`` blocks holds only those (nothing waits for a store). Past
+        ``MAX_PENDING_STORES`` waiting, a store is dropped (logged, counted in
+        ``health()``): a cache that stopped answering must not grow the engine's memory
+        without bound. Stores bound for a backend the engine built itself are the ones
+        ``stop`` waits for before closing it."""
+        if type(cache).set is InMemoryCacheBackend.set:
+            put()
+            return
+        owned = any(cache is c for c in self._owned_caches)
         with self._lock:
             if self._stores_stopped:  # the engine stopped: the store is not made
                 self.stores_dropped += 1
@@ -338,7 +345,6 @@ class Runtime:
         Raises:
             ConfigurationError: no cache backend has that name.
         """
-        from constellation.spi._cache import InMemoryCacheBackend
         from constellation.spi._registry import create_backend
 
         with self._lock:
@@ -477,8 +483,8 @@ class Runtime:
                 dropped = stores.drop_queued(
                     keep=lambda task: not (type(task) is _Store and task.owned))
                 if dropped:
-                    logging.getLogger("constellation.runtime").warning(
-                        "%d cache stores were still waiting at shutdown: not made", dropped)
+                    logger.warning("%d cache stores were still waiting at shutdown: not "
+                                   "made", dropped)
         interrupted: BaseException | None = None
         for cache in self._owned_caches:  # built here from the registry: ours to close
             close = getattr(cache, "close", None)
@@ -486,8 +492,8 @@ class Runtime:
                 try:
                     close()
                 except BaseException as exc:  # best effort; Ctrl-C after the rest
-                    logging.getLogger("constellation.runtime").exception(
-                        "closing cache backend %s failed", type(cache).__name__)
+                    logger.exception("closing cache backend %s failed",
+                                     type(cache).__name__)
                     if not isinstance(exc, Exception):
                         interrupted = interrupted or exc
         self._stop_threads(join_timeout)

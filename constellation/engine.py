@@ -721,8 +721,8 @@ class Constellation:
             ``timeout``: a backend slow or stuck, or stores still coming from running
             executions).
         """
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
-                or timeout != timeout or timeout < 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+                or not timeout >= 0:  # NaN too
             raise ConfigurationError(f"timeout must be a number of seconds >= 0, got "
                                      f"{timeout!r}", details={"field": "timeout"})
         return self._runtime.wait_for_stores(float(timeout))

@@ -81,3 +81,12 @@ class GatedCache(InMemoryCacheBackend):
         if self.hang_set:
             self.gate.wait(WAIT)
         super().set(key, value, ttl)
+
+
+def burst_runs_in_parallel(pool: Any, n: int, timeout: float = 2.0) -> None:
+    """``n`` tasks on ``pool`` (an Executor) that each wait for all the others: they
+    need ``n`` threads at once (BrokenBarrierError: too few threads)."""
+    barrier = threading.Barrier(n, timeout=timeout)
+    futures = [pool.submit(barrier.wait) for _ in range(n)]
+    for f in futures:
+        f.result(timeout=timeout + 1.0)

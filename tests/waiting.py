@@ -10,13 +10,21 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Return once ``predicate()`` is true; fail the test after ``timeout`` seconds."""
+def reached(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``predicate`` for at most ``timeout`` seconds; whether it became true. Never
+    raises: for hooks running on the runtime's threads, and for "must not happen"."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.002)
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Return once ``predicate()`` is true; fail the test after ``timeout`` seconds."""
+    if not reached(predicate, timeout):
+        raise AssertionError("condition not reached in time")
 
 
 def process_running(pid: int) -> bool:

@@ -27,8 +27,8 @@ from constellation import Backends, ExecutionStatus, SchedulerConfig, module
 from constellation.actors._pool import Borrowed, ThreadPool
 from constellation.spi import InMemoryCacheBackend
 from constellation.spi._registry import register_backend, unregister_backend
-from tests.faults import WAIT, GatedCache, Inc
-from tests.waiting import wait_for
+from tests.faults import WAIT, GatedCache, Inc, burst_runs_in_parallel
+from tests.waiting import reached, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,16 +37,6 @@ if TYPE_CHECKING:
 CACHED = "in x: Int\na = Inc(x) with cache: 1min\nout a"
 PLAIN = "in x: Int\na = Inc(x)\nout a"
 STORES = "constellation-cache-stores"
-
-
-def _until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """wait_for that never raises (for hooks on pool threads and for "must not")."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
 
 
 def _settled(pool: ThreadPool, timeout: float = WAIT) -> None:
@@ -62,17 +52,9 @@ def _settled(pool: ThreadPool, timeout: float = WAIT) -> None:
         time.sleep(0.002)
 
 
-def _burst_runs_in_parallel(pool: ThreadPool, n: int, timeout: float = 2.0) -> None:
-    """``n`` tasks that each wait for all the others: they need ``n`` threads at once."""
-    barrier = threading.Barrier(n, timeout=timeout)
-    futures = [pool.submit(barrier.wait) for _ in range(n)]
-    for f in futures:
-        f.result(timeout=timeout + 1.0)  # BrokenBarrierError: too few threads
-
-
 def _spawn_idle(pool: ThreadPool, n: int) -> None:
     """Make the (non-eager) pool start ``n`` threads and leave them idle."""
-    _burst_runs_in_parallel(pool, n)
+    burst_runs_in_parallel(pool, n)
     wait_for(lambda: pool._idle == n == pool.thread_count, timeout=WAIT)
 
 
@@ -148,9 +130,9 @@ def test_a_task_submitted_while_surplus_threads_leave_still_gets_a_thread() -> N
         wait_for(lambda: len(running) == 3 and pool.thread_count == 3, timeout=WAIT)
         pool.compensate(-1)  # it came back: one thread too many, none idle
         hold_c.set()  # its thread is the surplus: it leaves
-        assert _until(lambda: len(leavers) == 1, 1.0) or leave_line is None
+        assert reached(lambda: len(leavers) == 1, 1.0) or leave_line is None
         hold_a.set()  # a second thread finishes while the first has not left yet
-        _until(lambda: len(leavers) == 2, 1.0)
+        reached(lambda: len(leavers) == 2, 1.0)
         ran = threading.Event()
         pool.submit(ran.set)
         let_go.set()
@@ -262,7 +244,7 @@ def test_retirement_churn_from_many_threads_leaves_a_consistent_pool() -> None:
         wait_for(lambda: pool._blocked == 0 and pool._retiring == 0
                  and pool._queue.qsize() == 0, timeout=WAIT)
         for _ in range(3):  # right after retirement, and again
-            _burst_runs_in_parallel(pool, pool.max_threads)
+            burst_runs_in_parallel(pool, pool.max_threads)
             assert pool._blocked == 0
         _settled(pool)  # the surplus left too
         assert ran[0] > 0
@@ -283,7 +265,7 @@ def test_work_submitted_right_after_compensate_minus_one_gets_the_threads() -> N
             _spawn_idle(pool, 6)  # three threads more than max, all idle
             for _ in range(3):
                 pool.compensate(-1)  # three sentinels go out ...
-            _burst_runs_in_parallel(pool, 3)  # ... while this needs three threads
+            burst_runs_in_parallel(pool, 3)  # ... while this needs three threads
             _settled(pool)
             assert pool.thread_count <= 3
     finally:
@@ -377,9 +359,9 @@ def test_give_up_and_done_racing_never_lend_a_negative_thread() -> None:
         giver.start()
         assert in_plus.wait(WAIT)
         assert lookup.done() is False  # the lookup's thread: it was given up on
-        _until(lambda: pool.thread_count < 2, 0.5)
+        reached(lambda: pool.thread_count < 2, 0.5)
         futures = [pool.submit(needs_a_partner) for _ in range(2)]
-        both = _until(lambda: len(started) == 2, 0.5)
+        both = reached(lambda: len(started) == 2, 0.5)
     finally:
         let_plus.set()
         giver.join(WAIT)
@@ -437,7 +419,7 @@ def test_borrowed_give_up_start_and_done_from_different_threads_balance() -> Non
         # given up while queued: skipped (never ran); every other one ran once
         skipped = sum(lk._state == lk._GIVEN_UP_QUEUED for lk in lookups)
         assert len(ran) + skipped == len(lookups)
-        _burst_runs_in_parallel(pool, 3)
+        burst_runs_in_parallel(pool, 3)
     finally:
         pool.shutdown(wait=False)
         assert pool.join(WAIT)
@@ -723,7 +705,7 @@ def test_a_shutdown_from_inside_an_owned_caches_set_does_not_wait_for_itself(
         r = engine.run('in x: Int\na = Inc(x) with cache: 1min, cache_backend: '
                        '"hostile-stops"\nout a', {"x": 1}, timeout=WAIT)
         assert r.status is ExecutionStatus.COMPLETED
-        assert _until(lambda: bool(results), WAIT)
+        assert reached(lambda: bool(results), WAIT)
         drained, took = results[0]
         assert drained
         assert took < 1.0, f"shutdown from a store took {took:.2f} s"

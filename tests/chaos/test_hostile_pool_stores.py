@@ -1,5 +1,5 @@
 """Hostile tests of 9384fcd and ea88e32: ``ThreadPool`` counts given back by
-``_take_nowait`` and ``drop_queued`` (``_unqueued``), ``compensate(+1)`` spawning only for
+``_take_nowait`` and ``drop_queued`` (``_free_one``), ``compensate(+1)`` spawning only for
 unassigned work, a leaving thread leaving ``_threads`` in the block that decides it,
 ``shutdown(cancel_futures=True)`` cancelling (and notifying) what it drops
 (``Droppable``), work moved to the queue after shutdown (``_Late``), ``join`` covering
@@ -30,7 +30,8 @@ from constellation.actors._pool import ThreadPool
 from constellation.core.errors import QueueFullError, ShuttingDownError
 from constellation.spi import InMemoryCacheBackend
 from constellation.spi._registry import register_backend, unregister_backend
-from tests.faults import WAIT, GatedCache, Inc
+from tests.faults import WAIT, GatedCache, Inc, burst_runs_in_parallel
+from tests.waiting import reached
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -42,39 +43,38 @@ if TYPE_CHECKING:
 STORES = "constellation-cache-stores"
 
 
-def _until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``predicate`` for at most ``timeout`` seconds; whether it became true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
-
-
 def _counts(pool: ThreadPool) -> str:
     return (f"{pool.name}: threads={pool.thread_count} max={pool.max_threads} "
             f"idle={pool._idle} unassigned={pool._unassigned} blocked={pool._blocked} "
             f"retiring={pool._retiring} queued={pool._queue.qsize()}")
 
 
+def _count_out_of_turn(pool: ThreadPool) -> list[int]:
+    """Count the tasks ``pool`` threads take out of turn (``_take_nowait``): ``[n]``."""
+    taken = [0]
+    lock = threading.Lock()
+    original = pool._take_nowait
+
+    def counting() -> Any:
+        task = original()
+        if task is not None:
+            with lock:
+                taken[0] += 1
+        return task
+
+    pool._take_nowait = counting  # type: ignore[method-assign]
+    return taken
+
+
 def _quiescent(pool: ThreadPool, timeout: float = WAIT) -> None:
     """Once nothing runs: nothing lent or queued, no sentinel pending, at most
     max_threads threads, and every thread counted idle (each waits on the queue and
     no queued item is left to assign it to)."""
-    ok = _until(lambda: (pool._blocked == 0 and pool._retiring == 0
+    ok = reached(lambda: (pool._blocked == 0 and pool._retiring == 0
                          and pool._queue.qsize() == 0 and pool._unassigned == 0
                          and pool.thread_count <= pool.max_threads
                          and pool._idle == pool.thread_count), timeout)
     assert ok, _counts(pool)
-
-
-def _burst_runs_in_parallel(pool: ThreadPool, n: int, timeout: float = 2.0) -> None:
-    """``n`` tasks that each wait for all the others: they need ``n`` threads at once."""
-    barrier = threading.Barrier(n, timeout=timeout)
-    futures = [pool.submit(barrier.wait) for _ in range(n)]
-    for f in futures:
-        f.result(timeout=timeout + 1.0)  # BrokenBarrierError: too few threads
 
 
 def _threads_named(prefix: str) -> list[threading.Thread]:
@@ -125,17 +125,7 @@ def test_long_local_chains_under_churn_keep_every_count_exact() -> None:
     need each other at once, again and again."""
     pool = ThreadPool(3, "hostile-ps-chains")
     lock = threading.Lock()
-    taken = [0]
-    original = pool._take_nowait
-
-    def counting() -> Any:
-        task = original()
-        if task is not None:
-            with lock:
-                taken[0] += 1
-        return task
-
-    pool._take_nowait = counting  # type: ignore[method-assign]
+    taken = _count_out_of_turn(pool)
     started, finished = [0], [0]
     futures: list[Future[Any]] = []
     errors: list[BaseException] = []
@@ -193,11 +183,11 @@ def test_long_local_chains_under_churn_keep_every_count_exact() -> None:
         assert not errors, errors
         _, pending = concurrent.futures.wait(futures, timeout=WAIT)
         assert not pending, f"{len(pending)} futures never ran: {_counts(pool)}"
-        assert _until(lambda: finished[0] == started[0], WAIT), (started, finished)
+        assert reached(lambda: finished[0] == started[0], WAIT), (started, finished)
         assert taken[0] > 0, "no task was taken out of turn: the attack missed its path"
         _quiescent(pool)
         for _ in range(3):
-            _burst_runs_in_parallel(pool, pool.max_threads)
+            burst_runs_in_parallel(pool, pool.max_threads)
             _quiescent(pool)
     finally:
         _stop(pool)
@@ -254,13 +244,13 @@ def _shutdowns_racing_submitters(seed: int) -> None:
     for t in workers:
         t.join(WAIT)
     assert not any(t.is_alive() for t in workers)
-    assert _until(lambda: all(f.done() for _, f in futures), WAIT), (
+    assert reached(lambda: all(f.done() for _, f in futures), WAIT), (
         f"{sum(not f.done() for _, f in futures)} futures neither ran nor were "
         f"cancelled: {_counts(pool)}")
     for i, f in futures:
         assert f.cancelled() != (i in ran), (i, f)
     assert pool.join(WAIT)
-    assert _until(lambda: not _threads_named(name + "-"), WAIT)
+    assert reached(lambda: not _threads_named(name + "-"), WAIT)
     with pytest.raises(RuntimeError):
         pool.submit(int)
 
@@ -317,7 +307,7 @@ def test_drop_queued_racing_workers_on_a_live_pool_keeps_it_whole() -> None:
             t.join(WAIT)
         stop.set()
         d.join(WAIT)
-        assert _until(lambda: all(f.done() for _, f in futures), WAIT), _counts(pool)
+        assert reached(lambda: all(f.done() for _, f in futures), WAIT), _counts(pool)
         done = set(ran)
         assert len(done) == len(ran), "a task ran twice"
         cancelled = sum(f.cancelled() for _, f in futures)
@@ -325,7 +315,7 @@ def test_drop_queued_racing_workers_on_a_live_pool_keeps_it_whole() -> None:
         assert cancelled == dropped[0]
         assert 0 < cancelled < len(futures), "the drops never (or always) raced the workers"
         _quiescent(pool)
-        _burst_runs_in_parallel(pool, pool.max_threads)
+        burst_runs_in_parallel(pool, pool.max_threads)
         _quiescent(pool)
     finally:
         stop.set()
@@ -341,7 +331,7 @@ def test_done_callbacks_that_raise_or_block_when_dropped() -> None:
     pool = ThreadPool(1, "hostile-ps-callbacks")
     hold = threading.Event()
     busy = pool.submit(hold.wait, WAIT)
-    assert _until(busy.running, WAIT)
+    assert reached(busy.running, WAIT)
     seen: list[str] = []
 
     def interrupt(_: Future[Any]) -> None:
@@ -391,18 +381,18 @@ def test_shutdown_with_cancel_from_inside_a_task_returns_and_drops_the_rest() ->
         return "stopped"
 
     def other() -> bool:  # busy until the pool is shut down: takes nothing queued
-        return _until(lambda: pool._shutdown, WAIT)
+        return reached(lambda: pool._shutdown, WAIT)
 
     busy = pool.submit(other)
     mine = pool.submit(stopper)
-    assert _until(lambda: busy.running() and mine.running(), WAIT)
+    assert reached(lambda: busy.running() and mine.running(), WAIT)
     queued = [pool.submit(int) for _ in range(4)]
     gate.set()
     assert mine.result(timeout=WAIT) == "stopped"
     assert busy.result(timeout=WAIT) is True
     assert all(f.cancelled() for f in queued)
     assert pool.join(WAIT)
-    assert _until(lambda: not _threads_named("hostile-ps-self-"), WAIT)
+    assert reached(lambda: not _threads_named("hostile-ps-self-"), WAIT)
 
 
 # --- ThreadPool: found (since fixed) ------------------------------------------------------
@@ -441,7 +431,7 @@ def test_futures_dropped_at_shutdown_are_seen_by_concurrent_futures_wait() -> No
     busy = pool.submit(hold.wait, WAIT)
     queued = pool.submit(int)
     try:
-        assert _until(lambda: pool._queue.qsize() == 1, WAIT)
+        assert reached(lambda: pool._queue.qsize() == 1, WAIT)
         pool.shutdown(wait=False, cancel_futures=True)
         assert queued.cancelled()
         hold.set()
@@ -478,11 +468,11 @@ def test_local_work_moved_to_the_queue_after_shutdown_still_runs() -> None:
 
     f = pool.submit(task)
     try:
-        assert _until(lambda: pool._idle == 0 and pool._queue.qsize() == 0, WAIT)
+        assert reached(lambda: pool._idle == 0 and pool._queue.qsize() == 0, WAIT)
         pool.shutdown(wait=False)  # no cancel_futures: accepted work still runs
         go.set()
         f.result(timeout=WAIT)
-        assert _until(lambda: len(ran) == 2, 1.0), (
+        assert reached(lambda: len(ran) == 2, 1.0), (
             f"ran {ran}; queued={pool._queue.qsize()}, threads={pool.thread_count}")
     finally:
         go.set()
@@ -499,10 +489,10 @@ def test_join_returning_true_means_the_threads_have_exited() -> None:
     shutdown() takes) and join those."""
     pool = ThreadPool(2, "hostile-ps-join")
     pool._lock = _SlowExitLock(pool, 0.5)  # type: ignore[assignment]
-    _burst_runs_in_parallel(pool, 2)
+    burst_runs_in_parallel(pool, 2)
     threads = list(pool._threads)
     pool.shutdown(wait=False)
-    assert _until(lambda: pool.thread_count == 0, WAIT)  # both took their _STOP
+    assert reached(lambda: pool.thread_count == 0, WAIT)  # both took their _STOP
     assert pool.join(2.0)
     alive = [t.name for t in threads if t.is_alive()]
     for t in threads:
@@ -541,17 +531,7 @@ def test_late_work_from_several_threads_runs_also_out_of_turn() -> None:
     pool = ThreadPool(3, "hostile-ps-late-many")
     lock = threading.Lock()
     ran: list[tuple[int, int]] = []
-    taken = [0]
-    original = pool._take_nowait
-
-    def counting() -> Any:
-        task = original()
-        if task is not None:
-            with lock:
-                taken[0] += 1
-        return task
-
-    pool._take_nowait = counting  # type: ignore[method-assign]
+    taken = _count_out_of_turn(pool)
     go, released = threading.Event(), threading.Semaphore(0)
     k = 40
 
@@ -581,14 +561,14 @@ def test_late_work_from_several_threads_runs_also_out_of_turn() -> None:
 
     futures = [pool.submit(releaser, 0), pool.submit(releaser, 1), pool.submit(chainer)]
     try:
-        assert _until(lambda: all(f.running() for f in futures), WAIT)
+        assert reached(lambda: all(f.running() for f in futures), WAIT)
         pool.shutdown(wait=False)
         assert pool.rescue(0.0) == 0  # the rescuer leaves a stopped pool alone
         go.set()
         for f in futures:
             f.result(timeout=WAIT)
         total = 2 * (k + 1) + 2001
-        assert _until(lambda: len(ran) == total, WAIT), (len(ran), total, pool._late)
+        assert reached(lambda: len(ran) == total, WAIT), (len(ran), total, pool._late)
         assert len(set(ran)) == total, "a task ran twice"
         assert pool.join(WAIT)
         assert pool._late == 0
@@ -631,10 +611,10 @@ def test_late_work_dropped_or_kept_by_drop_queued() -> None:
 
     futures: list[Future[Any]] = [pool.submit(releaser), pool.submit(hold.wait, WAIT)]
     try:
-        assert _until(lambda: all(f.running() for f in futures), WAIT)
+        assert reached(lambda: all(f.running() for f in futures), WAIT)
         pool.shutdown(wait=False)
         go.set()
-        assert _until(lambda: pool._late == k, WAIT), pool._late
+        assert reached(lambda: pool._late == k, WAIT), pool._late
 
         def keep(task: Any) -> bool:
             return isinstance(task, Droppable) and task.task.args[0] % 3 == 0  # type: ignore[attr-defined]
@@ -688,7 +668,7 @@ def test_two_pool_threads_shutting_the_pool_down_do_not_deadlock() -> None:
 
     futures = [pool.submit(stop_on_error) for _ in range(2)]
     try:
-        assert _until(lambda: all(f.done() for f in futures), 0.7), (
+        assert reached(lambda: all(f.done() for f in futures), 0.7), (
             "two pool threads calling shutdown() wait for each other: "
             f"{[f._state for f in futures]}")
     finally:
@@ -712,7 +692,7 @@ def test_a_dropped_future_whose_callback_raises_is_still_seen_done() -> None:
     hold = threading.Event()
     busy = pool.submit(hold.wait, WAIT)
     try:
-        assert _until(busy.running, WAIT)
+        assert reached(busy.running, WAIT)
         queued = [pool.submit(int) for _ in range(2)]
 
         def interrupted(_: Future[int]) -> None:
@@ -806,9 +786,10 @@ def test_direct_stores_racing_shutdowns_from_several_threads_add_up(
     """Six threads store into an owned cache as fast as they can while three threads
     shut the engine down at once: every store is made or counted dropped (none lost,
     none both), pending_stores falls back to 0, the cache is closed once, and every
-    shutdown call gives the same answer. Stores that name their cache (``cache=``, as
-    NodeActor does) are bound to it: none reaches set() after the engine closed it.
-    Stores that do not are the user's business: they run on after the stop."""
+    shutdown call gives the same answer. Stores that name their cache (as NodeActor
+    does) are bound to it: none reaches set() after the engine closed it. Stores that
+    name another (a user's backend) are the user's business: they run on after the
+    stop."""
     name, made = owned
     engine: Constellation = engine_factory([Inc])
     runtime: Runtime = engine._runtime
@@ -817,15 +798,13 @@ def test_direct_stores_racing_shutdowns_from_several_threads_add_up(
     assert cache in runtime._owned_caches
     attempts = [0] * 6
     stop = threading.Event()
+    named = cache if bound else _Owned()  # not the engine's: it does not close it
 
     def storer(i: int) -> None:
         n = 0
         while not stop.is_set() and n < 20_000:
             put = functools.partial(cache.set, f"{i}-{n}", 1, 60.0)
-            if bound:
-                runtime.store_in_cache(put, "hostile", cache)
-            else:
-                runtime.store_in_cache(put, "hostile")
+            runtime.store_in_cache(put, "hostile", named)
             n += 1
             if n % 64 == 0:
                 time.sleep(0.0002)
@@ -838,7 +817,7 @@ def test_direct_stores_racing_shutdowns_from_several_threads_add_up(
     try:
         for t in storers:
             t.start()
-        assert _until(lambda: cache.entered > 200, WAIT)
+        assert reached(lambda: cache.entered > 200, WAIT)
         for t in stoppers:
             t.start()
         for t in stoppers:
@@ -849,7 +828,7 @@ def test_direct_stores_racing_shutdowns_from_several_threads_add_up(
         for t in storers:
             t.join(WAIT)
     assert answers == [True, True, True]
-    assert _until(lambda: runtime.pending_stores == 0, WAIT), runtime.pending_stores
+    assert reached(lambda: runtime.pending_stores == 0, WAIT), runtime.pending_stores
     assert runtime._pending_owned == 0
     assert cache.entered + runtime.stores_dropped == sum(attempts), (
         cache.entered, runtime.stores_dropped, sum(attempts))
@@ -899,7 +878,7 @@ def test_executions_racing_shutdown_store_every_completed_result(
     assert completed >= 50
     (cache,) = made
     runtime = engine._runtime
-    assert _until(lambda: runtime.pending_stores == 0, WAIT)
+    assert reached(lambda: runtime.pending_stores == 0, WAIT)
     assert cache.stats().entries == completed
     assert runtime.stores_dropped == 0
     assert cache.after_close == []
@@ -921,7 +900,7 @@ def test_shutdowns_with_stores_stuck_on_an_owned_cache_are_bounded_and_counted(
         assert engine.run(pipeline, {"x": i}, timeout=WAIT).status \
             is ExecutionStatus.COMPLETED
     (cache,) = made
-    assert _until(lambda: cache.entered == 2, WAIT)
+    assert reached(lambda: cache.entered == 2, WAIT)
     assert runtime.pending_stores == 6
     assert runtime._stores_pool is not None
     store_threads = list(runtime._stores_pool._threads)
@@ -952,7 +931,7 @@ def test_shutdowns_with_stores_stuck_on_an_owned_cache_are_bounded_and_counted(
     waiter.join(WAIT)
     assert waited == [True]
     assert runtime.pending_stores == 0
-    assert _until(lambda: not any(t.is_alive() for t in store_threads), WAIT)
+    assert reached(lambda: not any(t.is_alive() for t in store_threads), WAIT)
 
 
 def test_a_store_raising_a_base_exception_is_counted_done(engine_factory: Any) -> None:
@@ -962,6 +941,7 @@ def test_a_store_raising_a_base_exception_is_counted_done(engine_factory: Any) -
     engine: Constellation = engine_factory([Inc])
     runtime = engine._runtime
     made: list[int] = []
+    user = _Owned()  # a backend of its own set: stored on the store threads
 
     def raising(exc: type[BaseException]) -> Callable[[], None]:
         def put() -> None:
@@ -969,10 +949,11 @@ def test_a_store_raising_a_base_exception_is_counted_done(engine_factory: Any) -
         return put
 
     for i in range(6):
-        runtime.store_in_cache(raising(KeyboardInterrupt if i % 2 else SystemExit), "m")
-    assert _until(lambda: runtime.pending_stores == 0, WAIT), runtime.pending_stores
+        runtime.store_in_cache(raising(KeyboardInterrupt if i % 2 else SystemExit), "m",
+                               user)
+    assert reached(lambda: runtime.pending_stores == 0, WAIT), runtime.pending_stores
     for i in range(6):
-        runtime.store_in_cache(functools.partial(made.append, i), "m")
+        runtime.store_in_cache(functools.partial(made.append, i), "m", user)
     assert runtime.wait_for_stores(WAIT)
     assert sorted(made) == list(range(6))
     assert runtime.stores_dropped == 0
@@ -990,7 +971,7 @@ def test_stores_after_stop_are_refused_counted_and_make_no_threads(
     assert engine.shutdown(drain_timeout=5)
     made: list[int] = []
     for i in range(3):
-        runtime.store_in_cache(functools.partial(made.append, i), "m")
+        runtime.store_in_cache(functools.partial(made.append, i), "m", _Owned())
     assert made == []
     assert runtime.stores_dropped == 3
     assert runtime.pending_stores == 0
@@ -1016,10 +997,10 @@ def test_stores_stuck_on_both_kinds_of_cache_at_stop(
         assert engine.run(to_owned, {"x": 0}, timeout=WAIT).status \
             is ExecutionStatus.COMPLETED
         (cache,) = made
-        assert _until(lambda: cache.entered == 1, WAIT)
+        assert reached(lambda: cache.entered == 1, WAIT)
         assert engine.run(to_user, {"x": 0}, timeout=WAIT).status \
             is ExecutionStatus.COMPLETED
-        assert _until(lambda: len(user.storing) == 1, WAIT)
+        assert reached(lambda: len(user.storing) == 1, WAIT)
         for i in range(1, 4):
             for pipeline in (to_owned, to_user):
                 assert engine.run(pipeline, {"x": i}, timeout=WAIT).status \
@@ -1039,11 +1020,11 @@ def test_stores_stuck_on_both_kinds_of_cache_at_stop(
         user.gate.set()
         for c in made:
             c.gate.set()
-    assert _until(lambda: runtime.pending_stores == 0, WAIT), runtime.pending_stores
-    assert _until(lambda: user.stats().entries == 4, WAIT), user.stats().entries
+    assert reached(lambda: runtime.pending_stores == 0, WAIT), runtime.pending_stores
+    assert reached(lambda: user.stats().entries == 4, WAIT), user.stats().entries
     assert cache.entered == 1  # the dropped ones never reached set()
     assert runtime.stores_dropped == 3
-    assert _until(lambda: not any(t.is_alive() for t in store_threads), WAIT)
+    assert reached(lambda: not any(t.is_alive() for t in store_threads), WAIT)
 
 
 # --- the store threads at stop: found (since fixed) ---------------------------------------
@@ -1090,7 +1071,7 @@ def test_an_owned_cache_whose_close_raises_a_base_exception_leaks_no_thread(
         def alive() -> list[str]:
             return [t.name for t in threads if t.is_alive()]
 
-        assert _until(lambda: not alive(), 1.5), (
+        assert reached(lambda: not alive(), 1.5), (
             f"after shutdown() ({raised}) still running: {alive()}")
         assert [type(e) for e in raised] == [exc]  # the interrupt still goes on up
     finally:
@@ -1120,20 +1101,20 @@ def test_stores_for_a_users_cache_are_not_dropped_because_another_is_owned(
     try:
         r = engine.run(_pipeline(name), {"x": 100}, timeout=WAIT)  # an owned cache
         assert r.status is ExecutionStatus.COMPLETED
-        assert _until(lambda: bool(made) and made[0].entered == 1, WAIT)
+        assert reached(lambda: bool(made) and made[0].entered == 1, WAIT)
         cached = engine.compile("in x: Int\na = Inc(x) with cache: 1min\nout a")
         for i in range(6):
             assert engine.run(cached, {"x": i}, timeout=WAIT).status \
                 is ExecutionStatus.COMPLETED
-        assert _until(lambda: len(user.storing) == 2, WAIT)
+        assert reached(lambda: len(user.storing) == 2, WAIT)
         t0 = time.monotonic()
         engine.shutdown(drain_timeout=5)
         took = time.monotonic() - t0
     finally:
         user.gate.set()
     assert took < 1.5, f"shutdown waited {took:.1f} s for stores it does not have to wait for"
-    assert _until(lambda: runtime.pending_stores == 0, WAIT)
-    assert _until(lambda: user.stats().entries == 6, 1.0), (
+    assert reached(lambda: runtime.pending_stores == 0, WAIT)
+    assert reached(lambda: user.stats().entries == 6, 1.0), (
         f"{user.stats().entries} of 6 results stored in the user's cache, "
         f"{runtime.stores_dropped} dropped")
     assert runtime.stores_dropped == 0

@@ -36,7 +36,7 @@ from constellation.spi import InMemoryCacheBackend, InMemoryMetrics, NoOpListene
 from tests.chaos.test_found import _ctrl_c_at
 from tests.constellation import process_modules as pm
 from tests.faults import WAIT, GatedCache, Inc, fresh_run_works
-from tests.waiting import wait_for
+from tests.waiting import reached, wait_for
 
 CHAIN = "in x: Int\na = Inc(x)\nb = Inc(a)\nout b"
 CACHED = "in x: Int\na = Inc(x) with cache: 1min\nb = Inc(a)\nout b"
@@ -45,16 +45,6 @@ SECRET = "hunter2-the-vault-value"
 
 def _fresh(engine: Constellation) -> None:
     fresh_run_works(engine, CHAIN, {"b": 3}, timeout=5)
-
-
-def _until(predicate: Any, timeout: float) -> bool:
-    """wait_for that never raises: for hooks running on the runtime's threads."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
 
 
 class Events(NoOpListener):
@@ -202,7 +192,7 @@ def test_a_call_returning_after_its_execution_ended_is_a_dead_letter(
                 threading.Thread(target=self.handle.cancel).start()
             elif how == "sibling":
                 sibling_may_fail.set()
-            _until(self.actor_stopped.is_set, WAIT)  # its Abandon was handled
+            reached(self.actor_stopped.is_set, WAIT)  # its Abandon was handled
             done = original(self, attempt, value, duration_ms)
             seen.append(done)
             return done
@@ -264,7 +254,7 @@ def test_an_execution_ending_while_the_last_turn_runs_where_the_call_returned(
                 threading.Thread(target=handle.cancel).start()
             elif how == "sibling":
                 sibling_may_fail.set()
-            _until(handle.done, WAIT)
+            reached(handle.done, WAIT)
         original(handle, node, mod, attempt, duration_ms, error)
 
     observer.module_finished = in_the_turn  # type: ignore[method-assign]
@@ -578,7 +568,7 @@ def test_giving_up_a_queued_lookup_lends_no_thread(engine_factory: Any) -> None:
         queued.cancel()  # its lookup never started: no thread of the pool was lost
         assert queued.result(timeout=WAIT).status is ExecutionStatus.CANCELLED
         # The lookup behind it must wait for the pool's one thread, not get a new one.
-        entered = _until(lambda: len(asked) > 1, 1.0)
+        entered = reached(lambda: len(asked) > 1, 1.0)
         assert not entered, "a lookup entered the hung cache on a thread lent for nothing"
         assert workers.thread_count <= workers.max_threads
     finally:
