@@ -16,6 +16,9 @@ from tests.waiting import wait_for
 
 WAIT = 10.0
 HELPS = SchedulerConfig(caller_helps=True)
+# Both ways a caller helps: its turns and quick calls (True), its turns only ("turns",
+# the default). The guarantees hold for each.
+MODES = pytest.mark.parametrize("helps", [True, "turns"], ids=["calls", "turns"])
 CHAIN = "in x: Int\n" + "".join(
     f"a{i} = Tag({'x' if i == 0 else f'a{i - 1}'})\n" for i in range(8)) + "out a7"
 
@@ -63,10 +66,11 @@ def test_without_caller_helps_the_pools_run_everything(engine_factory: Any) -> N
     assert all(thread != threading.current_thread().name for _, thread in calls)
 
 
+@MODES
 def test_a_helping_caller_never_runs_another_executions_module_calls(
-        engine_factory: Any) -> None:
+        engine_factory: Any, helps: Any) -> None:
     engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=4,
-                                                             caller_helps=True))
+                                                             caller_helps=helps))
     pipeline = engine.compile(CHAIN)
     _warm(engine, pipeline)
     calls.clear()
@@ -93,8 +97,9 @@ def test_a_helping_caller_never_runs_another_executions_module_calls(
             assert helpers.get(tag) == thread, (tag, thread)
 
 
+@MODES
 def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
-        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch, helps: Any) -> None:
     in_turn: set[int] = set()
     overlaps: list[str] = []
     guard = threading.Lock()
@@ -138,7 +143,7 @@ def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
     monkeypatch.setattr(_Inbox, "take_turn", taking)
     monkeypatch.setattr(PooledActor, "end_turn", ending)
     engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=3,
-                                                             caller_helps=True))
+                                                             caller_helps=helps))
     pipeline = engine.compile(CHAIN)
     _warm(engine, pipeline)
 
@@ -157,7 +162,8 @@ def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
     assert taken, "the token watch saw no turn"
 
 
-def test_a_helping_caller_respects_max_concurrency(engine_factory: Any) -> None:
+@MODES
+def test_a_helping_caller_respects_max_concurrency(engine_factory: Any, helps: Any) -> None:
     release = threading.Event()
     order: list[str] = []
 
@@ -173,7 +179,7 @@ def test_a_helping_caller_respects_max_concurrency(engine_factory: Any) -> None:
         return x
 
     engine = engine_factory([Hold, Mark], scheduler=SchedulerConfig(max_concurrency=1,
-                                                                   caller_helps=True))
+                                                                   caller_helps=helps))
     held = engine.submit("in x: Int\na = Hold(x)\nout a", {"x": 1})
     wait_for(lambda: order == ["hold-1"])
     done: list[Any] = []
@@ -189,14 +195,15 @@ def test_a_helping_caller_respects_max_concurrency(engine_factory: Any) -> None:
     assert held.result(timeout=WAIT).status is ExecutionStatus.COMPLETED
 
 
+@MODES
 def test_a_helping_caller_waiting_on_a_long_module_sees_its_deadline(
-        engine_factory: Any) -> None:
+        engine_factory: Any, helps: Any) -> None:
     @module
     def Slow(x: int) -> int:
         time.sleep(3)
         return x
 
-    engine = engine_factory([Slow], scheduler=HELPS)
+    engine = engine_factory([Slow], scheduler=SchedulerConfig(caller_helps=helps))
     t0 = time.monotonic()
     r = engine.run("in x: Int\na = Slow(x)\nout a", {"x": 1}, timeout=0.3)
     assert time.monotonic() - t0 < 1.5
@@ -204,7 +211,8 @@ def test_a_helping_caller_waiting_on_a_long_module_sees_its_deadline(
     assert "ended_by" not in r.errors[0].details  # the engine ended it, not the waiter
 
 
-def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any) -> None:
+@MODES
+def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any, helps: Any) -> None:
     started = threading.Event()
 
     @module
@@ -213,7 +221,7 @@ def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any) 
         ctx.cancel_event.wait(WAIT)
         return x
 
-    engine = engine_factory([Wait], scheduler=HELPS)
+    engine = engine_factory([Wait], scheduler=SchedulerConfig(caller_helps=helps))
     pipeline = engine.compile("in x: Int\na = Wait(x)\nout a")
 
     def cancel_when_started() -> None:
@@ -229,8 +237,9 @@ def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any) 
     assert r.status is ExecutionStatus.CANCELLED
 
 
+@MODES
 def test_a_quick_module_on_the_caller_may_run_a_nested_pipeline(
-        engine_factory: Any) -> None:
+        engine_factory: Any, helps: Any) -> None:
     holder: dict[str, Constellation] = {}
 
     @module
@@ -238,7 +247,7 @@ def test_a_quick_module_on_the_caller_may_run_a_nested_pipeline(
         inner = holder["engine"].run("in x: Int\na = Tag(x)\nout a", {"x": x}, timeout=WAIT)
         return int(inner.outputs["a"]) + 1
 
-    engine = engine_factory([Outer, Tag], scheduler=HELPS)
+    engine = engine_factory([Outer, Tag], scheduler=SchedulerConfig(caller_helps=helps))
     holder["engine"] = engine
     pipeline = engine.compile("in x: Int\na = Outer(x)\nout a")
     for i in range(30):
@@ -290,15 +299,20 @@ def test_ctrl_c_while_the_caller_runs_a_module_ends_the_run_at_once(
     assert engine.run(pipeline, {"x": 2}, timeout=WAIT).outputs == {"a": 2}
 
 
-@pytest.mark.parametrize(("how", "where", "owner"), [
-    ("run", "_pump", "Supervisor"),               # the supervisor's turn, run inline
-    ("run", "_node_outcome", "ExecutionActor"),   # an execution's turn, run inline
-    ("run", "take_turn", "_Inbox"),               # taking an actor's turn token
-    ("run", "end_turn", "Supervisor"),            # giving the supervisor's token back
-    ("submit", "take_turn", "_Inbox"),            # submit() hands the turn to a thread
+@pytest.mark.parametrize(("how", "where", "owner", "helps"), [
+    ("run", "_pump", "Supervisor", True),              # the supervisor's turn, run inline
+    ("run", "_node_outcome", "ExecutionActor", True),  # an execution's turn, run inline
+    ("run", "take_turn", "_Inbox", True),              # taking an actor's turn token
+    ("run", "end_turn", "Supervisor", True),           # giving the supervisor's token back
+    ("submit", "take_turn", "_Inbox", True),           # submit() hands the turn to a thread
+    # The default: the caller runs turns until the first call leaves for a worker.
+    ("run", "_pump", "Supervisor", "turns"),
+    ("run", "_launch", "ExecutionActor", "turns"),
+    ("run", "take_turn", "_Inbox", "turns"),
+    ("run", "end_turn", "Supervisor", "turns"),
 ])
 def test_ctrl_c_landing_in_the_runtimes_code_on_the_main_thread_leaves_it_intact(
-        engine_factory: Any, where: str, owner: str, how: str) -> None:
+        engine_factory: Any, where: str, owner: str, how: str, helps: Any) -> None:
     import _thread
     import signal
     import sys
@@ -309,7 +323,7 @@ def test_ctrl_c_landing_in_the_runtimes_code_on_the_main_thread_leaves_it_intact
             getattr(signal.getsignal(signal.SIGINT), "__module__", "") != \
             "constellation.actors._interrupts":
         pytest.skip("the test runner set its own SIGINT handler")
-    engine = engine_factory([Tag], scheduler=HELPS)
+    engine = engine_factory([Tag], scheduler=SchedulerConfig(caller_helps=helps))
     pipeline = engine.compile(CHAIN)
     for _ in range(5):
         engine.run(pipeline, {"x": 1}, timeout=WAIT)
@@ -343,3 +357,143 @@ def test_ctrl_c_landing_in_the_runtimes_code_on_the_main_thread_leaves_it_intact
     assert r.status is ExecutionStatus.COMPLETED, r.errors
     assert engine.health()["status"] == "running"
     assert engine.health()["runtime"]["internal_errors"] == 0
+
+
+# --- caller_helps="turns", the default -----------------------------------------------
+
+
+def _turn_threads(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[tuple[str, str]]:
+    """Count (actor class, thread name) of every actor turn from now on."""
+    seen: collections.Counter[tuple[str, str]] = collections.Counter()
+    original = PooledActor._receive_posted
+
+    def watched(self: PooledActor, message: Any) -> None:
+        with calls_lock:
+            seen[(type(self).__name__, threading.current_thread().name)] += 1
+        original(self, message)
+
+    monkeypatch.setattr(PooledActor, "_receive_posted", watched)
+    return seen
+
+
+def test_turns_is_the_default_and_no_module_call_ever_runs_on_the_caller(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert SchedulerConfig().caller_helps == "turns"
+    # Even every module measured quick stays off the caller (it could block there).
+    monkeypatch.setattr(_plan, "FAST_CALL_SECONDS", 1.0)
+    engine = engine_factory([Tag])
+    pipeline = engine.compile(CHAIN)
+    _warm(engine, pipeline)
+    calls.clear()
+    turns = _turn_threads(monkeypatch)
+    me = threading.current_thread().name
+    for _ in range(30):
+        assert engine.run(pipeline, {"x": 9}, timeout=WAIT).outputs == {"a7": 9}
+    assert sum(calls.values()) == 240
+    assert all(thread != me for _, thread in calls), calls
+    # The caller ran its execution's first turns (the supervisor's admission, the
+    # execution's start): those are the turns a parked caller would hand to a thread.
+    assert turns[("Supervisor", me)] > 0, turns
+
+
+def test_turns_mode_leaves_the_turns_after_a_call_to_the_thread_that_ran_it(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fan-out: the caller starts it; each turn that follows a call (its node's, and
+    # the next node's) runs on the worker that ran the call, in its slot -- handed back
+    # to the caller it would cost a handoff per turn. The result is whole.
+    engine = engine_factory([Tag], scheduler=SchedulerConfig(worker_threads=2))
+    fan = "in x: Int\n" + "".join(f"b{i} = Tag(x + {i})\n" for i in range(200)) + \
+        "".join(f"out b{i}\n" for i in range(200))
+    pipeline = engine.compile(fan)
+    from constellation.actors import _runners
+
+    # (module, thread) of each turn that starts a call
+    starts: collections.Counter[tuple[str, str]] = collections.Counter()
+    start = _runners.PoolRunner.start
+
+    def counted(self: Any, actor: Any, attempt: Any, kwargs: Any) -> None:
+        with calls_lock:
+            starts[(actor.node.module.name, threading.current_thread().name)] += 1
+        start(self, actor, attempt, kwargs)
+
+    monkeypatch.setattr(_runners.PoolRunner, "start", counted)
+    me = threading.current_thread().name
+    for i in range(10):
+        r = engine.run(pipeline, {"x": i}, timeout=WAIT)
+        assert r.outputs == {f"b{j}": i + j for j in range(200)}, r.errors
+    assert sum(n for (name, _), n in starts.items() if name == "Tag") == 2000, starts
+    # The caller ran the execution's first turn, which starts every ready call (the
+    # 200 additions); the turns after it -- each Tag's, once its input is there --
+    # ran on the pools.
+    assert not [t for (name, t) in starts if name == "Tag" and t == me], starts
+
+
+@pytest.mark.parametrize("helps", [True, "turns", False])
+def test_a_caller_is_never_the_thread_a_users_executor_blocks(helps: Any) -> None:
+    # A node's turn hands its call to a user's executor with submit(), which may block
+    # (a full queue): the caller must not run that turn, or run() would outlive its
+    # deadline. Found by the suite when "turns" became the default.
+    from concurrent.futures import Executor, Future
+
+    release = threading.Event()
+
+    class Blocking(Executor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            release.wait(WAIT)
+            raise RuntimeError("released")
+
+    engine = Constellation([Tag], executor=Blocking(),
+                           scheduler=SchedulerConfig(caller_helps=helps))
+    try:
+        t0 = time.monotonic()
+        r = engine.run("in x: Int\na = Tag(x)\nout a", {"x": 1}, timeout=0.5)
+        assert r.status is ExecutionStatus.TIMED_OUT
+        assert time.monotonic() - t0 < 2.5
+    finally:
+        release.set()
+        engine.shutdown(drain_timeout=2)
+
+
+def test_ctrl_c_while_a_turns_caller_waits_cancels_its_execution(
+        engine_factory: Any) -> None:
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    started = threading.Event()
+    seen: list[bool] = []
+
+    @module
+    def Wait(x: int, ctx: Any) -> int:
+        started.set()
+        seen.append(ctx.cancel_event.wait(WAIT))
+        return x
+
+    engine = engine_factory([Wait])  # the default: caller_helps="turns"
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def interrupt() -> None:
+        assert started.wait(WAIT)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    t = threading.Thread(target=interrupt)
+    t.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        engine.run("in x: Int\na = Wait(x)\nout a", {"x": 1}, timeout=WAIT)
+    t.join(WAIT)
+    assert time.monotonic() - t0 < 3.0
+    wait_for(lambda: seen == [True])  # the module was told: its execution was cancelled
+    wait_for(lambda: engine.inflight_count == 0)
+    assert engine.health()["runtime"]["internal_errors"] == 0
+
+
+@pytest.mark.parametrize("value", ["calls", "Turns", 1, 0, None, ["turns"]])
+def test_caller_helps_takes_true_false_or_turns(value: Any) -> None:
+    from constellation import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as caught:
+        SchedulerConfig(caller_helps=value)
+    assert caught.value.details["field"] == "caller_helps"
+
