@@ -33,6 +33,7 @@ from constellation.actors._messages import (
 from constellation.actors._node import NodeActor
 from constellation.actors._plan import MODULE
 from constellation.actors._records import checkpoints, record_finished, record_started
+from constellation.actors._runners import PoolRunner
 from constellation.core.errors import (
     ConstellationError,
     ExecutionCancelledError,
@@ -276,6 +277,21 @@ class ExecutionActor(PooledActor):
     def _launch(self, ready: list[int]) -> None:
         if self.done:
             return
+        # Many calls launched off the worker pool (the first turn, on the caller or a
+        # dispatcher) reach it in a few slices, not one handoff each.
+        runner = self.runtime.runner
+        gathered = runner.gather() if len(ready) > 1 and isinstance(runner, PoolRunner) \
+            else None
+        if gathered is None:
+            self._launch_each(ready)
+            return
+        assert isinstance(runner, PoolRunner)
+        try:
+            self._launch_each(ready)
+        finally:
+            runner.spread(gathered)
+
+    def _launch_each(self, ready: list[int]) -> None:
         values = self.values
         nodes = self.plan.nodes
         runtime = self.runtime

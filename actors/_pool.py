@@ -12,6 +12,7 @@ without handoffs, and a fan-out still spreads over the pool.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -34,6 +35,9 @@ _local = threading.local()
 # queue in (fairness).
 _SLOT_RUN_LIMIT = 256
 _STOP = object()
+# The most slices a burst of short tasks is split into (schedule_spread): they are
+# quick calls, which take the GIL, so more threads than cores only contend for it.
+_SPREAD_SLICES = max(1, min(8, os.cpu_count() or 1))
 _RETIRE = object()  # to an idle thread: leave if the pool still has one too many
 RESCUE_AFTER = 0.05
 """A thread busy with one task this long while work waits in its local backlog gets that
@@ -63,6 +67,23 @@ def _cancel_dropped(future: Future[Any]) -> None:
         raise
     if cancelled:
         future.set_running_or_notify_cancel()
+
+
+class _Slice:
+    """A slice of tasks (see ThreadPool.schedule_spread): run on a thread of its pool,
+    it hands them to that thread's slot and backlog, so that they run one after the
+    other there and the rescuer can still move them to the shared queue."""
+
+    __slots__ = ("pool", "tasks")
+
+    def __init__(self, pool: ThreadPool, tasks: list[Task]) -> None:
+        self.pool = pool
+        self.tasks = tasks
+
+    def __call__(self) -> None:
+        schedule_local = self.pool.schedule_local
+        for task in self.tasks:
+            schedule_local(task)
 
 
 def current_pool() -> ThreadPool | None:
@@ -183,6 +204,42 @@ class ThreadPool(Executor):
                 raise RuntimeError(f"{self.name} is shut down")
             self._queue.put(task)
             self._assign()
+
+    def schedule_spread(self, tasks: list[Task]) -> None:
+        """Put ``tasks`` on the shared queue in a few slices, one per thread that may
+        run them at once (at most one per core), in order: the thread that takes a
+        slice runs its tasks from its slot and backlog, as if it had scheduled them
+        itself. For many short tasks at once: one queue put and wake-up per slice, not
+        per task.
+
+        Raises:
+            RuntimeError: the pool is shut down (nothing was queued then).
+        """
+        n = len(tasks)
+        k = min(n, self.max_threads, _SPREAD_SLICES)
+        if k <= 1:
+            if n:
+                self.schedule_queued(tasks[0] if n == 1 else _Slice(self, tasks))
+            return
+        size, extra = divmod(n, k)
+        parts: list[Task] = []
+        start = 0
+        for i in range(k):
+            end = start + size + (1 if i < extra else 0)
+            parts.append(_Slice(self, tasks[start:end]) if end - start > 1 else tasks[start])
+            start = end
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError(f"{self.name} is shut down")
+            for part in parts:  # all queued before any thread is started: none is lost
+                self._queue.put(part)
+            for i in range(k):
+                try:
+                    self._assign()
+                except RuntimeError:  # no thread could be started: busy ones take it
+                    self._unassigned += k - i
+                    logger.exception("%s could not start a thread", self.name)
+                    break
 
     def _enqueue(self, task: Any) -> None:
         # Work accepted earlier (a thread's backlog, moved by release_backlog or the
