@@ -266,7 +266,7 @@ class ExecutionActor(PooledActor):
         values = self.values
         try:
             return tp.compute([values[i] for i in tp.inputs])
-        except Exception as exc:
+        except BaseException as exc:  # a module in a lambda may raise anything
             name = self.plan.data_names[tp.output]
             error = ConstellationError(f"computing '{name}' failed: {exc}", code="E310",
                                        details={"value": name})

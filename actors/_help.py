@@ -1,13 +1,8 @@
 """The caller helps: a thread waiting in ``engine.run()`` runs its own execution's work.
 
-Two degrees (``SchedulerConfig.caller_helps``). ``"turns"``, the default: the helper runs
-its execution's actor turns -- the engine's own code, which never blocks -- and every
-module call goes to the worker pool; the worker that ran a call runs the turns after it
-in its slot, so a sequential ``run()`` costs two handoffs (there and back) instead of
-three through a dispatcher thread. ``True`` (opt-in; see the last paragraph but one for
-why): quick module calls too, as below. Either way only with the engine's own worker
-pool: with a user's executor a node's turn calls its ``submit()``, which may block, and
-the caller must keep its deadline.
+Opt-in (``SchedulerConfig(caller_helps=True)``): see the last paragraph but one for why.
+Only with the engine's own worker pool: with a user's executor a node's turn calls its
+``submit()``, which may block, and the caller must keep its deadline.
 
 A handoff between threads costs ~25-50 µs here, more than a quick module call. Instead
 of parking while pool threads work, the thread that called ``run()`` (outside the
@@ -158,16 +153,14 @@ class Helper:
 
     Args:
         runtime: the engine's runtime.
-        calls: run quick module calls too (``caller_helps=True``); else only the
-            execution's actor turns, every call going to the worker pool.
     """
 
-    def __init__(self, runtime: Runtime, *, calls: bool = True) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.state = HelpState()
         self.dispatcher = HelpPool(runtime.dispatcher, self.state)
         self.workers = HelpPool(runtime.workers, self.state) \
-            if calls and type(runtime.workers) is ThreadPool else None
+            if type(runtime.workers) is ThreadPool else None
 
     def attach(self, handle: Execution) -> None:
         """Give ``handle``'s actors this helper's stand-in pools (before it is queued)."""
@@ -202,12 +195,19 @@ class Helper:
                 handle.cancel()
             raise
         finally:
-            if main:
-                _interrupts.MAIN.on_interrupt = None
+            # Still marked as helping (a Ctrl-C now only marks it): the stragglers are
+            # handed over and the thread's state restored whole, then Ctrl-C is the
+            # user's again.
             self.runtime.helpers.discard(self.state)
             self._release()
             local.__dict__.clear()
             local.__dict__.update(saved)
+            if main:
+                _interrupts.MAIN.on_interrupt = None
+        if self.state.interrupted:
+            # A Ctrl-C that landed after the helper's last look (its result was in):
+            # it reaches the caller all the same, as it would a parked one.
+            raise KeyboardInterrupt
         assert handle is not None
         return handle.result()
 

@@ -8,6 +8,7 @@ finished executions, cancellations and deadlines.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor
@@ -107,11 +108,15 @@ class Supervisor(PooledActor):
                 continue  # ended while it waited (its waiter gave up at the deadline)
             actor = ExecutionActor.spawn_running(h, runtime, _dispatcher=runtime.dispatcher)
             self.running[h.execution_id] = actor
+            # The execution's first step is its own turn, after this one: it computes the
+            # transforms over the inputs (user data, lambdas that call modules) and the
+            # supervisor must not wait for that. Next on this thread (its slot: no
+            # handoff), or on the helping caller whose execution it is.
+            first = partial(_first_step, actor)
             try:
-                actor.begin()
-            except BaseException as exc:
-                actor._turn_failed_safely(exc)
-            actor.end_turn()
+                (h._help_dispatcher or runtime.dispatcher).schedule_local(first)
+            except RuntimeError:  # the dispatcher is shut down: here, as before
+                first()
 
     def _stop_one(self, message: CancelExecution | DeadlineReached) -> None:
         eid = message.execution_id

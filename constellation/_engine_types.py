@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from constellation.core.errors import ConfigurationError
 
@@ -41,16 +41,18 @@ class SchedulerConfig:
             once need 64 threads.
         dispatcher_threads: threads running actor turns; ``None`` picks 2 per core
             (2 to 8).
-        caller_helps: what a thread waiting in ``engine.run()`` does for its own
-            execution meanwhile. ``"turns"`` (the default): it runs the execution's
-            actor turns -- the engine's own code, which never blocks -- and hands
-            every module call to the worker pool (one handoff fewer per ``run()``
-            than parking). ``True``: the turns and the calls of modules measured
-            quick (no thread handoff at all for a sequential run of quick modules);
-            opt-in, because a module measured quick that then blocks holds its
-            caller past the execution's deadline (a thread cannot be interrupted):
-            turn it on for pipelines of pure, quick functions. ``False``: the
-            caller parks and the engine's threads do everything.
+        caller_helps: a thread waiting in ``engine.run()`` runs its own execution's
+            turns and quick module calls itself instead of handing them to the pools
+            (no thread handoff for a sequential run of quick modules). Off by default:
+            a module measured quick that then blocks would hold its caller past the
+            execution's deadline (a thread cannot be interrupted), and the engine's
+            first promise is that no public wait outlives the deadline. The helping
+            caller also computes its execution's inline transforms (a ``map`` over a
+            large input, a module called inside a lambda) and runs the supervisor's
+            turn; an exception injected into its thread from outside (a thread-killing
+            timeout library) can land there and fail the engine. Turn it on for
+            pipelines of pure, quick functions. Only with the engine's own worker pool
+            (with ``executor=`` the caller parks).
 
     Raises:
         ConfigurationError: a value is out of range; ``details["field"]`` names it.
@@ -61,7 +63,7 @@ class SchedulerConfig:
     starvation_timeout: float = 30.0
     worker_threads: int = 32
     dispatcher_threads: int | None = None
-    caller_helps: bool | Literal["turns"] = "turns"
+    caller_helps: bool = False
 
     def __post_init__(self) -> None:
         _positive_int(self.max_concurrency, "max_concurrency")
@@ -75,9 +77,8 @@ class SchedulerConfig:
         _positive_int(self.worker_threads, "worker_threads")
         if self.dispatcher_threads is not None:
             _positive_int(self.dispatcher_threads, "dispatcher_threads")
-        if type(self.caller_helps) is not bool and not (
-                type(self.caller_helps) is str and self.caller_helps == "turns"):
-            raise ConfigurationError(f"caller_helps must be True, False or \"turns\", got "
+        if type(self.caller_helps) is not bool:
+            raise ConfigurationError(f"caller_helps must be True or False, got "
                                      f"{self.caller_helps!r}",
                                      details={"field": "caller_helps"})
 

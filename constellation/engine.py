@@ -580,13 +580,12 @@ class Constellation:
         """
         if type(pipeline) is str and is_ref(pipeline):
             return self.pipelines.run(pipeline, inputs, timeout=timeout, priority=priority)
-        helps = self.scheduler.caller_helps
         # Only with the engine's own worker pool: a node's turn hands a call to a user's
         # executor with its submit(), which may block (a full or stuck executor), and
         # the caller must not be the thread it blocks.
-        if helps and current_pool() is None and helping() is None \
+        if self.scheduler.caller_helps and current_pool() is None and helping() is None \
                 and self._runtime.runner.pool is not None:
-            return Helper(self._runtime, calls=helps is True).run(
+            return Helper(self._runtime).run(
                 lambda helper: self._submit(pipeline, inputs, timeout, priority, helper))
         return self.submit(pipeline, inputs, timeout=timeout, priority=priority).result()
 

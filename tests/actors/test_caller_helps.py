@@ -16,9 +16,6 @@ from tests.waiting import wait_for
 
 WAIT = 10.0
 HELPS = SchedulerConfig(caller_helps=True)
-# Both ways a caller helps: its turns and quick calls (True), its turns only ("turns",
-# the default). The guarantees hold for each.
-MODES = pytest.mark.parametrize("helps", [True, "turns"], ids=["calls", "turns"])
 CHAIN = "in x: Int\n" + "".join(
     f"a{i} = Tag({'x' if i == 0 else f'a{i - 1}'})\n" for i in range(8)) + "out a7"
 
@@ -66,11 +63,10 @@ def test_without_caller_helps_the_pools_run_everything(engine_factory: Any) -> N
     assert all(thread != threading.current_thread().name for _, thread in calls)
 
 
-@MODES
 def test_a_helping_caller_never_runs_another_executions_module_calls(
-        engine_factory: Any, helps: Any) -> None:
+        engine_factory: Any) -> None:
     engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=4,
-                                                             caller_helps=helps))
+                                                             caller_helps=True))
     pipeline = engine.compile(CHAIN)
     _warm(engine, pipeline)
     calls.clear()
@@ -97,9 +93,8 @@ def test_a_helping_caller_never_runs_another_executions_module_calls(
             assert helpers.get(tag) == thread, (tag, thread)
 
 
-@MODES
 def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
-        engine_factory: Any, monkeypatch: pytest.MonkeyPatch, helps: Any) -> None:
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     in_turn: set[int] = set()
     overlaps: list[str] = []
     guard = threading.Lock()
@@ -143,7 +138,7 @@ def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
     monkeypatch.setattr(_Inbox, "take_turn", taking)
     monkeypatch.setattr(PooledActor, "end_turn", ending)
     engine = engine_factory([Tag], scheduler=SchedulerConfig(max_concurrency=3,
-                                                             caller_helps=helps))
+                                                             caller_helps=True))
     pipeline = engine.compile(CHAIN)
     _warm(engine, pipeline)
 
@@ -162,8 +157,7 @@ def test_helped_actors_never_run_two_turns_at_once_and_keep_message_order(
     assert taken, "the token watch saw no turn"
 
 
-@MODES
-def test_a_helping_caller_respects_max_concurrency(engine_factory: Any, helps: Any) -> None:
+def test_a_helping_caller_respects_max_concurrency(engine_factory: Any) -> None:
     release = threading.Event()
     order: list[str] = []
 
@@ -179,7 +173,7 @@ def test_a_helping_caller_respects_max_concurrency(engine_factory: Any, helps: A
         return x
 
     engine = engine_factory([Hold, Mark], scheduler=SchedulerConfig(max_concurrency=1,
-                                                                   caller_helps=helps))
+                                                                   caller_helps=True))
     held = engine.submit("in x: Int\na = Hold(x)\nout a", {"x": 1})
     wait_for(lambda: order == ["hold-1"])
     done: list[Any] = []
@@ -195,15 +189,14 @@ def test_a_helping_caller_respects_max_concurrency(engine_factory: Any, helps: A
     assert held.result(timeout=WAIT).status is ExecutionStatus.COMPLETED
 
 
-@MODES
 def test_a_helping_caller_waiting_on_a_long_module_sees_its_deadline(
-        engine_factory: Any, helps: Any) -> None:
+        engine_factory: Any) -> None:
     @module
     def Slow(x: int) -> int:
         time.sleep(3)
         return x
 
-    engine = engine_factory([Slow], scheduler=SchedulerConfig(caller_helps=helps))
+    engine = engine_factory([Slow], scheduler=HELPS)
     t0 = time.monotonic()
     r = engine.run("in x: Int\na = Slow(x)\nout a", {"x": 1}, timeout=0.3)
     assert time.monotonic() - t0 < 1.5
@@ -211,8 +204,7 @@ def test_a_helping_caller_waiting_on_a_long_module_sees_its_deadline(
     assert "ended_by" not in r.errors[0].details  # the engine ended it, not the waiter
 
 
-@MODES
-def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any, helps: Any) -> None:
+def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any) -> None:
     started = threading.Event()
 
     @module
@@ -221,7 +213,7 @@ def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any, 
         ctx.cancel_event.wait(WAIT)
         return x
 
-    engine = engine_factory([Wait], scheduler=SchedulerConfig(caller_helps=helps))
+    engine = engine_factory([Wait], scheduler=HELPS)
     pipeline = engine.compile("in x: Int\na = Wait(x)\nout a")
 
     def cancel_when_started() -> None:
@@ -237,9 +229,8 @@ def test_a_helping_caller_is_cancelled_from_another_thread(engine_factory: Any, 
     assert r.status is ExecutionStatus.CANCELLED
 
 
-@MODES
 def test_a_quick_module_on_the_caller_may_run_a_nested_pipeline(
-        engine_factory: Any, helps: Any) -> None:
+        engine_factory: Any) -> None:
     holder: dict[str, Constellation] = {}
 
     @module
@@ -247,7 +238,7 @@ def test_a_quick_module_on_the_caller_may_run_a_nested_pipeline(
         inner = holder["engine"].run("in x: Int\na = Tag(x)\nout a", {"x": x}, timeout=WAIT)
         return int(inner.outputs["a"]) + 1
 
-    engine = engine_factory([Outer, Tag], scheduler=SchedulerConfig(caller_helps=helps))
+    engine = engine_factory([Outer, Tag], scheduler=HELPS)
     holder["engine"] = engine
     pipeline = engine.compile("in x: Int\na = Outer(x)\nout a")
     for i in range(30):
@@ -299,20 +290,15 @@ def test_ctrl_c_while_the_caller_runs_a_module_ends_the_run_at_once(
     assert engine.run(pipeline, {"x": 2}, timeout=WAIT).outputs == {"a": 2}
 
 
-@pytest.mark.parametrize(("how", "where", "owner", "helps"), [
-    ("run", "_pump", "Supervisor", True),              # the supervisor's turn, run inline
-    ("run", "_node_outcome", "ExecutionActor", True),  # an execution's turn, run inline
-    ("run", "take_turn", "_Inbox", True),              # taking an actor's turn token
-    ("run", "end_turn", "Supervisor", True),           # giving the supervisor's token back
-    ("submit", "take_turn", "_Inbox", True),           # submit() hands the turn to a thread
-    # The default: the caller runs turns until the first call leaves for a worker.
-    ("run", "_pump", "Supervisor", "turns"),
-    ("run", "_launch", "ExecutionActor", "turns"),
-    ("run", "take_turn", "_Inbox", "turns"),
-    ("run", "end_turn", "Supervisor", "turns"),
+@pytest.mark.parametrize(("how", "where", "owner"), [
+    ("run", "_pump", "Supervisor"),               # the supervisor's turn, run inline
+    ("run", "_node_outcome", "ExecutionActor"),   # an execution's turn, run inline
+    ("run", "take_turn", "_Inbox"),               # taking an actor's turn token
+    ("run", "end_turn", "Supervisor"),            # giving the supervisor's token back
+    ("submit", "take_turn", "_Inbox"),            # submit() hands the turn to a thread
 ])
 def test_ctrl_c_landing_in_the_runtimes_code_on_the_main_thread_leaves_it_intact(
-        engine_factory: Any, where: str, owner: str, how: str, helps: Any) -> None:
+        engine_factory: Any, where: str, owner: str, how: str) -> None:
     import _thread
     import signal
     import sys
@@ -323,7 +309,7 @@ def test_ctrl_c_landing_in_the_runtimes_code_on_the_main_thread_leaves_it_intact
             getattr(signal.getsignal(signal.SIGINT), "__module__", "") != \
             "constellation.actors._interrupts":
         pytest.skip("the test runner set its own SIGINT handler")
-    engine = engine_factory([Tag], scheduler=SchedulerConfig(caller_helps=helps))
+    engine = engine_factory([Tag], scheduler=HELPS)
     pipeline = engine.compile(CHAIN)
     for _ in range(5):
         engine.run(pipeline, {"x": 1}, timeout=WAIT)
@@ -359,80 +345,12 @@ def test_ctrl_c_landing_in_the_runtimes_code_on_the_main_thread_leaves_it_intact
     assert engine.health()["runtime"]["internal_errors"] == 0
 
 
-# --- caller_helps="turns", the default -----------------------------------------------
-
-
-def _turn_threads(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[tuple[str, str]]:
-    """Count (actor class, thread name) of every actor turn from now on."""
-    seen: collections.Counter[tuple[str, str]] = collections.Counter()
-    original = PooledActor._receive_posted
-
-    def watched(self: PooledActor, message: Any) -> None:
-        with calls_lock:
-            seen[(type(self).__name__, threading.current_thread().name)] += 1
-        original(self, message)
-
-    monkeypatch.setattr(PooledActor, "_receive_posted", watched)
-    return seen
-
-
-def test_turns_is_the_default_and_no_module_call_ever_runs_on_the_caller(
-        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert SchedulerConfig().caller_helps == "turns"
-    # Even every module measured quick stays off the caller (it could block there).
-    monkeypatch.setattr(_plan, "FAST_CALL_SECONDS", 1.0)
-    engine = engine_factory([Tag])
-    pipeline = engine.compile(CHAIN)
-    _warm(engine, pipeline)
-    calls.clear()
-    turns = _turn_threads(monkeypatch)
-    me = threading.current_thread().name
-    for _ in range(30):
-        assert engine.run(pipeline, {"x": 9}, timeout=WAIT).outputs == {"a7": 9}
-    assert sum(calls.values()) == 240
-    assert all(thread != me for _, thread in calls), calls
-    # The caller ran its execution's first turns (the supervisor's admission, the
-    # execution's start): those are the turns a parked caller would hand to a thread.
-    assert turns[("Supervisor", me)] > 0, turns
-
-
-def test_turns_mode_leaves_the_turns_after_a_call_to_the_thread_that_ran_it(
-        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A fan-out: the caller starts it; each turn that follows a call (its node's, and
-    # the next node's) runs on the worker that ran the call, in its slot -- handed back
-    # to the caller it would cost a handoff per turn. The result is whole.
-    engine = engine_factory([Tag], scheduler=SchedulerConfig(worker_threads=2))
-    fan = "in x: Int\n" + "".join(f"b{i} = Tag(x + {i})\n" for i in range(200)) + \
-        "".join(f"out b{i}\n" for i in range(200))
-    pipeline = engine.compile(fan)
-    from constellation.actors import _runners
-
-    # (module, thread) of each turn that starts a call
-    starts: collections.Counter[tuple[str, str]] = collections.Counter()
-    start = _runners.PoolRunner.start
-
-    def counted(self: Any, actor: Any, attempt: Any, kwargs: Any) -> None:
-        with calls_lock:
-            starts[(actor.node.module.name, threading.current_thread().name)] += 1
-        start(self, actor, attempt, kwargs)
-
-    monkeypatch.setattr(_runners.PoolRunner, "start", counted)
-    me = threading.current_thread().name
-    for i in range(10):
-        r = engine.run(pipeline, {"x": i}, timeout=WAIT)
-        assert r.outputs == {f"b{j}": i + j for j in range(200)}, r.errors
-    assert sum(n for (name, _), n in starts.items() if name == "Tag") == 2000, starts
-    # The caller ran the execution's first turn, which starts every ready call (the
-    # 200 additions); the turns after it -- each Tag's, once its input is there --
-    # ran on the pools.
-    assert not [t for (name, t) in starts if name == "Tag" and t == me], starts
-
-
-@pytest.mark.parametrize("helps", [True, "turns", False])
-def test_a_caller_is_never_the_thread_a_users_executor_blocks(helps: Any) -> None:
-    # A node's turn hands its call to a user's executor with submit(), which may block
-    # (a full queue): the caller must not run that turn, or run() would outlive its
-    # deadline. Found by the suite when "turns" became the default.
+@pytest.mark.parametrize("helps", [True, False])
+def test_a_caller_is_never_the_thread_a_users_executor_blocks(helps: bool) -> None:
+    """Found (since fixed): with ``executor=`` a node's turn hands its call over with the
+    executor's ``submit()``, which may block (a full queue); a helping caller ran that
+    turn, so run() outlived its deadline. The caller helps only with the engine's own
+    worker pool."""
     from concurrent.futures import Executor, Future
 
     release = threading.Event()
@@ -454,46 +372,64 @@ def test_a_caller_is_never_the_thread_a_users_executor_blocks(helps: Any) -> Non
         engine.shutdown(drain_timeout=2)
 
 
-def test_ctrl_c_while_a_turns_caller_waits_cancels_its_execution(
-        engine_factory: Any) -> None:
-    import signal
+def test_a_helping_caller_never_starts_another_execution(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found (since fixed): a helping caller that ran the supervisor's turn ran the
+    first step of every execution that turn started -- queued ones of others included
+    (their inline transforms, a lambda's module calls). Each execution's first step is
+    now its own turn: on its own helper, or on a dispatcher."""
+    from constellation.actors._execution import ExecutionActor
+    from constellation.actors._messages import ExecutionFinished
+    from constellation.actors._supervisor import Supervisor
 
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signals reach the main thread only")
-    started = threading.Event()
-    seen: list[bool] = []
+    began: list[tuple[int, str]] = []
+    begin = ExecutionActor.begin
+
+    def watched(self: ExecutionActor) -> None:
+        with calls_lock:
+            began.append((self.handle.inputs["x"], threading.current_thread().name))
+        begin(self)
+
+    release = threading.Event()
 
     @module
-    def Wait(x: int, ctx: Any) -> int:
-        started.set()
-        seen.append(ctx.cancel_event.wait(WAIT))
+    def Hold(x: int) -> int:
+        release.wait(WAIT)
         return x
 
-    engine = engine_factory([Wait])  # the default: caller_helps="turns"
-    main = threading.main_thread().ident
-    assert main is not None
+    # The slot a finished execution frees is not refilled at once: the next submission
+    # -- the helping caller's -- starts the queued ones, in its supervisor turn.
+    on_receive = Supervisor.on_receive
 
-    def interrupt() -> None:
-        assert started.wait(WAIT)
-        signal.pthread_kill(main, signal.SIGINT)
+    def lazy(self: Supervisor, message: Any) -> Any:
+        if type(message) is ExecutionFinished:
+            self.running.pop(message.handle.execution_id, None)
+            return None
+        return on_receive(self, message)
 
-    t = threading.Thread(target=interrupt)
+    engine = engine_factory([Tag, Hold], scheduler=SchedulerConfig(max_concurrency=1,
+                                                                  caller_helps=True))
+    held = engine.submit("in x: Int\na = Hold(x)\nout a", {"x": 0})
+    wait_for(lambda: engine.inflight_count == 1)
+    queued = [engine.submit(CHAIN, {"x": 100 + i}) for i in range(3)]
+    wait_for(lambda: engine.queued_count == 3)
+    monkeypatch.setattr(Supervisor, "on_receive", lazy)
+    monkeypatch.setattr(ExecutionActor, "begin", watched)
+    release.set()
+    assert held.result(timeout=WAIT).status is ExecutionStatus.COMPLETED
+    supervisor = engine._runtime.supervisor_actor
+    wait_for(lambda: not supervisor.running)  # the slot is free, nothing refilled it
+    assert engine.queued_count == 3
+    done: list[Any] = []
+    t = threading.Thread(target=lambda: done.append(
+        engine.run(CHAIN, {"x": 7}, timeout=WAIT)), name="caller-7")
     t.start()
-    t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        engine.run("in x: Int\na = Wait(x)\nout a", {"x": 1}, timeout=WAIT)
+    wait_for(lambda: bool(began))
+    monkeypatch.setattr(Supervisor, "on_receive", on_receive)  # refill slots again
+    engine.submit(CHAIN, {"x": 200}).result(timeout=WAIT)  # a turn that pumps
+    for e in queued:
+        assert e.result(timeout=WAIT).status is ExecutionStatus.COMPLETED
     t.join(WAIT)
-    assert time.monotonic() - t0 < 3.0
-    wait_for(lambda: seen == [True])  # the module was told: its execution was cancelled
-    wait_for(lambda: engine.inflight_count == 0)
-    assert engine.health()["runtime"]["internal_errors"] == 0
-
-
-@pytest.mark.parametrize("value", ["calls", "Turns", 1, 0, None, ["turns"]])
-def test_caller_helps_takes_true_false_or_turns(value: Any) -> None:
-    from constellation import ConfigurationError
-
-    with pytest.raises(ConfigurationError) as caught:
-        SchedulerConfig(caller_helps=value)
-    assert caught.value.details["field"] == "caller_helps"
-
+    assert done[0].outputs == {"a7": 7}
+    assert began[0][0] == 100  # the caller's turn started the first queued one ...
+    assert all(thread != "caller-7" for tag, thread in began if tag != 7), began

@@ -163,12 +163,10 @@ def Leaf(x: int) -> int:
     return x
 
 
-@pytest.mark.parametrize("helps", ["turns", False])
 def test_a_wide_launch_reaches_the_workers_in_slices(
-        engine_factory: Any, monkeypatch: pytest.MonkeyPatch, helps: Any) -> None:
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_plan, "FAST_CALL_SECONDS", 1.0)  # every Leaf counts as quick
-    engine = engine_factory([Leaf], scheduler=SchedulerConfig(worker_threads=2,
-                                                             caller_helps=helps))
+    engine = engine_factory([Leaf], scheduler=SchedulerConfig(worker_threads=2))
     pipeline = engine.compile(_wide(200))
     for _ in range(3):
         engine.run(pipeline, {"x": 0}, timeout=WAIT)
