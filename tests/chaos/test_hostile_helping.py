@@ -778,20 +778,27 @@ def test_retries_module_timeouts_and_breakers_under_a_helping_caller(
     _healthy(engine)
 
 
-def test_a_throttle_queue_with_helping_callers_keeps_every_deadline(
-        engine_factory: Any) -> None:
-    engine = engine_factory([Inc])
-    pipeline = engine.compile("in x: Int\na = Inc(x) with throttle: 5/1s\nout a")
-    results: list[Any] = []
+def _callers_at_once(engine: Constellation, pipeline: Any, n: int, timeout: float
+                     ) -> list[tuple[Any, float]]:
+    """``n`` threads each run ``pipeline`` once, at the same time: (result, seconds)."""
+    results: list[tuple[Any, float]] = []
 
     def caller(i: int) -> None:
-        results.append(_timed_run(engine, pipeline, {"x": i}, 0.5))
+        results.append(_timed_run(engine, pipeline, {"x": i}, timeout))
 
-    threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(30)]
+    threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(n)]
     for t in threads:
         t.start()
     assert _threads_done(threads, 10)
-    assert len(results) == 30
+    assert len(results) == n
+    return results
+
+
+def test_a_throttle_queue_with_many_callers_keeps_every_deadline(
+        engine_factory: Any) -> None:
+    engine = engine_factory([Inc])
+    pipeline = engine.compile("in x: Int\na = Inc(x) with throttle: 5/1s\nout a")
+    results = _callers_at_once(engine, pipeline, 30, 0.5)
     assert all(took < 0.5 + SLACK for _, took in results), [t for _, t in results]
     statuses = {r.status for r, _ in results}
     assert statuses <= {ExecutionStatus.COMPLETED, ExecutionStatus.TIMED_OUT}
@@ -800,7 +807,7 @@ def test_a_throttle_queue_with_helping_callers_keeps_every_deadline(
     _healthy(engine)
 
 
-def test_a_concurrency_limit_with_blocking_calls_and_helping_callers(
+def test_a_concurrency_limit_with_blocking_calls_and_many_callers(
         engine_factory: Any) -> None:
     @module
     def Slow(x: int) -> int:
@@ -809,15 +816,7 @@ def test_a_concurrency_limit_with_blocking_calls_and_helping_callers(
 
     engine = engine_factory([Slow, Inc])
     pipeline = engine.compile("in x: Int\ns = Slow(x) with concurrency: 1\nout s")
-    results: list[Any] = []
-
-    def caller(i: int) -> None:
-        results.append(_timed_run(engine, pipeline, {"x": i}, 0.6))
-
-    threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(24)]
-    for t in threads:
-        t.start()
-    assert _threads_done(threads, 10)
+    results = _callers_at_once(engine, pipeline, 24, 0.6)
     assert all(took < 0.6 + SLACK for _, took in results)
     assert {r.status for r, _ in results} == {ExecutionStatus.COMPLETED,
                                               ExecutionStatus.TIMED_OUT}
