@@ -33,7 +33,6 @@ from constellation.actors._messages import (
 from constellation.actors._node import NodeActor
 from constellation.actors._plan import MODULE
 from constellation.actors._records import checkpoints, record_finished, record_started
-from constellation.actors._runners import PoolRunner
 from constellation.core.errors import (
     ConstellationError,
     ExecutionCancelledError,
@@ -277,21 +276,6 @@ class ExecutionActor(PooledActor):
     def _launch(self, ready: list[int]) -> None:
         if self.done:
             return
-        # Many calls launched off the worker pool (the first turn, on the caller or a
-        # dispatcher) reach it in a few slices, not one handoff each.
-        runner = self.runtime.runner
-        gathered = runner.gather() if len(ready) > 1 and isinstance(runner, PoolRunner) \
-            else None
-        if gathered is None:
-            self._launch_each(ready)
-            return
-        assert isinstance(runner, PoolRunner)
-        try:
-            self._launch_each(ready)
-        finally:
-            runner.spread(gathered)
-
-    def _launch_each(self, ready: list[int]) -> None:
         values = self.values
         nodes = self.plan.nodes
         runtime = self.runtime
@@ -300,27 +284,35 @@ class ExecutionActor(PooledActor):
         preset = handle.preset
         lazy = self.lazy
         lazy_deferred = self.plan.deferred
-        for j in ready:
-            node = nodes[j]
-            if lazy is not None and j in lazy_deferred and node.output not in lazy.demanded \
-                    and (preset is None or j not in preset):
-                lazy.ready.add(j)  # a lazy call nobody has picked (yet)
-                continue
-            if preset is not None and j in preset:
-                # Computed before the execution was suspended: not run again.
-                self.finished_nodes[j] = (NodeStatus.COMPLETED, 0, 0.0, None)
-                more: list[int] = []
-                try:
-                    self._propagate(node.output, preset[j], more)
-                except _TransformFailedError:
-                    return
-                ready.extend(more)  # iterating ready: these are launched in this loop
-                continue
-            actor = NodeActor(self, node, {p: values[i] for p, i in node.args}, handle,
-                              runtime)
-            running[j] = actor
-            actor.begin()
-            actor.end_turn()
+        # Many calls launched off the worker pool (the first turn, on the caller or a
+        # dispatcher) reach it in a few slices, not one handoff each.
+        runner = runtime.runner
+        gathered = runner.gather() if len(ready) > 1 else None
+        try:
+            for j in ready:
+                node = nodes[j]
+                if lazy is not None and j in lazy_deferred and node.output not in lazy.demanded \
+                        and (preset is None or j not in preset):
+                    lazy.ready.add(j)  # a lazy call nobody has picked (yet)
+                    continue
+                if preset is not None and j in preset:
+                    # Computed before the execution was suspended: not run again.
+                    self.finished_nodes[j] = (NodeStatus.COMPLETED, 0, 0.0, None)
+                    more: list[int] = []
+                    try:
+                        self._propagate(node.output, preset[j], more)
+                    except _TransformFailedError:
+                        return
+                    ready.extend(more)  # iterating ready: these are launched in this loop
+                    continue
+                actor = NodeActor(self, node, {p: values[i] for p, i in node.args}, handle,
+                                  runtime)
+                running[j] = actor
+                actor.begin()
+                actor.end_turn()
+        finally:
+            if gathered is not None:
+                runner.spread(gathered)
 
     def node_completed(self, j: int, value: Any, attempts: int, duration_ms: float) -> None:
         """Node ``j`` completed with ``value``: called by the node in its last turn. The

@@ -22,7 +22,8 @@ from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["RESCUE_AFTER", "SLOT_HELD", "Borrowed", "Droppable", "ThreadPool", "current_pool"]
+__all__ = ["RESCUE_AFTER", "SLOT_HELD", "Borrowed", "Droppable", "Gathered", "ThreadPool",
+           "current_pool"]
 
 logger = logging.getLogger("constellation.actors")
 
@@ -84,6 +85,16 @@ class _Slice:
         schedule_local = self.pool.schedule_local
         for task in self.tasks:
             schedule_local(task)
+
+
+class Gathered(list):  # type: ignore[type-arg]
+    """Tasks gathered for one pool by one thread (see ThreadPool.gather)."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool: ThreadPool) -> None:
+        super().__init__()
+        self.pool = pool
 
 
 def current_pool() -> ThreadPool | None:
@@ -189,7 +200,34 @@ class ThreadPool(Executor):
             if slot is not SLOT_HELD:
                 _local.backlog.append(task)
                 return
+        gathered = getattr(_local, "gathered", None)
+        if gathered is not None and gathered.pool is self:
+            gathered.append(task)  # queued with the others by spread()
+            return
         self.schedule_queued(task)
+
+    def gather(self) -> Gathered | None:
+        """From now on, gather what this thread hands to :meth:`schedule_local`, to queue
+        it all at once with :meth:`spread` (many quick calls launched in one turn).
+
+        Returns:
+            The gathering, or ``None`` on a thread of this pool (it keeps such tasks in
+            its slot and backlog anyway) or on a thread gathering already.
+        """
+        if getattr(_local, "gathered", None) is not None or \
+                getattr(_local, "pool", None) in self._runs_on:
+            return None
+        gathered = _local.gathered = Gathered(self)
+        return gathered
+
+    def spread(self, gathered: Gathered) -> None:
+        """End the gathering and queue what it holds (see :meth:`schedule_spread`).
+
+        Raises:
+            RuntimeError: the pool is shut down (nothing was queued then).
+        """
+        _local.gathered = None
+        self.schedule_spread(list(gathered))
 
     def schedule_queued(self, task: Task) -> None:
         """Put ``task`` on the shared queue (never the caller's slot).
@@ -216,11 +254,9 @@ class ThreadPool(Executor):
             RuntimeError: the pool is shut down (nothing was queued then).
         """
         n = len(tasks)
-        k = min(n, self.max_threads, _SPREAD_SLICES)
-        if k <= 1:
-            if n:
-                self.schedule_queued(tasks[0] if n == 1 else _Slice(self, tasks))
+        if not n:
             return
+        k = min(n, self.max_threads, _SPREAD_SLICES)
         size, extra = divmod(n, k)
         parts: list[Task] = []
         start = 0

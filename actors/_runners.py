@@ -51,7 +51,7 @@ from constellation.actors._context import RUNNING, lookup_secret
 from constellation.actors._internal import describe
 from constellation.actors._isolation import run_isolated
 from constellation.actors._messages import AttemptFinished
-from constellation.actors._pool import SLOT_HELD, Borrowed, ThreadPool
+from constellation.actors._pool import SLOT_HELD, Borrowed, Gathered, ThreadPool
 from constellation.actors._pool import _local as _pool_local
 from constellation.actors._remote import (
     Call,
@@ -104,6 +104,15 @@ class Runner:
         """Why ``mdef`` cannot run here (checked when a pipeline is compiled), or None."""
         return None
 
+    def gather(self) -> Gathered | None:
+        """Start gathering the calls this thread starts, to hand them over at once with
+        :meth:`spread`; ``None`` where that does not apply (only the engine's own pool
+        gathers)."""
+        return None
+
+    def spread(self, gathered: Gathered) -> None:
+        """Hand over the calls :meth:`gather` collected."""
+
     def shutdown(self) -> None:
         """The engine is stopping: release what this runner owns (never blocks long)."""
 
@@ -130,58 +139,30 @@ class PoolRunner(Runner):
             # sibling that blocks would hold it past its timeout without it running.
             pool.schedule_queued(task)
         elif actor.node.timing.fast:
-            # Quick: where it became ready -- or on the caller helping its execution --
-            # or, launched with others off the pool, gathered (see spread_calls).
-            helper = actor.handle._help_workers
-            if helper is not None:
-                helper.schedule_local(task)
-                return
-            gathered = getattr(_pool_local, "gathered", None)
-            if gathered is not None and gathered.pool is pool:
-                gathered.append(task)
-            else:
-                pool.schedule_local(task)
+            # Quick: where it became ready -- or on the caller helping its execution.
+            # (Launched with others off the pool: gathered, see ExecutionActor._launch.)
+            (actor.handle._help_workers or pool).schedule_local(task)
         else:
             pool.schedule(task)
 
     def gather(self) -> Gathered | None:
-        """Start gathering the quick calls this thread starts (not a worker thread: one
-        there keeps its calls in its own slot and backlog anyway); ``None`` if another
-        launch on this thread gathers already. End with :meth:`spread`."""
-        pool = self.pool
-        assert pool is not None
-        if getattr(_pool_local, "gathered", None) is not None or \
-                getattr(_pool_local, "pool", None) in pool._runs_on:
-            return None
-        gathered = _pool_local.gathered = Gathered(pool)
-        return gathered
+        """Gather the quick calls this thread starts (see ThreadPool.gather)."""
+        assert self.pool is not None
+        return self.pool.gather()
 
     def spread(self, gathered: Gathered) -> None:
-        """Hand the gathered calls to the pool: a handful of tasks, one per thread that
-        may run them at once, each of which puts its calls in its thread's slot and
-        backlog (where the rescuer still takes them away from a call that blocks) --
-        instead of a queue put, the pool's lock and a thread wake-up per call."""
-        _pool_local.gathered = None
+        """Hand the gathered calls to the pool in a few slices (ThreadPool.spread),
+        instead of a queue put, the pool's lock and a thread wake-up per call. On a pool
+        that is shut down each call is refused, as ``start`` would have been."""
         pool = gathered.pool
-        calls = list(gathered)
         try:
-            pool.schedule_spread(calls)
-        except RuntimeError as exc:  # the pool is shut down: each call is refused
-            for call in calls:
+            pool.spread(gathered)
+        except RuntimeError as exc:
+            for call in gathered:  # each a _PoolCall
                 if call.attempt.finish():
-                    call.actor.post(AttemptFinished(call.attempt, None,
-                                                    executor_error(call.actor, pool.name,
-                                                                   exc), 0.0))
-
-
-class Gathered(list):  # type: ignore[type-arg]
-    """Calls gathered for one pool while a launch runs (see PoolRunner.gather)."""
-
-    __slots__ = ("pool",)
-
-    def __init__(self, pool: ThreadPool) -> None:
-        super().__init__()
-        self.pool = pool
+                    actor = call.actor
+                    actor.post(AttemptFinished(call.attempt, None,
+                                               executor_error(actor, pool.name, exc), 0.0))
 
 
 _new = object.__new__
