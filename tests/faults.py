@@ -8,12 +8,15 @@ them by their module and name.
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from constellation import ExecutionStatus, module
 from constellation.spi import InMemoryCacheBackend
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from constellation import Constellation
 
 # How long a fault test waits for what should happen at once (a result, a thread).
@@ -90,3 +93,20 @@ def burst_runs_in_parallel(pool: Any, n: int, timeout: float = 2.0) -> None:
     futures = [pool.submit(barrier.wait) for _ in range(n)]
     for f in futures:
         f.result(timeout=timeout + 1.0)
+
+
+def start_threads(target: Callable[[int], Any], n: int, *, daemon: bool = True
+                  ) -> list[threading.Thread]:
+    """Start ``n`` threads running ``target(0)`` ... ``target(n - 1)``."""
+    threads = [threading.Thread(target=target, args=(i,), daemon=daemon) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def all_ended(threads: list[threading.Thread], timeout: float) -> bool:
+    """Join ``threads`` within ``timeout`` seconds in all: whether every one ended."""
+    end = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
+    return not any(t.is_alive() for t in threads)

@@ -27,7 +27,7 @@ from constellation import Backends, ExecutionStatus, SchedulerConfig, module
 from constellation.actors._pool import Borrowed, ThreadPool
 from constellation.spi import InMemoryCacheBackend
 from constellation.spi._registry import register_backend, unregister_backend
-from tests.faults import WAIT, GatedCache, Inc, burst_runs_in_parallel
+from tests.faults import WAIT, GatedCache, Inc, all_ended, burst_runs_in_parallel, start_threads
 from tests.waiting import reached, wait_for
 
 if TYPE_CHECKING:
@@ -234,12 +234,9 @@ def test_retirement_churn_from_many_threads_leaves_a_consistent_pool() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=churn, args=(s,)) for s in range(8)]
+    threads = start_threads(churn, 8, daemon=False)
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(WAIT)
+        all_ended(threads, WAIT)
         assert not errors, errors
         wait_for(lambda: pool._blocked == 0 and pool._retiring == 0
                  and pool._queue.qsize() == 0, timeout=WAIT)

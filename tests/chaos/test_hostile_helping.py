@@ -36,6 +36,7 @@ from constellation import (
     module,
 )
 from constellation.spi._cache import MISSING
+from tests.faults import all_ended, start_threads
 from tests.waiting import reached, wait_for
 
 WAIT = 10.0
@@ -69,13 +70,6 @@ def _timed_run(engine: Constellation, pipeline: Any, inputs: Any, timeout: float
     t0 = time.monotonic()
     r = engine.run(pipeline, inputs, timeout=timeout)
     return r, time.monotonic() - t0
-
-
-def _threads_done(threads: list[threading.Thread], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, end - time.monotonic()))
-    return not any(t.is_alive() for t in threads)
 
 
 # --- the deadline --------------------------------------------------------------------
@@ -301,11 +295,9 @@ def test_many_helping_callers_mixed_with_submit_all_get_their_own_results(
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=caller, args=(t,), daemon=True) for t in range(10)]
-    for t in threads:
-        t.start()
+    threads = start_threads(caller, 10)
     subs = [engine.submit(pipeline, {"x": -i - 1}) for i in range(300)]
-    assert _threads_done(threads, 14)
+    assert all_ended(threads, 14)
     assert errors == []
     for i, e in enumerate(subs):
         assert e.result(timeout=WAIT).outputs == {"b": -i + 1}
@@ -340,15 +332,13 @@ def test_run_racing_shutdown_from_another_thread_never_hangs(engine_factory: Any
                 if time.monotonic() - t0 > 2 + SLACK:
                     slow.append(time.monotonic() - t0)
 
-    threads = [threading.Thread(target=caller, daemon=True) for _ in range(8)]
-    for t in threads:
-        t.start()
+    threads = start_threads(lambda _: caller(), 8)
     time.sleep(0.3)
     t0 = time.monotonic()
     engine.shutdown(drain_timeout=0.3)
     assert time.monotonic() - t0 < 5
     stop.set()
-    assert _threads_done(threads, 8), "a caller hangs after shutdown"
+    assert all_ended(threads, 8), "a caller hangs after shutdown"
     assert slow == []
     allowed = {ExecutionStatus.COMPLETED, ExecutionStatus.CANCELLED, ExecutionStatus.FAILED,
                "refused"}
@@ -395,7 +385,7 @@ def test_run_racing_cancel_all_from_another_thread(engine_factory: Any) -> None:
         t.start()
     time.sleep(3)
     stop.set()
-    assert _threads_done(threads, 5)
+    assert all_ended(threads, 5)
     assert bad == []
     assert ExecutionStatus.CANCELLED in seen
     _healthy(engine)
@@ -786,10 +776,8 @@ def _callers_at_once(engine: Constellation, pipeline: Any, n: int, timeout: floa
     def caller(i: int) -> None:
         results.append(_timed_run(engine, pipeline, {"x": i}, timeout))
 
-    threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    assert _threads_done(threads, 10)
+    threads = start_threads(caller, n)
+    assert all_ended(threads, 10)
     assert len(results) == n
     return results
 
@@ -841,10 +829,8 @@ def test_max_concurrency_1_with_a_queue_of_helping_runs(engine_factory: Any) -> 
         timeout = WAIT if i % 2 == 0 else 0.1
         results[i] = _timed_run(engine, pipeline, {"x": i}, timeout)
 
-    threads = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(40)]
-    for t in threads:
-        t.start()
-    assert _threads_done(threads, 12)
+    threads = start_threads(caller, 40)
+    assert all_ended(threads, 12)
     for i, (r, took) in results.items():
         if i % 2 == 0:
             assert r.outputs == {"a": i + 1}, (i, r.status, r.errors)
@@ -883,7 +869,7 @@ def test_helping_callers_start_in_priority_order(engine_factory: Any) -> None:
         threads.append(t)
         wait_for(lambda n=n: engine.queued_count == n + 1)
     release.set()
-    assert _threads_done(threads, WAIT)
+    assert all_ended(threads, WAIT)
     assert held.result(timeout=WAIT).status is ExecutionStatus.COMPLETED
     assert order == sorted((int(p) for p in prios), reverse=True)
     _healthy(engine)

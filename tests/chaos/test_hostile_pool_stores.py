@@ -30,7 +30,7 @@ from constellation.actors._pool import ThreadPool
 from constellation.core.errors import QueueFullError, ShuttingDownError
 from constellation.spi import InMemoryCacheBackend
 from constellation.spi._registry import register_backend, unregister_backend
-from tests.faults import WAIT, GatedCache, Inc, burst_runs_in_parallel
+from tests.faults import WAIT, GatedCache, Inc, all_ended, burst_runs_in_parallel, start_threads
 from tests.waiting import reached
 
 if TYPE_CHECKING:
@@ -174,12 +174,9 @@ def test_long_local_chains_under_churn_keep_every_count_exact() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=churn, args=(s,)) for s in range(8)]
+    threads = start_threads(churn, 8, daemon=False)
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(WAIT)
+        all_ended(threads, WAIT)
         assert not errors, errors
         _, pending = concurrent.futures.wait(futures, timeout=WAIT)
         assert not pending, f"{len(pending)} futures never ran: {_counts(pool)}"
