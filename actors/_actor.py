@@ -24,7 +24,7 @@ from pykka._envelope import Envelope
 from pykka._threading import ThreadingFuture
 
 from constellation.actors._interrupts import enter_critical, exit_critical
-from constellation.actors._pool import ThreadPool
+from constellation.actors._pool import Droppable, ThreadPool
 from constellation.actors._pool import _local as _pool_local
 
 if TYPE_CHECKING:
@@ -360,6 +360,46 @@ class PooledActor(pykka.Actor):
                 self._turn_failed_safely(exc)
         self.end_turn()
         return True
+
+    def post_turn_on(self, message: Any, pool: ThreadPool) -> bool:
+        """Post ``message`` from a thread outside the engine's pools; a turn this makes
+        due runs on a free thread of ``pool`` if it has one (see
+        ``ThreadPool.schedule_if_free``), else on the actor's own pool as always.
+
+        For the hand-over of an execution whose caller waits for it: the supervisor's
+        turn, and then the execution's first step in that thread's slot, run on the
+        worker that goes on to run the execution's calls -- one handoff there and one
+        back, without a dispatcher thread in between. The message is queued in the
+        inbox first, exactly as :meth:`post` does, so messages keep their order (a
+        cancel that follows it is handled after it). A turn dropped unrun (``pool``
+        shut down with ``cancel_futures``) is scheduled on the actor's pool instead:
+        the turn token is never lost.
+
+        Returns:
+            ``False`` if the actor has stopped (the message is dropped).
+        """
+        inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
+        # On the main thread a Ctrl-C between taking the token and scheduling the turn
+        # would lose the token: as in post_and_run, the handoff is a critical section.
+        critical = enter_critical()
+        try:
+            if inbox._closed or self.actor_stopped._flag:
+                _dead_letter(inbox._pool)
+                return False
+            inbox._messages.append(message)
+            if inbox.closed():  # closed while we appended: see _Inbox.post
+                inbox.drain_rejected()
+                return False
+            if not inbox.take_turn():
+                return True  # a turn is on already: it handles the message
+            own = self._actor_pool
+            if pool is not own and pool.schedule_if_free(
+                    Droppable(self._turn, lambda: _schedule(own, self, queued=True))):
+                return True
+            return _schedule(own, self, queued=False)
+        finally:
+            if critical:
+                exit_critical()
 
     def take_turn_here(self) -> bool:
         """Take this actor's turn on this thread where :meth:`post_and_run` would run a

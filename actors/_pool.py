@@ -240,8 +240,30 @@ class ThreadPool(Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError(f"{self.name} is shut down")
+            self._assign()  # first: if no thread can start, nothing was queued
             self._queue.put(task)
-            self._assign()
+
+    def schedule_if_free(self, task: Task) -> bool:
+        """Queue ``task`` only if a thread takes it at once: one is waiting with nothing
+        assigned, or one more may start. For work that must not wait behind module calls
+        (an execution's hand-over, see ``Constellation.run``): the caller does it the
+        other way when this says no.
+
+        Returns:
+            False: nothing was queued (every thread is busy, or the pool is shut down,
+            or no thread could be started).
+        """
+        with self._lock:
+            if self._shutdown or (self._idle == 0 and len(self._threads)
+                                  >= self.max_threads + self._blocked):
+                return False
+            try:
+                self._assign()  # first: a thread that cannot start leaves nothing queued
+            except RuntimeError:
+                logger.exception("%s could not start a thread", self.name)
+                return False
+            self._queue.put(task)
+        return True
 
     def schedule_spread(self, tasks: list[Task]) -> None:
         """Put ``tasks`` on the shared queue in a few slices, one per thread that may
@@ -288,7 +310,11 @@ class ThreadPool(Executor):
                 self._queue.put(_Late(task))
                 return
             self._queue.put(task)
-            self._assign()
+            try:
+                self._assign()
+            except RuntimeError:  # accepted work stays queued: a busy thread takes it
+                self._unassigned += 1
+                logger.exception("%s could not start a thread", self.name)
 
     def _assign(self) -> None:
         # Under _lock. Assign the queued task a thread: a waiting one if any is not yet
@@ -478,8 +504,12 @@ class ThreadPool(Executor):
                     and not self._shutdown):
                 # Only for a task no thread was assigned to: a queued item that has
                 # one (a task a woken thread is about to take, a _RETIRE) needs none.
-                self._spawn()
-                self._unassigned -= 1  # the new thread takes it
+                try:
+                    self._spawn()
+                except RuntimeError:  # it stays for a busy thread to take
+                    logger.exception("%s could not start a thread", self.name)
+                else:
+                    self._unassigned -= 1  # the new thread takes it
             elif delta < 0:
                 self._retire_surplus()
 
@@ -521,7 +551,12 @@ class ThreadPool(Executor):
         if len(started) > 2 * self.max_threads:
             started[:] = [s for s in started if s.is_alive()]
         started.append(t)
-        t.start()
+        try:
+            t.start()
+        except BaseException:  # (RuntimeError: no more threads) not counted, not joined
+            self._threads.remove(t)
+            started.remove(t)
+            raise
 
     def rescue(self, busy_for: float = RESCUE_AFTER) -> int:
         """One pass of work stealing for threads that block: the local backlog of a

@@ -445,6 +445,19 @@ class Runtime:
             return False
         return self.supervisor_actor.post_and_run(message)
 
+    def hand_over(self, message: Any, *, parked: bool) -> bool:
+        """Deliver a ``SubmitExecution`` (see :meth:`post_to_supervisor`). ``parked``: the
+        submitting thread, one of the user's, waits for the result (``run()``); then the
+        supervisor's turn runs on a free worker of the engine's own pool, if one is
+        free, where the execution goes on (see ``PooledActor.post_turn_on``)."""
+        actor = self.supervisor_actor
+        if actor is None:
+            return False
+        pool = self.runner.pool
+        if parked and pool is not None and current_pool() is None:
+            return actor.post_turn_on(message, pool)
+        return actor.post_and_run(message)
+
     def supervisor_failed(self, exc: BaseException, handles: list[Execution]) -> None:
         """The supervisor's turn raised: the engine is FAILED. Every execution it held
         ends FAILED now, and so does any that reaches it later."""

@@ -18,7 +18,7 @@ workload with ``n`` executions and with none and reports instructions per execut
 Workloads: ``w3-loop`` (the 10-node diamond, ``engine.run()`` in a loop on one thread:
 executions per second), ``w3-helps`` (the same with ``caller_helps=True``: the calling
 thread runs its execution), ``w3-burst`` (2,000 submitted at once), ``w1`` (the
-1,000-node chain, ms per run).
+1,000-node chain, ms per run), ``w2`` (the 1,000-wide fan-out and fan-in, ms per run).
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from pathlib import Path
 _SNIPPET = r"""
 import sys, time
 sys.path.insert(0, {root!r})
-from bench.workloads import MODULES, chain, diamond
+from bench.workloads import MODULES, chain, diamond, fan_out
 from constellation import Constellation, SchedulerConfig
 which = {workload!r}
-wl = chain() if which == "w1" else diamond()
+wl = chain() if which == "w1" else fan_out() if which == "w2" else diamond()
 helps = which == "w3-helps"
 if helps:
     which = "w3-loop"
@@ -45,7 +45,7 @@ with Constellation(MODULES, scheduler=SchedulerConfig(max_concurrency=64, worker
                                                        max_queue_size=None,
                                                        caller_helps=helps)) as engine:
     pipeline = engine.compile(wl.spec)
-    for _ in range(200 if which != "w1" else 5):
+    for _ in range(200 if which not in ("w1", "w2") else 5):
         engine.run(pipeline, wl.inputs)
     if which == "w3-loop":
         n = {n}
@@ -67,7 +67,7 @@ with Constellation(MODULES, scheduler=SchedulerConfig(max_concurrency=64, worker
 """
 
 _UNITS = {"w3-loop": "executions/s", "w3-helps": "executions/s",
-          "w3-burst": "executions/s", "w1": "ms per run"}
+          "w3-burst": "executions/s", "w1": "ms per run", "w2": "ms per run"}
 
 
 def _run(root: Path, workload: str, n: int, prefix: list[str]) -> subprocess.CompletedProcess[str]:
@@ -98,7 +98,7 @@ def instructions(root: Path, workload: str, n: int = 300) -> float:
         if found is None:
             raise SystemExit("callgrind printed no instruction count (is valgrind installed?)")
         counts.append(int(found.group(1)))
-    per = n if workload != "w1" else max(1, n // 200)
+    per = n if workload not in ("w1", "w2") else max(1, n // 200)
     return (counts[1] - counts[0]) / per
 
 

@@ -443,19 +443,21 @@ class Constellation:
 
     def _submit(self, pipeline: Pipeline | DagSpec | PipelineBuilder | str,
                 inputs: Mapping[str, Any] | None, timeout: float | None,
-                priority: Priority | int | str, helper: Helper | None) -> Execution:
+                priority: Priority | int | str, helper: Helper | None, *,
+                parked: bool = False) -> Execution:
         self._check_accepting()
         if not isinstance(pipeline, Pipeline) or pipeline._engine is not self:
             pipeline = self.compile(pipeline)
         plan = pipeline.plan
         checked = self._check_inputs(plan, inputs)
-        return self._submit_plan(plan, checked, timeout, priority, helper=helper)
+        return self._submit_plan(plan, checked, timeout, priority, helper=helper,
+                                 parked=parked)
 
     def _submit_plan(self, plan: ExecutionPlan, checked: dict[str, Any],
                      timeout: float | None, priority: Priority | int | str,
                      execution_id: str | None = None,
                      preset: Mapping[int, Any] | None = None,
-                     helper: Helper | None = None) -> Execution:
+                     helper: Helper | None = None, parked: bool = False) -> Execution:
         self._check_accepting()
         prio = priority_value(priority)
         limit = self.default_timeout
@@ -479,13 +481,13 @@ class Constellation:
         # anyone's: on the main thread a Ctrl-C in between would leak it, so it waits.
         critical = enter_critical()
         try:
-            self._hand_over(handle, eid, deadline)
+            self._hand_over(handle, eid, deadline, parked)
         finally:
             if critical:
                 exit_critical()
         return handle
 
-    def _hand_over(self, handle: Execution, eid: str, deadline: float) -> None:
+    def _hand_over(self, handle: Execution, eid: str, deadline: float, parked: bool) -> None:
         runtime = self._runtime
         try:
             runtime.admit()
@@ -504,7 +506,7 @@ class Constellation:
             runtime.execution_done()
             raise ShuttingDownError(f"engine is {self.state.value}; not accepting "
                                     "executions") from None
-        if not runtime.post_to_supervisor(SubmitExecution(handle)):
+        if not runtime.hand_over(SubmitExecution(handle), parked=parked):
             # The supervisor stopped between the check above and now: nobody will run it.
             runtime.dequeued()
             error = runtime.failed or ShuttingDownError(
@@ -572,9 +574,11 @@ class Constellation:
         Module failures, timeouts and missing inputs are reported in the result
         (``status``, ``errors``), not raised; ``result.raise_for_status()`` raises them.
 
-        Called from a thread outside the engine's pools, the calling thread helps: it
-        runs its own execution's turns and quick module calls itself while it waits
-        (see ``SchedulerConfig.caller_helps`` and docs/performance-tuning.md).
+        Called from a thread outside the engine's pools, the calling thread waits while
+        a free worker of the engine's own pool takes the execution from the start (one
+        handoff there, one back). With ``SchedulerConfig(caller_helps=True)`` it helps
+        instead: it runs its own execution's turns and quick module calls itself (see
+        docs/performance-tuning.md, "Where calls run").
         A ref of a stored pipeline (a name, an alias, ``sha256:<hex>``) runs it, with
         canary routing (see :meth:`submit`).
         """
@@ -587,7 +591,7 @@ class Constellation:
                 and self._runtime.runner.pool is not None:
             return Helper(self._runtime).run(
                 lambda helper: self._submit(pipeline, inputs, timeout, priority, helper))
-        return self.submit(pipeline, inputs, timeout=timeout, priority=priority).result()
+        return self._submit(pipeline, inputs, timeout, priority, None, parked=True).result()
 
     async def run_async(
         self,

@@ -1,0 +1,247 @@
+"""``run()`` from a user's thread hands its execution to a free worker thread.
+
+The supervisor's turn for the submission, and then the execution's first step (in that
+thread's slot), run on the worker that goes on to run the execution's calls: one handoff
+to the engine and one back, with no dispatcher thread in between. Only a *free* worker
+takes it -- never one busy with module calls -- and the submission is queued in the
+supervisor's inbox first, so messages keep their order. ``submit()`` is unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from constellation import SchedulerConfig, module
+from constellation.actors import _supervisor
+from constellation.actors._actor import PooledActor
+from constellation.actors._messages import SubmitExecution
+from constellation.actors._pool import Droppable, ThreadPool
+from tests.faults import all_ended, start_threads
+from tests.waiting import wait_for
+
+WAIT = 10.0
+
+
+@module
+def Inc(x: int) -> int:
+    """Quick."""
+    return x + 1
+
+
+@module
+def Hold(x: int) -> int:
+    """Blocks for ``x`` milliseconds."""
+    time.sleep(x / 1000)
+    return x
+
+
+_DIAMOND = "in x: Int\na = Inc(x)\nb = Inc(a)\nc = Inc(a)\nout b\nout c\n"
+
+
+def _where(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Record the threads that run the supervisor's SubmitExecution turns and the
+    executions' first steps."""
+    seen: dict[str, list[str]] = {"submit": [], "first": []}
+    receive = _supervisor.Supervisor.on_receive
+    first = _supervisor._first_step
+
+    def on_receive(self: Any, message: Any) -> Any:
+        if type(message) is SubmitExecution:
+            seen["submit"].append(threading.current_thread().name)
+        return receive(self, message)
+
+    def first_step(actor: Any) -> None:
+        seen["first"].append(threading.current_thread().name)
+        first(actor)
+
+    monkeypatch.setattr(_supervisor.Supervisor, "on_receive", on_receive)
+    monkeypatch.setattr(_supervisor, "_first_step", first_step)
+    return seen
+
+
+def test_run_from_a_user_thread_is_handed_to_a_free_worker(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = engine_factory([Inc], scheduler=SchedulerConfig(worker_threads=2))
+    pipeline = engine.compile(_DIAMOND)
+    seen = _where(monkeypatch)
+    for k in range(20):
+        r = engine.run(pipeline, {"x": k}, timeout=WAIT)
+        assert r.outputs == {"b": k + 2, "c": k + 2}, r.errors
+    assert len(seen["submit"]) == 20
+    assert all(n.startswith("constellation-worker") for n in seen["submit"]), seen
+    assert all(n.startswith("constellation-worker") for n in seen["first"]), seen
+
+
+def test_submit_keeps_the_dispatcher(engine_factory: Any,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = engine_factory([Inc], scheduler=SchedulerConfig(worker_threads=2))
+    pipeline = engine.compile(_DIAMOND)
+    seen = _where(monkeypatch)
+    for k in range(5):
+        assert engine.submit(pipeline, {"x": k}, timeout=WAIT).result().ok
+    assert seen["submit"]
+    assert all(n.startswith("constellation-dispatcher") for n in seen["submit"])
+    assert all(n.startswith("constellation-dispatcher") for n in seen["first"]), seen
+
+
+def test_a_run_never_waits_behind_busy_workers(engine_factory: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The only worker is in a 2 s call: a run() that needs no worker
+    # (no module call at all) goes the usual way, through a dispatcher, and ends at once.
+    engine = engine_factory([Hold], scheduler=SchedulerConfig(worker_threads=1))
+    blocker = engine.submit("in x: Int\ny = Hold(x)\nout y\n", {"x": 2000}, timeout=WAIT)
+    wait_for(lambda: engine._runtime.workers._idle == 0 and
+             engine._runtime.workers.thread_count == 1)
+    time.sleep(0.1)  # the call is running
+    seen = _where(monkeypatch)
+    t0 = time.monotonic()
+    r = engine.run("in x: Int\nout x\n", {"x": 1}, timeout=WAIT)
+    took = time.monotonic() - t0
+    assert r.outputs == {"x": 1}, r.errors
+    assert took < 1.0, took
+    assert seen["submit"], seen
+    assert seen["submit"][0].startswith("constellation-dispatcher"), seen
+    assert not blocker.done()
+    assert blocker.result().outputs == {"y": 2000}
+
+
+def test_many_callers_at_once_all_get_their_own_results(engine_factory: Any) -> None:
+    engine = engine_factory([Inc], scheduler=SchedulerConfig(worker_threads=2,
+                                                             max_concurrency=3))
+    pipeline = engine.compile(_DIAMOND)
+    wrong: list[Any] = []
+
+    def caller(i: int) -> None:
+        for k in range(150):
+            x = i * 1000 + k
+            r = engine.run(pipeline, {"x": x}, timeout=WAIT)
+            if r.outputs != {"b": x + 2, "c": x + 2}:
+                wrong.append((x, r.status, r.errors))
+
+    threads = start_threads(caller, 8)
+    assert all_ended(threads, 60.0)
+    assert wrong == []
+
+
+class _Recorder(PooledActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.got: list[tuple[Any, str]] = []
+
+    def on_receive(self, message: Any) -> Any:
+        self.got.append((message, threading.current_thread().name))
+        return None
+
+
+def test_post_turn_on_keeps_message_order_and_runs_on_the_free_pool() -> None:
+    own = ThreadPool(1, "own")
+    free = ThreadPool(1, "free")
+    actor = _Recorder.start(_dispatcher=own)._actor_weakref()
+    try:
+        wait_for(lambda: actor.actor_inbox._token)  # idle
+        for i in range(50):
+            assert actor.post_turn_on(i, free)
+            actor.post(("then", i))
+        wait_for(lambda: len(actor.got) == 100)
+        assert [m for m, _ in actor.got] == [x for i in range(50) for x in (i, ("then", i))]
+        assert any(name.startswith("free") for _, name in actor.got)
+    finally:
+        actor.actor_ref.stop(timeout=WAIT)
+        own.shutdown()
+        free.shutdown()
+
+
+def test_a_turn_dropped_by_the_free_pool_runs_on_the_actors_own() -> None:
+    own = ThreadPool(1, "own")
+
+    class Keeps(ThreadPool):
+        def __init__(self) -> None:
+            super().__init__(1, "keeps")
+            self.kept: list[Droppable] = []
+
+        def schedule_if_free(self, task: Any) -> bool:
+            self.kept.append(task)  # taken, then dropped unrun (a pool shutting down)
+            return True
+
+    keeps = Keeps()
+    actor = _Recorder.start(_dispatcher=own)._actor_weakref()
+    try:
+        wait_for(lambda: actor.actor_inbox._token)
+        assert actor.post_turn_on("m", keeps)
+        assert actor.post_turn_on("n", keeps)  # the turn is due already: queued only
+        assert len(keeps.kept) == 1
+        assert actor.got == []
+        keeps.kept[0].on_drop()
+        wait_for(lambda: len(actor.got) == 2)
+        assert [m for m, _ in actor.got] == ["m", "n"]
+        assert all(name.startswith("own") for _, name in actor.got)
+    finally:
+        actor.actor_ref.stop(timeout=WAIT)
+        own.shutdown()
+
+
+def test_post_turn_on_a_stopped_actor_is_a_dead_letter() -> None:
+    own = ThreadPool(1, "own")
+    free = ThreadPool(1, "free")
+    actor = _Recorder.start(_dispatcher=own)._actor_weakref()
+    actor.actor_ref.stop(timeout=WAIT)
+    try:
+        before = own.dead_letters
+        assert actor.post_turn_on("late", free) is False
+        assert own.dead_letters == before + 1
+        assert actor.got == []
+    finally:
+        own.shutdown()
+        free.shutdown()
+
+
+def test_schedule_if_free() -> None:
+    pool = ThreadPool(1, "free")
+    release = threading.Event()
+    ran: list[str] = []
+    try:
+        assert pool.schedule_if_free(lambda: ran.append("a"))  # a thread may start
+        wait_for(lambda: ran == ["a"] and pool._idle == 1)
+        assert pool.schedule_if_free(release.wait)  # the waiting thread takes it
+        wait_for(lambda: pool._idle == 0)
+        assert not pool.schedule_if_free(lambda: ran.append("b"))  # busy: not queued
+        release.set()
+        wait_for(lambda: pool._idle == 1)
+        assert ran == ["a"]
+    finally:
+        release.set()
+        pool.shutdown()
+    assert not pool.schedule_if_free(lambda: ran.append("c"))  # shut down
+    assert ran == ["a"]
+
+
+def test_a_thread_that_cannot_start_leaves_no_dead_entry_and_nothing_queued(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = ThreadPool(2, "nostart")
+    start = threading.Thread.start
+    refuse = [True]
+
+    def fake_start(self: threading.Thread) -> None:
+        if refuse[0] and self.name.startswith("nostart"):
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", fake_start)
+    ran: list[int] = []
+    try:
+        with pytest.raises(RuntimeError, match="can't start"):
+            pool.schedule_queued(lambda: ran.append(1))
+        assert not pool.schedule_if_free(lambda: ran.append(2))
+        assert pool.thread_count == 0
+        assert pool._queue.qsize() == 0
+        refuse[0] = False
+        pool.schedule_queued(lambda: ran.append(3))  # the pool works once threads start
+        wait_for(lambda: ran == [3])
+    finally:
+        refuse[0] = False
+        pool.shutdown()
+    assert ran == [3]
