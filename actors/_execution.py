@@ -30,7 +30,7 @@ from constellation.actors._messages import (
     ExecutionFinished,
     NodeFinished,
 )
-from constellation.actors._node import NodeActor
+from constellation.actors._node import NodeActor, PlainNode
 from constellation.actors._plan import MODULE
 from constellation.actors._records import checkpoints, record_finished, record_started
 from constellation.core.errors import (
@@ -83,7 +83,7 @@ class ExecutionActor(PooledActor):
         # node index -> (status, attempts, duration_ms, error) once it has finished
         self.finished_nodes: dict[int, tuple[NodeStatus, int, float,
                                              ConstellationError | None]] = {}
-        self.running: dict[int, NodeActor] = {}
+        self.running: dict[int, NodeActor | PlainNode] = {}
         self.errors: list[ConstellationError] = []
         self.done = False
         self.started = 0.0
@@ -305,8 +305,13 @@ class ExecutionActor(PooledActor):
                         return
                     ready.extend(more)  # iterating ready: these are launched in this loop
                     continue
-                actor = NodeActor(self, node, {p: values[i] for p, i in node.args}, handle,
-                                  runtime)
+                args = {p: values[i] for p, i in node.args}
+                if PlainNode.applies(node, runtime):
+                    plain = PlainNode(self, node, args, handle, runtime)
+                    running[j] = plain
+                    plain.begin()
+                    continue
+                actor = NodeActor(self, node, args, handle, runtime)
                 running[j] = actor
                 actor.begin()
                 actor.end_turn()

@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from constellation.actors._timer import TimerEntry
     from constellation.core.types import CType
 
-__all__ = ["NodeActor", "cache_key"]
+__all__ = ["NodeActor", "PlainNode", "cache_key"]
 
 logger = logging.getLogger("constellation.runtime")
 
@@ -479,6 +479,147 @@ class NodeActor(PooledActor):
         if policy.on_error == "wrap":
             value = {"ok": True, "value": value, "error": None, "code": None}
         self._report(value, None)
+
+
+class PlainNode:
+    """A node with nothing to apply around its call, run without an actor of its own.
+
+    For a node whose call has no options (``NodePlan.policy is None``), whose module is
+    a plain synchronous function (no ``ctx``, no dataclass parameters) without a circuit
+    breaker, on the engine's own worker pool, all a NodeActor does is start the call
+    and pass its value on; its turns (an inbox, a turn token, a stop flag per call) were
+    most of the cost of a quick call. The execution actor creates one of these instead (see
+    ``ExecutionActor._launch``); the runner calls :meth:`attempt_returned` on the thread
+    the call ran on, exactly as for a NodeActor. The observer (metrics, tracing, a
+    listener) is told of the call's start and end as a NodeActor tells it.
+
+    Who ends the call is decided by the :class:`Attempt`'s token, as for any node: the
+    call returning (``finish``) or the execution ending (:meth:`post` of an
+    ``Abandon``, from the execution's turn) -- never both, so no turn is needed. A
+    returned value that fits the declared type goes straight to the execution
+    (``ExecutionActor.node_completed``). A failure -- an exception, a value of the
+    wrong type, a call the executor refused -- is handed to a NodeActor made for it
+    then, which reports it exactly as it reports any node's (the error, its log record,
+    secrets redacted).
+    """
+
+    __slots__ = ("_fallback", "args", "attempt", "handle", "node", "parent", "runtime",
+                 "started")
+
+    policy = None  # read by the runner: no options
+
+    def __init__(self, parent: ExecutionActor, node: NodePlan, args: dict[str, Any],
+                 handle: Execution, runtime: Runtime) -> None:
+        self.parent = parent
+        self.node = node
+        self.args = args
+        self.handle = handle
+        self.runtime = runtime
+        self.attempt = Attempt(1)
+        self._fallback: NodeActor | None = None
+        self.started = 0.0  # perf_counter of the call's start, when observed
+
+    @staticmethod
+    def applies(node: NodePlan, runtime: Runtime) -> bool:
+        """Whether ``node`` may run as a PlainNode on ``runtime`` now."""
+        mdef = node.module
+        return node.policy is None and node.plain_args and not mdef.is_async \
+            and runtime.plain_runner \
+            and not (runtime.breakers and mdef.name in runtime.breakers)
+
+    def begin(self) -> None:
+        """Start the call (the first step, in the execution's turn)."""
+        runtime = self.runtime
+        observer = runtime.observer
+        if observer is not None:
+            self.started = time.perf_counter()
+            observer.module_started(self.handle, self.node.name, self.node.module.name, 1)
+        try:
+            runtime.runner.start(self, self.attempt, self.args)  # type: ignore[arg-type]
+        except BaseException as exc:  # refused: it fails as any refused attempt does
+            if self.attempt.finish():
+                name = getattr(runtime.runner, "name", type(runtime.workers).__name__)
+                actor = self.actor
+                actor.post_and_run(AttemptFinished(self.attempt, None, executor_error(
+                    actor, name, exc), 0.0), actor._attempt_finished)
+
+    @property
+    def actor(self) -> NodeActor:
+        """The NodeActor that reports what is not a plain value (made on first use)."""
+        actor = self._fallback
+        if actor is None:
+            actor = NodeActor(self.parent, self.node, self.args, self.handle, self.runtime)
+            actor.attempts = 1
+            actor.current = self.attempt
+            actor.attempt_started = self.started
+            actor.end_turn()  # created owned (see NodeActor.__init__): idle now
+            self._fallback = actor
+        return actor
+
+    def attempt_returned(self, attempt: Attempt, value: Any, exc: BaseException | None,
+                         elapsed: float) -> None:
+        """The call returned ``value`` or raised ``exc`` (see NodeActor.attempt_returned;
+        the attempt was finished by the caller: nobody else may end it now).
+
+        Outside any turn, on the thread the call ran on: what escapes the reporting (a
+        bug, an exception injected into this thread) fails the execution with an
+        InternalError naming the node, as a NodeActor's failed turn does -- never a
+        task error the execution would wait on until its deadline."""
+        node = self.node
+        try:
+            node.timing.record(elapsed)
+            if exc is None:
+                exact = node.exact_output
+                if type(value) is not exact or \
+                        (exact is int and not INT64_MIN <= value <= INT64_MAX):  # type: ignore[operator]
+                    msg = checked(node, attempt, value, elapsed)
+                    value = msg.value
+                else:
+                    msg = None
+                if msg is None or msg.error is None:
+                    observer = self.runtime.observer
+                    if observer is not None:
+                        observer.module_finished(self.handle, node.name, node.module.name,
+                                                 1, elapsed * 1000.0, None)
+                    self.parent.node_completed(node.index, value, 1, elapsed * 1000.0)
+                    return
+            else:
+                msg = AttemptFinished(attempt, None, module_error(node, exc),
+                                      elapsed * 1000.0)
+            actor = self.actor  # a failure: reported as a NodeActor reports one
+            actor.post_and_run(msg, actor._attempt_finished)
+        except BaseException as failure:
+            self.runtime.count_internal_error("NodeActor")
+            error = internal_error(
+                f"node '{node.name}' (module {node.module.name}) failed in the runtime",
+                failure, node=node.name, module=node.module.name)
+            self.parent.post(NodeFinished(node.index, None, error, 1, 0.0))
+
+    def post(self, message: Any) -> bool:
+        """``Abandon`` (the execution ended): give up on the call, as a NodeActor does.
+        Anything else (a refusal, see ``PoolRunner.spread``) goes to the NodeActor."""
+        if type(message) is Abandon:
+            attempt = self.attempt
+            if not attempt.abandon():
+                return True  # it returned first: its outcome is on its way (or told)
+            # The call cannot be stopped: its thread is left to finish on its own, and
+            # the pool may start another in its place meanwhile.
+            runtime = self.runtime
+            pool = runtime.runner.pool
+            if pool is not None:
+                pool.compensate(1)
+            if attempt.started:
+                runtime.count_abandoned(self.node.module.name)
+            observer = runtime.observer
+            if observer is not None:  # its start was told: so is its end
+                result = self.handle._result
+                why = f" ({result.status.value})" if result is not None else ""
+                observer.module_finished(
+                    self.handle, self.node.name, self.node.module.name, 1,
+                    (time.perf_counter() - self.started) * 1000.0,
+                    f"abandoned: the execution ended{why}")
+            return True
+        return self.actor.post(message)
 
 
 def cache_key(module: str, version: str, inputs: Mapping[str, CType],

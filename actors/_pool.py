@@ -153,6 +153,14 @@ class ThreadPool(Executor):
                     self._spawn()
                     self._idle += 1  # started for no task: it waits unassigned
 
+    def prestart(self) -> None:
+        """Start one thread now if the pool has none (it waits unassigned), so that a
+        later failure to start threads leaves the pool one that takes its work."""
+        with self._lock:
+            if not self._threads and not self._shutdown:
+                self._spawn()
+                self._idle += 1
+
     def dead_letter(self) -> None:
         """Count a message dropped because its actor had stopped (see ``_Inbox.post``)."""
         with self._lock:
@@ -232,15 +240,26 @@ class ThreadPool(Executor):
     def schedule_queued(self, task: Task) -> None:
         """Put ``task`` on the shared queue (never the caller's slot).
 
+        A thread that cannot be started (``RuntimeError: can't start new thread``)
+        leaves the task to the threads the pool has, once one is free.
+
         Raises:
-            RuntimeError: the pool is shut down. (Checked under the pool's lock, with
+            RuntimeError: the pool is shut down (checked under the pool's lock, with
                 the enqueue: a task accepted here is ahead of the threads' stop
-                signals, so it runs unless ``shutdown(cancel_futures=True)`` drops it.)
+                signals, so it runs unless ``shutdown(cancel_futures=True)`` drops it),
+                or it has no thread and none could be started (nothing was queued).
         """
         with self._lock:
             if self._shutdown:
                 raise RuntimeError(f"{self.name} is shut down")
-            self._assign()  # first: if no thread can start, nothing was queued
+            try:
+                self._assign()
+            except RuntimeError:
+                if not self._threads:
+                    raise  # nobody could ever run it: nothing was queued
+                # A busy thread takes it when it is done.
+                self._unassigned += 1
+                logger.exception("%s could not start a thread", self.name)
             self._queue.put(task)
 
     def schedule_if_free(self, task: Task) -> bool:

@@ -91,6 +91,10 @@ class Runtime:
                  ) -> None:
         self.clock = clock
         self.dispatcher = ThreadPool(dispatcher_threads, f"{name}-dispatcher")
+        # One dispatcher thread from the start: run() hands its executions to workers,
+        # so the dispatcher may otherwise first need a thread at a moment when none can
+        # be started (its turns would then have nowhere to run).
+        self.dispatcher.prestart()
         if isinstance(executor, str) and executor.startswith("threads"):
             from constellation.executors import parse_executor
 
@@ -105,6 +109,9 @@ class Runtime:
             self.runner = runner_for(executor)
         self.workers: Any = self.runner.executor if self.runner.pool is None \
             else self.runner.pool
+        # Calls on the engine's own pool: nodes without options may run without a
+        # NodeActor (see _node.PlainNode).
+        self.plain_runner = type(self.runner) is PoolRunner
         # Actor turns may run in a worker thread's slot (the thread that finished a
         # module runs the next ready turn itself); module calls never run on dispatchers.
         if isinstance(self.workers, ThreadPool):
@@ -533,7 +540,10 @@ class Runtime:
         if self._callbacks_pool is not None:
             self._callbacks_pool.shutdown(wait=False)  # queued callbacks still run
         deadline = time.monotonic() + join_timeout
-        for pool in (self.dispatcher, self.workers, self._callbacks_pool):
+        # The engine's own pools: a user's executor (even one of our ThreadPools) is
+        # left running, and joining it would wait for threads that never leave.
+        for pool in (self.dispatcher, self.workers if self.own_workers else None,
+                     self._callbacks_pool):
             if isinstance(pool, ThreadPool):
                 pool.join(max(0.0, deadline - time.monotonic()))
         if interrupted is not None:

@@ -21,6 +21,7 @@ from constellation.actors._messages import (
     ExecutionFinished,
     SubmitExecution,
 )
+from constellation.actors._pool import current_pool
 from constellation.actors._records import record_finished
 from constellation.actors._scheduler import SchedulerQueue
 from constellation.core.errors import (
@@ -98,6 +99,12 @@ class Supervisor(PooledActor):
 
     def _pump(self) -> None:
         runtime = self.runtime
+        # On a worker thread (a run() handed over, or an execution that ended there) a
+        # first step goes to this thread's slot only if the slot is free: in its
+        # backlog it would wait behind the calls of the execution started before it,
+        # which keep taking the slot (a chain), while other workers sit idle. Then it
+        # goes to the dispatcher's queue (ThreadPool.schedule).
+        on_worker = current_pool() is not runtime.dispatcher
         while len(self.running) < self.max_concurrency:
             h = self.queue.pop()
             if h is None:
@@ -113,8 +120,12 @@ class Supervisor(PooledActor):
             # supervisor must not wait for that. Next on this thread (its slot: no
             # handoff), or on the helping caller whose execution it is.
             first = partial(_first_step, actor)
+            pool = h._help_dispatcher or runtime.dispatcher
             try:
-                (h._help_dispatcher or runtime.dispatcher).schedule_local(first)
+                if on_worker:
+                    pool.schedule(first)
+                else:
+                    pool.schedule_local(first)
             except RuntimeError:  # the dispatcher is shut down: here, as before
                 first()
 

@@ -591,7 +591,15 @@ class Constellation:
                 and self._runtime.runner.pool is not None:
             return Helper(self._runtime).run(
                 lambda helper: self._submit(pipeline, inputs, timeout, priority, helper))
-        return self._submit(pipeline, inputs, timeout, priority, None, parked=True).result()
+        execution = self._submit(pipeline, inputs, timeout, priority, None, parked=True)
+        try:
+            return execution.result()
+        except BaseException:
+            # Ctrl-C (or an exception injected into this thread) while it waits: the
+            # execution is cancelled, not left to run to its deadline, as a helping
+            # caller's is.
+            execution.cancel()
+            raise
 
     async def run_async(
         self,

@@ -245,3 +245,38 @@ def test_a_thread_that_cannot_start_leaves_no_dead_entry_and_nothing_queued(
         refuse[0] = False
         pool.shutdown()
     assert ran == [3]
+
+
+def test_a_thread_that_cannot_start_leaves_the_task_to_a_busy_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = ThreadPool(2, "nostart")
+    release = threading.Event()
+    ran: list[int] = []
+    try:
+        pool.schedule_queued(release.wait)  # the one thread it has, busy
+        wait_for(lambda: pool.thread_count == 1 and pool._idle == 0)
+        start = threading.Thread.start
+
+        def fake_start(self: threading.Thread) -> None:
+            if self.name.startswith("nostart"):
+                raise RuntimeError("can't start new thread")
+            start(self)
+
+        monkeypatch.setattr(threading.Thread, "start", fake_start)
+        pool.schedule_queued(lambda: ran.append(1))  # accepted: no error
+        assert pool.thread_count == 1
+        assert not pool.schedule_if_free(lambda: ran.append(2))
+        time.sleep(0.05)
+        assert ran == []
+        release.set()  # the busy thread is done: it takes the waiting task
+        wait_for(lambda: ran == [1])
+    finally:
+        release.set()
+        monkeypatch.undo()
+        pool.shutdown()
+    assert ran == [1]
+
+
+def test_an_engine_starts_with_one_dispatcher_thread(engine_factory: Any) -> None:
+    engine = engine_factory([Inc])
+    assert engine._runtime.dispatcher.thread_count == 1

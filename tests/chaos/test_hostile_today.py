@@ -29,7 +29,7 @@ from constellation import (
     SchedulerConfig,
     module,
 )
-from constellation.actors._node import NodeActor
+from constellation.actors._node import NodeActor, PlainNode
 from constellation.core.errors import ShuttingDownError
 from constellation.core.results import NodeStatus
 from constellation.spi import InMemoryCacheBackend, InMemoryMetrics, NoOpListener
@@ -41,6 +41,15 @@ from tests.waiting import reached, wait_for
 CHAIN = "in x: Int\na = Inc(x)\nb = Inc(a)\nout b"
 CACHED = "in x: Int\na = Inc(x) with cache: 1min\nb = Inc(a)\nout b"
 SECRET = "hunter2-the-vault-value"
+
+
+@pytest.fixture(autouse=True)
+def _node_actors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These attacks drive NodeActor's own paths (``_completed_here`` ...): every node
+    gets a NodeActor here, as nodes with options, ``async def`` modules and calls on a
+    user's executor do. (A node without any runs as a PlainNode otherwise: its attacks
+    are in test_plain_nodes.py.) A test's ``monkeypatch.undo()`` undoes this too."""
+    monkeypatch.setattr(PlainNode, "applies", staticmethod(lambda *_: False))
 
 
 def _fresh(engine: Constellation) -> None:

@@ -24,7 +24,7 @@ from constellation import (
     module,
 )
 from constellation.actors._execution import ExecutionActor
-from constellation.actors._node import NodeActor
+from constellation.actors._node import NodeActor, PlainNode
 from constellation.actors._supervisor import Supervisor
 from constellation.core.errors import EngineFailedError
 from constellation.spi import InMemoryMetrics
@@ -335,13 +335,16 @@ def test_a_listener_raising_keyboard_interrupt_silences_nothing_and_stops_no_act
 
 # --- supervision ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["message", "here"])
+@pytest.mark.parametrize("path", ["message", "here", "plain"])
 def test_a_node_turn_that_raises_fails_its_execution_with_an_internal_error(
         engine_factory: Any, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     # "message": the turn that handles AttemptFinished raises; "here": the last turn of
     # a node without options, run where its call returned (NodeActor._completed_here),
-    # raises while it reports its value (ExecutionActor.node_completed).
+    # raises while it reports its value (ExecutionActor.node_completed); "plain": the
+    # same report from a node run without an actor (PlainNode), outside any turn.
     engine = engine_factory([Inc])
+    if path != "plain":  # a NodeActor for every node
+        monkeypatch.setattr(PlainNode, "applies", staticmethod(lambda *_: False))
     if path == "message":
         original = NodeActor._attempt_finished
 
