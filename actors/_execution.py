@@ -361,11 +361,15 @@ class ExecutionActor(PooledActor):
     def _maybe_finish(self) -> None:
         if self.running or self.done:
             return
-        missing = [n for n in self.plan.inputs if n not in self.handle.inputs]
         values = self.values
-        if all(values[i] is not _MISSING for _, i in self.plan.outputs):
+        for _, i in self.plan.outputs:
+            if values[i] is _MISSING:
+                break
+        else:
             self._finish(ExecutionStatus.COMPLETED)
-        elif missing:
+            return
+        missing = [n for n in self.plan.inputs if n not in self.handle.inputs]
+        if missing:
             types = self.plan.input_types
             for n in missing:
                 self.errors.append(MissingInputError(
