@@ -4,18 +4,22 @@ Opt-in (``SchedulerConfig(caller_helps=True)``): see the last paragraph but one 
 Only with the engine's own worker pool: with a user's executor a node's turn calls its
 ``submit()``, which may block, and the caller must keep its deadline.
 
-A handoff between threads costs ~25-50 µs here, more than a quick module call. Instead
+A handoff between threads costs tens of µs here, more than a quick module call. Instead
 of parking while pool threads work, the thread that called ``run()`` (outside the
 engine's pools) becomes a temporary helper for that one execution, as a fork-join
 pool's joining thread does:
 
 - it delivers the submission to the supervisor and, when the supervisor is idle, runs
   the supervisor's turn itself, which begins its execution right there;
-- the execution's actors get :class:`HelpPool` stand-ins for the dispatcher and the
-  worker pool: a turn or a quick module call scheduled *from the helping thread* goes
-  to the helper's own queue and runs next on it; one scheduled from another thread
-  (a timer, a canceller) is handed to the helper while it is idle, else to the real
-  pool; one scheduled from a pool thread stays with the pool (that thread's slot);
+- the execution's first step is scheduled on a :class:`HelpPool` stand-in for the
+  dispatcher, which puts it on the helper's own queue; the execution's later turns run
+  on the helper where their messages arise (``post_and_run``: the helper counts as a
+  dispatcher thread whose slot is held), while a message from another thread (a
+  timer, a canceller) gets its turn on the real dispatcher, as for any actor;
+- quick module calls go through a HelpPool stand-in for the worker pool: a call
+  scheduled *from the helping thread* goes to the helper's queue and runs next on it;
+  one scheduled from another thread is handed to the helper while it is idle, else to
+  the real pool; one scheduled from a pool thread stays there (that thread's slot);
 - slow or blocking modules (by the adaptive timing), options that need the worker
   pool, process isolation and user executors go to the real executor as always.
 
