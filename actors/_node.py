@@ -31,7 +31,7 @@ from logging import ERROR, WARNING
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor, _Inbox, _StopFlag
-from constellation.actors._context import Attempt, CallContext
+from constellation.actors._context import ABANDONED, Attempt, CallContext
 from constellation.actors._internal import describe, internal_error
 from constellation.actors._log import MODULE, log
 from constellation.actors._messages import (
@@ -562,9 +562,11 @@ class PlainNode:
         the attempt was finished by the caller: nobody else may end it now).
 
         Outside any turn, on the thread the call ran on: what escapes the reporting (a
-        bug, an exception injected into this thread) fails the execution with an
-        InternalError naming the node, as a NodeActor's failed turn does -- never a
-        task error the execution would wait on until its deadline."""
+        bug, an exception injected into this thread while it reports) fails the
+        execution with an InternalError naming the node, as a NodeActor's failed turn
+        does -- not a task error the execution would wait on until its deadline. (One
+        injected in the instant between the call's end and this method is not caught:
+        the execution then ends at its deadline, as with a NodeActor.)"""
         node = self.node
         try:
             node.timing.record(elapsed)
@@ -600,16 +602,19 @@ class PlainNode:
         Anything else (a refusal, see ``PoolRunner.spread``) goes to the NodeActor."""
         if type(message) is Abandon:
             attempt = self.attempt
-            if not attempt.abandon():
-                return True  # it returned first: its outcome is on its way (or told)
-            # The call cannot be stopped: its thread is left to finish on its own, and
-            # the pool may start another in its place meanwhile.
             runtime = self.runtime
-            pool = runtime.runner.pool
-            if pool is not None:
-                pool.compensate(1)
-            if attempt.started:
-                runtime.count_abandoned(self.node.module.name)
+            if attempt.abandon():
+                # The call cannot be stopped: its thread is left to finish on its own,
+                # and the pool may start another in its place meanwhile.
+                pool = runtime.runner.pool
+                if pool is not None:
+                    pool.compensate(1)
+                if attempt.started:
+                    runtime.count_abandoned(self.node.module.name)
+            elif attempt.state != ABANDONED:
+                return True  # it returned first: its outcome is on its way (or told)
+            # (Else the worker that took it found the execution over and gave it up
+            # unstarted.) Its start was told: so is its end, once, here.
             observer = runtime.observer
             if observer is not None:  # its start was told: so is its end
                 result = self.handle._result

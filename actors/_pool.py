@@ -615,6 +615,40 @@ class ThreadPool(Executor):
         _local.state = state
         with self._lock:
             self._states.append(state)
+        try:
+            self._work(state)
+        except BaseException:
+            # Not a task's exception (_run catches those): one injected into this thread
+            # (PyThreadState_SetAsyncExc, say) outside a task. The thread is gone.
+            logger.exception("a thread of %s died", self.name)
+            self._died(state)
+
+    def _died(self, state: _ThreadState) -> None:
+        # A replacement takes over what this thread was counted as (idle, or assigned
+        # the queued task it was taking) and the work it held locally.
+        slot = getattr(_local, "slot", None)
+        _local.slot = None
+        local = [slot] if slot is not None and slot is not SLOT_HELD else []
+        while True:
+            try:
+                local.append(state.backlog.popleft())
+            except IndexError:
+                break
+        with self._lock:
+            me = threading.current_thread()
+            if me in self._threads:
+                self._threads.remove(me)
+            if state in self._states:
+                self._states.remove(state)
+            if not self._shutdown:
+                try:
+                    self._spawn()
+                except RuntimeError:
+                    logger.exception("%s could not start a thread", self.name)
+        for task in local:
+            self._enqueue(task)
+
+    def _work(self, state: _ThreadState) -> None:
         get = self._queue.get
         lock = self._lock
         task = get()  # a new thread was started for a task: it is already assigned

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from constellation.actors import ThreadPool, current_pool
+from tests.waiting import wait_for
 
 
 def test_submit_returns_results_and_exceptions() -> None:
@@ -99,3 +100,29 @@ def test_the_backlog_of_a_thread_that_blocks_is_rescued_to_idle_threads() -> Non
     finally:
         release.set()
         pool.shutdown(wait=True)
+
+
+def test_a_thread_killed_outside_a_task_is_replaced() -> None:
+    """An exception injected into an idle pool thread (PyThreadState_SetAsyncExc) lands
+    as it takes its next task, outside the task's own try: the thread dies. The pool no
+    longer counts it and starts a replacement, so later work runs. (The task it was
+    taking is lost: the exception fires before the thread holds it.)"""
+    import ctypes
+
+    pool = ThreadPool(1, "killed")
+    ran: list[int] = []
+    try:
+        pool.schedule_queued(lambda: ran.append(0))
+        wait_for(lambda: ran == [0] and pool._idle == 1)
+        (worker,) = pool._threads
+        assert ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(worker.ident), ctypes.py_object(SystemExit)) == 1
+        pool.schedule_queued(lambda: ran.append(1))  # taken by the dying thread
+        worker.join(5)
+        assert not worker.is_alive()
+        wait_for(lambda: pool.thread_count == 1 and pool._threads[0] is not worker)
+        pool.schedule_queued(lambda: ran.append(2))
+        wait_for(lambda: 2 in ran)
+    finally:
+        pool.shutdown()
+    assert pool.thread_count == 0 or all(not t.is_alive() for t in pool._threads)
