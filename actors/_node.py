@@ -31,7 +31,7 @@ from logging import ERROR, WARNING
 from typing import TYPE_CHECKING, Any
 
 from constellation.actors._actor import PooledActor, _Inbox, _StopFlag
-from constellation.actors._context import ABANDONED, Attempt, CallContext
+from constellation.actors._context import Attempt, CallContext
 from constellation.actors._internal import describe, internal_error
 from constellation.actors._log import MODULE, log
 from constellation.actors._messages import (
@@ -233,6 +233,19 @@ class NodeActor(PooledActor):
         except BaseException as exc:
             name = getattr(runner, "name", type(runtime.workers).__name__)
             self._refused(attempt, executor_error(self, name, exc))
+
+    def unstarted(self) -> None:
+        """The worker gave the call up unstarted (its execution was over): this node's
+        Abandon, on its way, tells its end (see _release)."""
+
+    def report_lost(self, exc: BaseException) -> None:
+        """The call's report was cut short on its thread (``exc``, injected there):
+        the node fails with an InternalError, in its own turn."""
+        node = self.node
+        self.runtime.count_internal_error("NodeActor")
+        self.post(ServiceFailed(internal_error(
+            f"node '{node.name}' (module {node.module.name}) failed in the runtime", exc,
+            node=node.name, module=node.module.name)))
 
     def _refused(self, attempt: Attempt, error: ConstellationError) -> None:
         # The attempt never started: it fails like any attempt (options apply).
@@ -565,8 +578,8 @@ class PlainNode:
         bug, an exception injected into this thread while it reports) fails the
         execution with an InternalError naming the node, as a NodeActor's failed turn
         does -- not a task error the execution would wait on until its deadline. (One
-        injected in the instant between the call's end and this method is not caught:
-        the execution then ends at its deadline, as with a NodeActor.)"""
+        injected between the call's end and this method is caught by the runner's task,
+        which calls :meth:`report_lost`.)"""
         node = self.node
         try:
             node.timing.record(elapsed)
@@ -591,40 +604,53 @@ class PlainNode:
             actor = self.actor  # a failure: reported as a NodeActor reports one
             actor.post_and_run(msg, actor._attempt_finished)
         except BaseException as failure:
-            self.runtime.count_internal_error("NodeActor")
-            error = internal_error(
-                f"node '{node.name}' (module {node.module.name}) failed in the runtime",
-                failure, node=node.name, module=node.module.name)
-            self.parent.post(NodeFinished(node.index, None, error, 1, 0.0))
+            self.report_lost(failure)
+
+    def report_lost(self, exc: BaseException) -> None:
+        """The report of the call failed (``exc``): the execution fails with an
+        InternalError naming the node."""
+        node = self.node
+        self.runtime.count_internal_error("NodeActor")
+        error = internal_error(
+            f"node '{node.name}' (module {node.module.name}) failed in the runtime",
+            exc, node=node.name, module=node.module.name)
+        self.parent.post(NodeFinished(node.index, None, error, 1, 0.0))
+
+    def unstarted(self) -> None:
+        """The worker that took the call found the execution over and gave it up
+        unstarted (it won the attempt's token): its start was told, so is its end."""
+        self._told_abandoned()
 
     def post(self, message: Any) -> bool:
         """``Abandon`` (the execution ended): give up on the call, as a NodeActor does.
         Anything else (a refusal, see ``PoolRunner.spread``) goes to the NodeActor."""
         if type(message) is Abandon:
             attempt = self.attempt
+            if not attempt.abandon():
+                # Whoever won the attempt's token tells the call's end: its thread (the
+                # call returned, or it found the execution over: see ``unstarted``).
+                return True
+            # The call cannot be stopped: its thread is left to finish on its own, and
+            # the pool may start another in its place meanwhile.
             runtime = self.runtime
-            if attempt.abandon():
-                # The call cannot be stopped: its thread is left to finish on its own,
-                # and the pool may start another in its place meanwhile.
-                pool = runtime.runner.pool
-                if pool is not None:
-                    pool.compensate(1)
-                if attempt.started:
-                    runtime.count_abandoned(self.node.module.name)
-            elif attempt.state != ABANDONED:
-                return True  # it returned first: its outcome is on its way (or told)
-            # (Else the worker that took it found the execution over and gave it up
-            # unstarted.) Its start was told: so is its end, once, here.
-            observer = runtime.observer
-            if observer is not None:  # its start was told: so is its end
-                result = self.handle._result
-                why = f" ({result.status.value})" if result is not None else ""
-                observer.module_finished(
-                    self.handle, self.node.name, self.node.module.name, 1,
-                    (time.perf_counter() - self.started) * 1000.0,
-                    f"abandoned: the execution ended{why}")
+            pool = runtime.runner.pool
+            if pool is not None:
+                pool.compensate(1)
+            if attempt.started:
+                runtime.count_abandoned(self.node.module.name)
+            self._told_abandoned()
             return True
         return self.actor.post(message)
+
+    def _told_abandoned(self) -> None:
+        observer = self.runtime.observer
+        if observer is not None:  # its start was told: so is its end
+            result = self.handle._result
+            why = f" ({result.status.value})" if result is not None else ""
+            observer.module_finished(
+                self.handle, self.node.name, self.node.module.name, 1,
+                (time.perf_counter() - self.started) * 1000.0,
+                f"abandoned: the execution ended{why}")
 
 
 def cache_key(module: str, version: str, inputs: Mapping[str, CType],

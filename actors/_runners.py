@@ -47,7 +47,7 @@ from functools import partial
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from constellation.actors._context import RUNNING, lookup_secret
+from constellation.actors._context import DONE, RUNNING, lookup_secret
 from constellation.actors._internal import describe
 from constellation.actors._isolation import run_isolated
 from constellation.actors._messages import AttemptFinished
@@ -190,7 +190,11 @@ class _PoolCall:
         if attempt.state != RUNNING or actor.handle._result is not None:
             # Never start a call whose execution is over (cancelled, timed out ...).
             if attempt.state == RUNNING and attempt.abandon():
-                return  # ended here, before it started: nothing was compensated
+                # Ended here, before it started: nothing was compensated. This thread
+                # won the attempt's token, so it tells the end (a NodeActor tells it
+                # when it handles its Abandon anyway).
+                actor.unstarted()
+                return
             pool.compensate(-1)  # the node abandoned it and let the pool add a thread
             return
         local = _pool_local
@@ -207,10 +211,17 @@ class _PoolCall:
         except BaseException as exc:  # any exception is the module's failure
             error = exc
         local.slot = slot
-        if not attempt.finish():
-            pool.compensate(-1)  # abandoned meanwhile: the pool had started a thread
-            return
-        actor.attempt_returned(attempt, value, error, time.perf_counter() - started)
+        try:
+            if not attempt.finish():
+                pool.compensate(-1)  # abandoned meanwhile: the pool had started a thread
+                return
+            actor.attempt_returned(attempt, value, error, time.perf_counter() - started)
+        except BaseException as exc:
+            # Injected into this thread (PyThreadState_SetAsyncExc) between the call's
+            # end and its report: the token is won, nobody else will report the node.
+            if attempt.state == DONE:
+                actor.report_lost(exc)
+            raise
 
 
 class ExecutorRunner(Runner):
