@@ -110,3 +110,17 @@ def all_ended(threads: list[threading.Thread], timeout: float) -> bool:
     for t in threads:
         t.join(max(0.0, end - time.monotonic()))
     return not any(t.is_alive() for t in threads)
+
+
+def count_inits(monkeypatch: Any, cls: type) -> list[str]:
+    """Record the node name of every ``cls(parent, node, ...)`` made (NodeActor,
+    PlainNode) while ``monkeypatch`` holds."""
+    made: list[str] = []
+    init = cls.__init__
+
+    def counting(self: Any, parent: Any, node: Any, *rest: Any) -> None:
+        made.append(node.name)
+        init(self, parent, node, *rest)
+
+    monkeypatch.setattr(cls, "__init__", counting)
+    return made

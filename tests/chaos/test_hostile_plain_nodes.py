@@ -42,7 +42,15 @@ from constellation.actors._node import NodeActor, PlainNode
 from constellation.core.errors import ConfigurationError
 from constellation.core.results import NodeStatus
 from constellation.spi import InMemoryMetrics, NoOpListener
-from tests.faults import WAIT, Deep, Inc, all_ended, fresh_run_works, start_threads
+from tests.faults import (
+    WAIT,
+    Deep,
+    Inc,
+    all_ended,
+    count_inits,
+    fresh_run_works,
+    start_threads,
+)
 from tests.waiting import reached, wait_for
 
 CHAIN = "in x: Int\na = Inc(x)\nb = Inc(a)\nout b"
@@ -138,15 +146,7 @@ def node_actors_only() -> Any:
 
 
 def _count_plain(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    made: list[str] = []
-    init = PlainNode.__init__
-
-    def counting(self: PlainNode, parent: Any, node: Any, *rest: Any) -> None:
-        made.append(node.name)
-        init(self, parent, node, *rest)
-
-    monkeypatch.setattr(PlainNode, "__init__", counting)
-    return made
+    return count_inits(monkeypatch, PlainNode)
 
 
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -43,6 +43,9 @@ CACHED = "in x: Int\na = Inc(x) with cache: 1min\nb = Inc(a)\nout b"
 SECRET = "hunter2-the-vault-value"
 
 
+_PLAIN_APPLIES = PlainNode.__dict__["applies"]
+
+
 @pytest.fixture(autouse=True)
 def _node_actors(monkeypatch: pytest.MonkeyPatch) -> None:
     """These attacks drive NodeActor's own paths (``_completed_here`` ...): every node
@@ -109,14 +112,19 @@ def _spy_fast_path(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 # --- ca62df7: the last turn where the call returned --------------------------------------
 
 
+@pytest.mark.parametrize("nodes", ["actors", "plain"])
 @pytest.mark.parametrize("helps", [False, True])
 def test_concurrent_runs_submits_and_cancels_lose_and_duplicate_nothing(
-        engine_factory: Any, monkeypatch: pytest.MonkeyPatch, helps: bool) -> None:
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch, helps: bool,
+        nodes: str) -> None:
     """Six threads run(), submit() and cancel() a diamond of quick modules: every
     completed execution has the right outputs, every module call that completed has
     exactly one module_finished event, with the duration of its record; nothing is
-    counted in flight or lent to the pool afterwards."""
+    counted in flight or lent to the pool afterwards. With NodeActors (the fast path
+    of their last turn) and with PlainNodes (nodes without an actor)."""
     seen = _spy_fast_path(monkeypatch)
+    if nodes == "plain":
+        monkeypatch.setattr(PlainNode, "applies", _PLAIN_APPLIES)
 
     @module
     def Jitter(x: int) -> int:
@@ -162,9 +170,10 @@ def test_concurrent_runs_submits_and_cancels_lose_and_duplicate_nothing(
             assert r.outputs == {"d": x + 3, "c": x + 2}
         else:
             assert r.status is ExecutionStatus.CANCELLED, (r.status, r.errors)
-    assert True in seen  # the new path ran
+    assert (True in seen) if nodes == "actors" else (seen == [])  # the path meant ran
     engine.shutdown(drain_timeout=5)  # delivers every event
     assert set(events.finished.values()) == {1}, "a module_finished event twice"
+    assert set(events.started.values()) == {1}, "a module_started event twice"
     for _, r in results:
         for name, record in r.modules.items():
             if record.status is NodeStatus.COMPLETED:

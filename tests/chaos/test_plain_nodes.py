@@ -34,7 +34,7 @@ from constellation.actors._pool import ThreadPool
 from constellation.core.results import NodeStatus
 from constellation.spi import NoOpListener
 from tests.chaos.test_found import _ctrl_c_at
-from tests.faults import WAIT, Inc, fresh_run_works
+from tests.faults import WAIT, Inc, count_inits, fresh_run_works
 from tests.waiting import reached, wait_for
 
 CHAIN = "in x: Int\na = Inc(x)\nb = Inc(a)\nout b"
@@ -68,15 +68,7 @@ class Events(NoOpListener):
 
 
 def _count_node_actors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    made: list[str] = []
-    init = NodeActor.__init__
-
-    def counting(self: NodeActor, parent: Any, node: Any, *rest: Any) -> None:
-        made.append(node.name)
-        init(self, parent, node, *rest)
-
-    monkeypatch.setattr(NodeActor, "__init__", counting)
-    return made
+    return count_inits(monkeypatch, NodeActor)
 
 
 def _settled(engine: Any) -> None:
@@ -387,62 +379,3 @@ def test_ctrl_c_landing_in_the_report_of_a_helped_call(engine_factory: Any) -> N
     assert engine._runtime.internal_errors == 0
     _settled(engine)
     fresh_run_works(engine, CHAIN, {"b": 3})
-
-
-def test_many_threads_running_and_cancelling_plain_pipelines(engine_factory: Any) -> None:
-    @module
-    def Jitter(x: int) -> int:
-        if x % 3 == 0:
-            time.sleep(0.001)
-        return x + 1
-
-    events = Events()
-    engine = engine_factory([Inc, Jitter], backends=Backends(listener=events),
-                            scheduler=SchedulerConfig(worker_threads=3))
-    pipeline = engine.compile("in x: Int\na = Inc(x)\nb = Jitter(a)\nc = Inc(a)\n"
-                              "d = Inc(b)\nout d\nout c")
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def client(k: int) -> None:
-        try:
-            for i in range(40):
-                x = k * 1000 + i
-                if i % 2:
-                    r = engine.run(pipeline, {"x": x}, timeout=WAIT)
-                else:
-                    h = engine.submit(pipeline, {"x": x}, timeout=WAIT)
-                    if i % 4 == 0:
-                        threading.Thread(target=h.cancel).start()
-                    r = h.result(timeout=WAIT)
-                with lock:
-                    results.append((x, r))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    assert len(results) == 240
-    for x, r in results:
-        if r.status is ExecutionStatus.COMPLETED:
-            assert r.outputs == {"d": x + 3, "c": x + 2}
-        else:
-            assert r.status is ExecutionStatus.CANCELLED, (r.status, r.errors)
-    engine.shutdown(drain_timeout=5)
-    assert set(events.finished.values()) <= {1}, "a module event twice"
-    assert set(events.started.values()) <= {1}
-    for _, r in results:
-        for name, record in r.modules.items():
-            if record.status is NodeStatus.COMPLETED:
-                key = (r.execution_id, name, record.attempts)
-                assert events.finished[key] == 1, key
-                assert events.started[key] == 1, key
-    runtime = engine._runtime
-    assert runtime.internal_errors == 0
-    assert runtime.workers._blocked == 0
-    assert engine.inflight_count == 0
