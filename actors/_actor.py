@@ -137,11 +137,13 @@ class _Inbox:
         self._pool = pool
         pool.schedule(actor._turn)  # the first turn runs on_start, then any messages
 
-    def post(self, message: Any) -> bool:
+    def post(self, message: Any, free: ThreadPool | None = None) -> bool:
         """Queue a runtime-internal message (no Envelope, no reply); False if closed.
 
         A message to a closed inbox is a dead letter: dropped and counted on the pool
-        (``ThreadPool.dead_letters``), never an exception in the sender."""
+        (``ThreadPool.dead_letters``), never an exception in the sender. ``free``: a
+        turn this makes due runs on a free thread of that pool if it has one (see
+        ``_schedule``)."""
         if self._closed:
             _dead_letter(self._pool)
             return False
@@ -150,7 +152,8 @@ class _Inbox:
             self.drain_rejected()
             return False
         if self.take_turn():
-            return _schedule(self._pool, self._actor, queued=False)  # type: ignore[arg-type]
+            return _schedule(self._pool, self._actor, queued=False,  # type: ignore[arg-type]
+                             free=free)
         return True
 
     def put(self, envelope: Envelope[Any], /) -> None:
@@ -186,9 +189,15 @@ class _Inbox:
         return not self._messages
 
 
-def _schedule(pool: ThreadPool, actor: PooledActor, *, queued: bool) -> bool:
+def _schedule(pool: ThreadPool, actor: PooledActor, *, queued: bool,
+              free: ThreadPool | None = None) -> bool:
     # A pool that is shut down runs nothing more: the message is a dead letter (the
-    # engine is stopping), never an exception in the sender.
+    # engine is stopping), never an exception in the sender. ``free``: run the turn on
+    # a free thread of that pool if it has one; a turn it drops unrun (shut down with
+    # cancel_futures) is scheduled on the actor's own pool: the token is never lost.
+    if free is not None and free is not pool and free.schedule_if_free(
+            Droppable(actor._turn, lambda: _schedule(pool, actor, queued=True))):
+        return True
     try:
         if queued:
             pool.schedule_queued(actor._turn)
@@ -379,24 +388,14 @@ class PooledActor(pykka.Actor):
             ``False`` if the actor has stopped (the message is dropped).
         """
         inbox: _Inbox = self.actor_inbox  # type: ignore[assignment]
+        if self.actor_stopped._flag:
+            _dead_letter(inbox._pool)
+            return False
         # On the main thread a Ctrl-C between taking the token and scheduling the turn
         # would lose the token: as in post_and_run, the handoff is a critical section.
         critical = enter_critical()
         try:
-            if inbox._closed or self.actor_stopped._flag:
-                _dead_letter(inbox._pool)
-                return False
-            inbox._messages.append(message)
-            if inbox.closed():  # closed while we appended: see _Inbox.post
-                inbox.drain_rejected()
-                return False
-            if not inbox.take_turn():
-                return True  # a turn is on already: it handles the message
-            own = self._actor_pool
-            if pool is not own and pool.schedule_if_free(
-                    Droppable(self._turn, lambda: _schedule(own, self, queued=True))):
-                return True
-            return _schedule(own, self, queued=False)
+            return inbox.post(message, free=pool)
         finally:
             if critical:
                 exit_critical()

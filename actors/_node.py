@@ -178,9 +178,7 @@ class NodeActor(PooledActor):
         FAILED with an InternalError naming the node), what the node holds is given
         back, and the node stops."""
         node = self.node
-        self.runtime.count_internal_error("NodeActor")
-        error = internal_error(f"node '{node.name}' (module {node.module.name}) failed in "
-                               "the runtime", exc, node=node.name, module=node.module.name)
+        error = node_internal_error(self.runtime, node, exc)
         try:
             self._release()
         except BaseException:
@@ -241,11 +239,7 @@ class NodeActor(PooledActor):
     def report_lost(self, exc: BaseException) -> None:
         """The call's report was cut short on its thread (``exc``, injected there):
         the node fails with an InternalError, in its own turn."""
-        node = self.node
-        self.runtime.count_internal_error("NodeActor")
-        self.post(ServiceFailed(internal_error(
-            f"node '{node.name}' (module {node.module.name}) failed in the runtime", exc,
-            node=node.name, module=node.module.name)))
+        self.post(ServiceFailed(node_internal_error(self.runtime, self.node, exc)))
 
     def _refused(self, attempt: Attempt, error: ConstellationError) -> None:
         # The attempt never started: it fails like any attempt (options apply).
@@ -609,12 +603,8 @@ class PlainNode:
     def report_lost(self, exc: BaseException) -> None:
         """The report of the call failed (``exc``): the execution fails with an
         InternalError naming the node."""
-        node = self.node
-        self.runtime.count_internal_error("NodeActor")
-        error = internal_error(
-            f"node '{node.name}' (module {node.module.name}) failed in the runtime",
-            exc, node=node.name, module=node.module.name)
-        self.parent.post(NodeFinished(node.index, None, error, 1, 0.0))
+        error = node_internal_error(self.runtime, self.node, exc)
+        self.parent.post(NodeFinished(self.node.index, None, error, 1, 0.0))
 
     def unstarted(self) -> None:
         """The worker that took the call found the execution over and gave it up
@@ -651,6 +641,14 @@ class PlainNode:
                 self.handle, self.node.name, self.node.module.name, 1,
                 (time.perf_counter() - self.started) * 1000.0,
                 f"abandoned: the execution ended{why}")
+
+
+def node_internal_error(runtime: Runtime, node: NodePlan, exc: BaseException
+                        ) -> ConstellationError:
+    """The InternalError (E311) of a node whose runtime code raised ``exc``, counted."""
+    runtime.count_internal_error("NodeActor")
+    return internal_error(f"node '{node.name}' (module {node.module.name}) failed in the "
+                          "runtime", exc, node=node.name, module=node.module.name)
 
 
 def cache_key(module: str, version: str, inputs: Mapping[str, CType],

@@ -252,14 +252,10 @@ class ThreadPool(Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError(f"{self.name} is shut down")
-            try:
-                self._assign()
-            except RuntimeError:
-                if not self._threads:
-                    raise  # nobody could ever run it: nothing was queued
-                # A busy thread takes it when it is done.
-                self._unassigned += 1
-                logger.exception("%s could not start a thread", self.name)
+            if self._threads:
+                self._assign_queued()
+            else:
+                self._assign()  # nobody else could run it: if no thread starts, raise
             self._queue.put(task)
 
     def schedule_if_free(self, task: Task) -> bool:
@@ -310,13 +306,8 @@ class ThreadPool(Executor):
                 raise RuntimeError(f"{self.name} is shut down")
             for part in parts:  # all queued before any thread is started: none is lost
                 self._queue.put(part)
-            for i in range(k):
-                try:
-                    self._assign()
-                except RuntimeError:  # no thread could be started: busy ones take it
-                    self._unassigned += k - i
-                    logger.exception("%s could not start a thread", self.name)
-                    break
+            for _ in parts:
+                self._assign_queued()
 
     def _enqueue(self, task: Any) -> None:
         # Work accepted earlier (a thread's backlog, moved by release_backlog or the
@@ -329,11 +320,25 @@ class ThreadPool(Executor):
                 self._queue.put(_Late(task))
                 return
             self._queue.put(task)
-            try:
-                self._assign()
-            except RuntimeError:  # accepted work stays queued: a busy thread takes it
-                self._unassigned += 1
-                logger.exception("%s could not start a thread", self.name)
+            self._assign_queued()
+
+    def _assign_queued(self) -> None:
+        # Under _lock, for a task queued (or about to be) that must not be lost: a thread
+        # for it, or -- if none can be started now -- the next busy one to finish.
+        try:
+            self._assign()
+        except RuntimeError:
+            self._unassigned += 1
+            logger.exception("%s could not start a thread", self.name)
+
+    def _start_thread(self) -> bool:
+        # Under _lock. One more thread; False (logged) if none can be started now.
+        try:
+            self._spawn()
+        except RuntimeError:
+            logger.exception("%s could not start a thread", self.name)
+            return False
+        return True
 
     def _assign(self) -> None:
         # Under _lock. Assign the queued task a thread: a waiting one if any is not yet
@@ -523,11 +528,7 @@ class ThreadPool(Executor):
                     and not self._shutdown):
                 # Only for a task no thread was assigned to: a queued item that has
                 # one (a task a woken thread is about to take, a _RETIRE) needs none.
-                try:
-                    self._spawn()
-                except RuntimeError:  # it stays for a busy thread to take
-                    logger.exception("%s could not start a thread", self.name)
-                else:
+                if self._start_thread():  # else it stays for a busy thread to take
                     self._unassigned -= 1  # the new thread takes it
             elif delta < 0:
                 self._retire_surplus()
@@ -641,10 +642,7 @@ class ThreadPool(Executor):
             if state in self._states:
                 self._states.remove(state)
             if not self._shutdown:
-                try:
-                    self._spawn()
-                except RuntimeError:
-                    logger.exception("%s could not start a thread", self.name)
+                self._start_thread()
         for task in local:
             self._enqueue(task)
 

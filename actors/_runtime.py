@@ -458,12 +458,10 @@ class Runtime:
         supervisor's turn runs on a free worker of the engine's own pool, if one is
         free, where the execution goes on (see ``PooledActor.post_turn_on``)."""
         actor = self.supervisor_actor
-        if actor is None:
-            return False
         pool = self.runner.pool
-        if parked and pool is not None and current_pool() is None:
+        if parked and actor is not None and pool is not None and current_pool() is None:
             return actor.post_turn_on(message, pool)
-        return actor.post_and_run(message)
+        return self.post_to_supervisor(message)
 
     def supervisor_failed(self, exc: BaseException, handles: list[Execution]) -> None:
         """The supervisor's turn raised: the engine is FAILED. Every execution it held

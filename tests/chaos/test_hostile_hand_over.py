@@ -43,21 +43,13 @@ from constellation.actors import _supervisor
 from constellation.actors._messages import SubmitExecution
 from constellation.actors._pool import ThreadPool
 from constellation.core.errors import EngineFailedError
-from tests.faults import all_ended, start_threads
+from tests.chaos.test_hostile_helping import CHAIN, SLACK, run_from_a_done_callback
+from tests.faults import WAIT, Inc, all_ended, start_threads
 from tests.waiting import reached, wait_for
 
-WAIT = 10.0
-SLACK = 1.5  # deadline + grace (1 s) + scheduling slack: the most a run() may take
-CHAIN = "in x: Int\n" + "".join(
-    f"a{i} = Inc({'x' if i == 0 else f'a{i - 1}'})\n" for i in range(8)) + "out a7"
 DIAMOND = "in x: Int\nj = Jitter(x)\na = Inc(j)\nb = Inc(a)\nc = Inc(a)\nout b\nout c\n"
 ONE = "in x: Int\ny = Inc(x)\nout y\n"
 NOTHING = "in x: Int\nout x\n"  # no module call at all
-
-
-@module
-def Inc(x: int) -> int:
-    return x + 1
 
 
 @module
@@ -641,20 +633,7 @@ def test_run_from_a_done_callback_a_listener_and_an_asyncio_loop(
     engine = engine_factory([Inc, Hold], backends=Backends(listener=Nested()),
                             scheduler=SchedulerConfig(worker_threads=1))
     holder["engine"] = engine
-    got: list[Any] = []
-    done = threading.Event()
-
-    def callback(result: Any) -> None:
-        try:
-            got.append(engine.run(CHAIN, {"x": result.outputs["a7"]}, timeout=5))
-        except BaseException as exc:
-            got.append(exc)
-        done.set()
-
-    e = engine.submit(CHAIN, {"x": 0})
-    e.add_done_callback(callback)
-    assert done.wait(WAIT)
-    assert got[0].outputs == {"a7": 16}
+    run_from_a_done_callback(engine)
 
     async def main() -> list[Any]:
         out = [engine.run(CHAIN, {"x": i}, timeout=5) for i in range(3)]

@@ -36,21 +36,15 @@ from constellation import (
     module,
 )
 from constellation.spi._cache import MISSING
-from tests.faults import all_ended, start_threads
+from tests.faults import WAIT, Inc, all_ended, start_threads
 from tests.waiting import reached, wait_for
 
-WAIT = 10.0
 SLACK = 1.5  # deadline + grace (1 s) + scheduling slack: the most run() may take
 TURNS = SchedulerConfig()  # the default (parked) under attack
 PARKED = SchedulerConfig(caller_helps=False)
 BOTH = pytest.mark.parametrize("helps", [True, False], ids=["helps", "parked"])
 CHAIN = "in x: Int\n" + "".join(
     f"a{i} = Inc({'x' if i == 0 else f'a{i - 1}'})\n" for i in range(8)) + "out a7"
-
-
-@module
-def Inc(x: int) -> int:
-    return x + 1
 
 
 def _healthy(engine: Constellation) -> None:
@@ -484,8 +478,8 @@ def test_nested_runs_from_modules_keep_the_inner_deadline(engine_factory: Any) -
     _healthy(engine)
 
 
-def test_run_from_a_done_callback(engine_factory: Any) -> None:
-    engine = engine_factory([Inc])
+def run_from_a_done_callback(engine: Constellation) -> None:
+    """``engine.run()`` of CHAIN from a done callback of a submitted one: it completes."""
     got: list[Any] = []
     done = threading.Event()
 
@@ -500,8 +494,12 @@ def test_run_from_a_done_callback(engine_factory: Any) -> None:
     e.add_done_callback(callback)
     assert done.wait(WAIT)
     assert got[0].outputs == {"a7": 16}
+
+
+def test_run_from_a_done_callback(engine_factory: Any) -> None:
+    engine = engine_factory([Inc])
+    run_from_a_done_callback(engine)
     # ... and from the callback of an execution a helping caller ran
-    done.clear()
     r = engine.run(CHAIN, {"x": 1}, timeout=5)
     assert r.outputs == {"a7": 9}
     _healthy(engine)
