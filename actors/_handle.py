@@ -48,7 +48,7 @@ class Execution:
     """
 
     __slots__ = ("_callbacks", "_deadline_timer", "_event", "_help", "_help_dispatcher",
-                 "_help_workers", "_result", "_runtime", "_secrets",
+                 "_help_workers", "_parked", "_result", "_runtime", "_secrets",
                  "_snapshot", "_status", "deadline", "enqueued_at", "execution_id", "inputs",
                  "plan", "preset", "priority", "submitted_at")
 
@@ -74,6 +74,8 @@ class Execution:
         # is made only for a caller that has to wait.
         self._result: ExecutionResult | None = None
         self._event: threading.Event | None = None
+        # A parked run()'s wait (see park): a lock held until the result is set.
+        self._parked: threading.Lock | None = None
         self._callbacks: list[Callable[[ExecutionResult], None]] | None = None
         self._status = ExecutionStatus.QUEUED
         self._deadline_timer: TimerEntry | None = None
@@ -139,6 +141,47 @@ class Execution:
             raise TimeoutError(f"execution {self.execution_id} still running after "
                                f"{timeout} s")
         return result
+
+    def park(self) -> None:
+        """Before the execution is handed over: ``wait_parked`` will wait for it.
+
+        A lock held here and released by ``_complete``: the waiting thread sleeps in one
+        ``acquire``, and the thread that ends the execution wakes it with one
+        ``release`` -- not an Event's Condition, whose lock the woken waiter must take
+        again while the setter may still hold it (one more sleep and wake-up per run on
+        a thread of another CPU).
+        """
+        lock = threading.Lock()
+        lock.acquire()
+        self._parked = lock
+
+    def wait_parked(self) -> ExecutionResult:
+        """``result()`` for a handle made with ``park()``: as bounded as ``result()``."""
+        lock = self._parked
+        assert lock is not None
+        pool = current_pool()
+        if pool is not None:
+            # A module's nested run(): let the pool compensate, as result() does.
+            with pool.blocking():
+                self._sleep_parked(lock)
+        else:
+            self._sleep_parked(lock)
+        return self.result()
+
+    def _sleep_parked(self, lock: threading.Lock) -> None:
+        deadline = self.deadline
+        clock = self._runtime.clock
+        while self._result is None:
+            if deadline is None:
+                step = 1.0
+            else:
+                over = deadline + DEADLINE_GRACE - clock()
+                if over <= 0:
+                    self._end_overdue()
+                    break
+                step = min(over, 1.0)  # slices: the engine's clock may be a test's
+            if lock.acquire(True, step):
+                break
 
     def _wait(self, event: threading.Event, timeout: float | None) -> None:
         clock = self._runtime.clock
@@ -271,6 +314,8 @@ class Execution:
             _log_end(self, result, level)
         if self._help is not None:
             self._help.wake()
+        if self._parked is not None:
+            self._parked.release()  # callbacks to run first: result() waits for them
         if not callbacks:
             if event is not None:
                 event.set()

@@ -475,6 +475,8 @@ class Constellation:
             eid = execution_id
         deadline = runtime.clock() + limit
         handle = Execution(eid, plan, checked, prio, deadline, runtime, preset)
+        if parked:
+            handle.park()
         if helper is not None:
             helper.attach(handle)
         # From admission to the supervisor's inbox the execution is counted but not yet
@@ -593,7 +595,7 @@ class Constellation:
                 lambda helper: self._submit(pipeline, inputs, timeout, priority, helper))
         execution = self._submit(pipeline, inputs, timeout, priority, None, parked=True)
         try:
-            return execution.result()
+            return execution.wait_parked()
         except BaseException:
             # Ctrl-C (or an exception injected into this thread) while it waits: the
             # execution is cancelled, not left to run to its deadline, as a helping

@@ -39,6 +39,12 @@ def Hold(x: int) -> int:
     return x
 
 
+@module
+def Boom(x: int) -> int:
+    """Fails."""
+    raise ValueError("boom")
+
+
 _DIAMOND = "in x: Int\na = Inc(x)\nb = Inc(a)\nc = Inc(a)\nout b\nout c\n"
 
 
@@ -280,3 +286,106 @@ def test_a_thread_that_cannot_start_leaves_the_task_to_a_busy_one(
 def test_an_engine_starts_with_one_dispatcher_thread(engine_factory: Any) -> None:
     engine = engine_factory([Inc])
     assert engine._runtime.dispatcher.thread_count == 1
+
+
+# --- the parked wait (Execution.park / wait_parked) and the order of an execution's end --
+
+
+def test_a_parked_run_is_told_its_result_after_the_supervisor(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An execution that completes tells the supervisor first and sets its result last:
+    # the thread that ends it has nothing left to do when the parked caller wakes (the
+    # two do not wait for each other's GIL). One that ends with calls still running
+    # (here: failed) sets its result first, then abandons them.
+    from constellation.actors import _runtime
+    from constellation.actors._messages import ExecutionFinished
+
+    engine = engine_factory([Inc, Hold, Boom], scheduler=SchedulerConfig(worker_threads=2))
+    told: list[tuple[str, bool]] = []
+    post = _runtime.Runtime.post_to_supervisor
+
+    def post_to_supervisor(self: Any, message: Any) -> bool:
+        if type(message) is ExecutionFinished:
+            told.append((message.handle.execution_id, message.handle._result is None))
+        return post(self, message)
+
+    monkeypatch.setattr(_runtime.Runtime, "post_to_supervisor", post_to_supervisor)
+    pipeline = engine.compile(_DIAMOND)
+    ids = [engine.run(pipeline, {"x": k}, timeout=WAIT).execution_id for k in range(20)]
+    failed = engine.run("in x: Int\na = Hold(x)\nb = Boom(x)\nout a\nout b\n",
+                        {"x": 500}, timeout=WAIT)
+    assert failed.status.value == "failed", failed
+    wait_for(lambda: len(told) == 21)
+    assert told[:20] == [(eid, True) for eid in ids]
+    assert told[20] == (failed.execution_id, False)
+
+
+def test_a_parked_run_the_runtime_never_ends_returns_by_its_deadline(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The hand-over "succeeds" but the submission is lost (as if the worker died with
+    # it): the parked caller still returns, TIMED_OUT by its waiter, at deadline + grace.
+    from constellation.actors import _runtime
+    from constellation.actors._handle import DEADLINE_GRACE
+
+    engine = engine_factory([Inc], scheduler=SchedulerConfig(worker_threads=2))
+    monkeypatch.setattr(_runtime.Runtime, "hand_over", lambda self, msg, parked: True)
+    t0 = time.monotonic()
+    r = engine.run("in x: Int\ny = Inc(x)\nout y\n", {"x": 1}, timeout=0.3)
+    took = time.monotonic() - t0
+    assert r.status.value == "timed_out", r
+    assert r.errors, r
+    assert r.errors[0].details.get("ended_by") == "waiter", r.errors
+    assert 0.3 <= took < 0.3 + DEADLINE_GRACE + 1.0, took
+
+
+def test_a_parked_run_waits_for_done_callbacks_like_result(engine_factory: Any) -> None:
+    # result() returns once the done callbacks have run; wait_parked keeps that.
+    from constellation.actors._handle import Execution
+
+    engine = engine_factory([Inc], scheduler=SchedulerConfig(worker_threads=2))
+    pipeline = engine.compile(_DIAMOND)
+    ran: list[int] = []
+    park = Execution.park
+
+    def park_with_callback(self: Execution) -> None:
+        park(self)
+        self.add_done_callback(lambda r: (time.sleep(0.2), ran.append(1)))
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Execution, "park", park_with_callback)
+    try:
+        r = engine.run(pipeline, {"x": 1}, timeout=WAIT)
+    finally:
+        mp.undo()
+    assert r.ok, r.errors
+    assert ran == [1]
+
+
+def test_many_parked_callers_and_cancels_at_once(engine_factory: Any) -> None:
+    # Parked run()s from 6 threads while 2 more cancel whatever is running: every run()
+    # returns (completed or cancelled), none hangs, and the engine goes on.
+    engine = engine_factory([Hold], scheduler=SchedulerConfig(worker_threads=2,
+                                                              max_concurrency=4))
+    pipeline = engine.compile("in x: Int\na = Hold(x)\nb = Hold(a)\nout b\n")
+    bad: list[Any] = []
+    stop = threading.Event()
+
+    def caller(i: int) -> None:
+        for _ in range(40):
+            r = engine.run(pipeline, {"x": 1}, timeout=WAIT)
+            if r.status.value not in ("completed", "cancelled"):
+                bad.append(r)
+
+    def canceller(i: int) -> None:
+        while not stop.is_set():
+            for h in list(engine._runtime.supervisor_actor.running.values()):
+                h.handle.cancel()
+            time.sleep(0.001)
+
+    cancellers = start_threads(canceller, 2)
+    callers = start_threads(caller, 6)
+    assert all_ended(callers, 60.0)
+    stop.set()
+    assert all_ended(cancellers, 10.0)
+    assert bad == []
+    assert engine.run(pipeline, {"x": 1}, timeout=WAIT).outputs == {"b": 1}

@@ -944,8 +944,8 @@ def test_ctrl_c_just_as_the_helper_sees_its_result_is_not_lost(
 
     def profile(frame: Any, event: str, arg: Any) -> None:
         # "Ctrl-C" as the wait for the result returns: the helper's loop, or the parked
-        # caller's Execution._wait.
-        if event == "return" and frame.f_code.co_name in ("_help", "_wait") and \
+        # caller's Execution._sleep_parked (run()'s wait_parked).
+        if event == "return" and frame.f_code.co_name in ("_help", "_sleep_parked") and \
                 "constellation" in frame.f_code.co_filename.replace("actors", "constellation"):
             fired.append(frame.f_code.co_name)
             sys.setprofile(None)
