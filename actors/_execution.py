@@ -424,25 +424,14 @@ class ExecutionActor(PooledActor):
         storage = self.runtime.storage
         if storage is not None:  # before the result is visible: a caller can look it up
             record_finished(storage, handle, result)
-        if running:
-            handle._complete(result)
-            # Abandoned after the result is set: a worker that starts a queued call sees
-            # that its execution is over even before its node has handled its Abandon.
-            self._abandon_nodes(running)
-            self._stop()
-            self.runtime.post_to_supervisor(ExecutionFinished(handle))
-            return
-        # Nothing left running (every completed execution): the supervisor is told
-        # first and the result is set last, so the thread that ends the execution has
-        # nothing left to do when a parked run() wakes -- they do not wait for each
-        # other's GIL (a sleep and a wake-up fewer per run). The thread that finishes an
-        # execution starts the next queued one itself when the supervisor is idle
-        # (post_and_run), rather than handing it to a dispatcher.
-        try:
-            self._stop()
-            self.runtime.post_to_supervisor(ExecutionFinished(handle))
-        finally:
-            handle._complete(result)
+        handle._complete(result)
+        # Abandoned after the result is set: a worker that starts a queued call sees
+        # that its execution is over even before its node has handled its Abandon.
+        self._abandon_nodes(running)
+        self._stop()
+        # The thread that finishes an execution starts the next queued one itself when
+        # the supervisor is idle (post_and_run), rather than handing it to a dispatcher.
+        self.runtime.post_to_supervisor(ExecutionFinished(handle))
 
 
 class NodeRecords(Mapping[str, NodeRecord]):

@@ -497,12 +497,20 @@ class ThreadPool(Executor):
         if getattr(_local, "pool", None) is not self:
             yield
             return
+        # The slot too: held while this thread waits (nothing scheduled from here may
+        # wait in it behind the wait -- a module called inside a lambda runs in its
+        # execution's turn with the slot free), and a task already in it is queued.
+        slot = getattr(_local, "slot", None)
+        _local.slot = SLOT_HELD
         self.compensate(1)
         try:
+            if slot is not None and slot is not SLOT_HELD:
+                self._enqueue(slot)
             self.release_backlog()
             yield
         finally:
             self.compensate(-1)
+            _local.slot = SLOT_HELD if slot is SLOT_HELD else None
 
     def release_backlog(self) -> None:
         """Move the calling thread's queued local work to the shared queue (before it

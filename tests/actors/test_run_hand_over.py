@@ -39,12 +39,6 @@ def Hold(x: int) -> int:
     return x
 
 
-@module
-def Boom(x: int) -> int:
-    """Fails."""
-    raise ValueError("boom")
-
-
 _DIAMOND = "in x: Int\na = Inc(x)\nb = Inc(a)\nc = Inc(a)\nout b\nout c\n"
 
 
@@ -288,36 +282,7 @@ def test_an_engine_starts_with_one_dispatcher_thread(engine_factory: Any) -> Non
     assert engine._runtime.dispatcher.thread_count == 1
 
 
-# --- the parked wait (Execution.park / wait_parked) and the order of an execution's end --
-
-
-def test_a_parked_run_is_told_its_result_after_the_supervisor(
-        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # An execution that completes tells the supervisor first and sets its result last:
-    # the thread that ends it has nothing left to do when the parked caller wakes (the
-    # two do not wait for each other's GIL). One that ends with calls still running
-    # (here: failed) sets its result first, then abandons them.
-    from constellation.actors import _runtime
-    from constellation.actors._messages import ExecutionFinished
-
-    engine = engine_factory([Inc, Hold, Boom], scheduler=SchedulerConfig(worker_threads=2))
-    told: list[tuple[str, bool]] = []
-    post = _runtime.Runtime.post_to_supervisor
-
-    def post_to_supervisor(self: Any, message: Any) -> bool:
-        if type(message) is ExecutionFinished:
-            told.append((message.handle.execution_id, message.handle._result is None))
-        return post(self, message)
-
-    monkeypatch.setattr(_runtime.Runtime, "post_to_supervisor", post_to_supervisor)
-    pipeline = engine.compile(_DIAMOND)
-    ids = [engine.run(pipeline, {"x": k}, timeout=WAIT).execution_id for k in range(20)]
-    failed = engine.run("in x: Int\na = Hold(x)\nb = Boom(x)\nout a\nout b\n",
-                        {"x": 500}, timeout=WAIT)
-    assert failed.status.value == "failed", failed
-    wait_for(lambda: len(told) == 21)
-    assert told[:20] == [(eid, True) for eid in ids]
-    assert told[20] == (failed.execution_id, False)
+# --- the parked wait (Execution.park / wait_parked) ----------------------------------------
 
 
 def test_a_parked_run_the_runtime_never_ends_returns_by_its_deadline(
