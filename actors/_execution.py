@@ -424,14 +424,24 @@ class ExecutionActor(PooledActor):
         storage = self.runtime.storage
         if storage is not None:  # before the result is visible: a caller can look it up
             record_finished(storage, handle, result)
-        handle._complete(result)
-        # Abandoned after the result is set: a worker that starts a queued call sees
-        # that its execution is over even before its node has handled its Abandon.
-        self._abandon_nodes(running)
-        self._stop()
-        # The thread that finishes an execution starts the next queued one itself when
-        # the supervisor is idle (post_and_run), rather than handing it to a dispatcher.
-        self.runtime.post_to_supervisor(ExecutionFinished(handle))
+        # A parked run() is woken at the end of this turn, not here: woken now, it would
+        # wake only to wait for the GIL this thread holds for the rest of the turn (one
+        # more sleep and wake-up per run, on a thread of another CPU). The result is set
+        # now all the same: whatever delays the rest, a waiter whose slice ends has it.
+        wake_later = handle._parked is not None
+        won = handle._complete(result, wake_parked=not wake_later)
+        try:
+            # Abandoned after the result is set: a worker that starts a queued call sees
+            # that its execution is over even before its node has handled its Abandon.
+            self._abandon_nodes(running)
+            self._stop()
+            # The thread that finishes an execution starts the next queued one itself
+            # when the supervisor is idle (post_and_run), not a dispatcher: runtime code
+            # only (a first step it starts is a turn of its own, scheduled).
+            self.runtime.post_to_supervisor(ExecutionFinished(handle))
+        finally:
+            if wake_later and won:
+                handle._wake_parked()
 
 
 class NodeRecords(Mapping[str, NodeRecord]):

@@ -289,13 +289,18 @@ class Execution:
             if self._result is None:
                 self._status = ExecutionStatus.RUNNING
 
-    def _complete(self, result: ExecutionResult) -> bool:
+    def _complete(self, result: ExecutionResult, *, wake_parked: bool = True) -> bool:
         """Make ``result`` the execution's result, if nobody did first.
 
         The one way an execution ends: called by its owner (the execution actor while it
         runs, the supervisor while it is queued) and, as a last resort, by a waiter past
         the deadline or by the engine when its supervisor failed. The first call wins;
         the others return False and change nothing.
+
+        ``wake_parked=False``: a parked ``run()`` is not woken here; the winner of this
+        call must then call :meth:`_wake_parked` (in a ``finally``) once it has done the
+        rest of its turn. The result is set either way: a waiter whose slice ends sees
+        it and returns it without being woken.
         """
         with self._lock:
             if self._result is not None:
@@ -314,7 +319,7 @@ class Execution:
             _log_end(self, result, level)
         if self._help is not None:
             self._help.wake()
-        if self._parked is not None:
+        if wake_parked and self._parked is not None:
             self._parked.release()  # callbacks to run first: result() waits for them
         if not callbacks:
             if event is not None:
@@ -331,6 +336,12 @@ class Execution:
         except RuntimeError:  # the pool is shut down: call them here
             self._callbacks_done(callbacks, result)
         return True
+
+    def _wake_parked(self) -> None:
+        """Wake the parked ``run()`` of an execution completed with ``wake_parked=False``
+        (once: by the thread whose ``_complete`` won)."""
+        if self._parked is not None:
+            self._parked.release()
 
     def _callbacks_done(self, callbacks: list[Callable[[ExecutionResult], None]],
                         result: ExecutionResult) -> None:

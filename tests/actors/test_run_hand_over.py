@@ -354,3 +354,92 @@ def test_many_parked_callers_and_cancels_at_once(engine_factory: Any) -> None:
     assert all_ended(cancellers, 10.0)
     assert bad == []
     assert engine.run(pipeline, {"x": 1}, timeout=WAIT).outputs == {"b": 1}
+
+
+# --- the wake at the end of the finishing turn ------------------------------------------
+
+
+def test_a_parked_run_is_woken_after_the_rest_of_the_finishing_turn(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The thread that ends a parked run()'s execution sets the result, tells the
+    # supervisor, and only then wakes the caller (woken earlier, it would wait for the
+    # GIL that thread still holds). By the time run() returns, the supervisor's turn for
+    # the end has run: with this order, never after.
+    from constellation.actors._messages import ExecutionFinished
+
+    engine = engine_factory([Inc], scheduler=SchedulerConfig(worker_threads=2))
+    pipeline = engine.compile(_DIAMOND)
+    told: list[str] = []
+    receive = _supervisor.Supervisor.on_receive
+
+    def on_receive(self: Any, message: Any) -> Any:
+        if type(message) is ExecutionFinished:
+            time.sleep(0.03)  # the GIL is free: a caller woken before this returns first
+            told.append(message.handle.execution_id)
+        return receive(self, message)
+
+    monkeypatch.setattr(_supervisor.Supervisor, "on_receive", on_receive)
+    for _ in range(10):
+        execution = engine._submit(pipeline, {"x": 1}, WAIT, "normal", None, parked=True)
+        r = execution.wait_parked()
+        assert r.ok, r.errors
+        assert told[-1:] == [execution.execution_id]
+
+
+def test_a_parked_run_is_woken_when_the_rest_of_the_finishing_turn_raises(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever escapes the end of the finishing turn after the result was set (here the
+    # supervisor's delivery raising SystemExit, as an injected exception would), the
+    # caller is woken at once with the result -- not at the end of its 1 s wait slice.
+    from constellation.actors import _runtime
+    from constellation.actors._messages import ExecutionFinished
+
+    engine = engine_factory([Inc], scheduler=SchedulerConfig(worker_threads=2))
+    pipeline = engine.compile(_DIAMOND)
+    post = _runtime.Runtime.post_to_supervisor
+
+    def post_to_supervisor(self: Any, message: Any) -> bool:
+        if type(message) is ExecutionFinished:
+            raise SystemExit("injected")
+        return post(self, message)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(_runtime.Runtime, "post_to_supervisor", post_to_supervisor)
+    t0 = time.monotonic()
+    r = engine.run(pipeline, {"x": 1}, timeout=WAIT)
+    took = time.monotonic() - t0
+    monkeypatch.undo()
+    assert r.ok, r.errors
+    assert r.outputs == {"b": 3, "c": 3}
+    assert took < 0.9, took  # woken by the finally, not by the slice's end (1 s)
+
+
+def test_a_waiter_that_completed_it_first_is_not_woken_twice(
+        engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The waiter ends an overdue execution itself (the supervisor misses the deadline
+    # here): its _complete wins and releases the parked lock. The execution actor's
+    # _complete, when the call returns later, loses and must not release it again (a
+    # second release of a Lock raises RuntimeError in the actor's turn: an internal
+    # error).
+    from constellation.actors._handle import DEADLINE_GRACE
+    from constellation.actors._messages import DeadlineReached
+
+    engine = engine_factory([Hold], scheduler=SchedulerConfig(worker_threads=2))
+    pipeline = engine.compile("in x: Int\ny = Hold(x)\nout y\n")
+    stop_one = _supervisor.Supervisor._stop_one
+
+    def deaf(self: Any, message: Any) -> None:
+        if type(message) is not DeadlineReached:
+            stop_one(self, message)
+
+    monkeypatch.setattr(_supervisor.Supervisor, "_stop_one", deaf)
+    hold_ms = int((0.2 + DEADLINE_GRACE + 0.3) * 1000)
+    t0 = time.monotonic()
+    r = engine.run(pipeline, {"x": hold_ms}, timeout=0.2)
+    assert time.monotonic() - t0 < 0.2 + DEADLINE_GRACE + 1.0
+    assert r.status.value == "timed_out", r
+    assert r.errors[0].details.get("ended_by") == "waiter", r.errors
+    # The call returns, the actor finishes (and loses): the supervisor hears of it.
+    wait_for(lambda: not engine._runtime.supervisor_actor.running, WAIT)
+    monkeypatch.undo()
+    assert engine.health()["runtime"]["internal_errors"] == 0
+    assert engine.run(pipeline, {"x": 1}, timeout=WAIT).outputs == {"y": 1}
