@@ -428,8 +428,7 @@ class ExecutionActor(PooledActor):
         # wake only to wait for the GIL this thread holds for the rest of the turn (one
         # more sleep and wake-up per run, on a thread of another CPU). The result is set
         # now all the same: whatever delays the rest, a waiter whose slice ends has it.
-        wake_later = handle._parked is not None
-        won = handle._complete(result, wake_parked=not wake_later)
+        won = handle._complete(result, wake_parked=False)
         try:
             # Abandoned after the result is set: a worker that starts a queued call sees
             # that its execution is over even before its node has handled its Abandon.
@@ -440,7 +439,7 @@ class ExecutionActor(PooledActor):
             # only (a first step it starts is a turn of its own, scheduled).
             self.runtime.post_to_supervisor(ExecutionFinished(handle))
         finally:
-            if wake_later and won:
+            if won:
                 handle._wake_parked()
 
 

@@ -319,8 +319,8 @@ class Execution:
             _log_end(self, result, level)
         if self._help is not None:
             self._help.wake()
-        if wake_parked and self._parked is not None:
-            self._parked.release()  # callbacks to run first: result() waits for them
+        if wake_parked:
+            self._wake_parked()  # callbacks to run first: result() waits for them
         if not callbacks:
             if event is not None:
                 event.set()
@@ -338,8 +338,8 @@ class Execution:
         return True
 
     def _wake_parked(self) -> None:
-        """Wake the parked ``run()`` of an execution completed with ``wake_parked=False``
-        (once: by the thread whose ``_complete`` won)."""
+        """Wake a parked ``run()`` (if there is one): by the thread whose ``_complete``
+        won, once -- in it, or after it for ``wake_parked=False``."""
         if self._parked is not None:
             self._parked.release()
 
