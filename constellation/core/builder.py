@@ -76,6 +76,7 @@ class PipelineBuilder:
         self._modules: list[ModuleNode] = []
         self._outputs: dict[str, str] = {}
         self._node_names: dict[str, int] = {}
+        self._used_names: set[str] = set()  # every call's node name (a scan was quadratic)
         self._literal_count = 0
         self._transform_count = 0
         # The last build() and the state it was built from: a builder only ever grows
@@ -145,7 +146,7 @@ class PipelineBuilder:
             raise ConfigurationError(f"call: module must be a name or a @module function, "
                                      f"got {module!r}", details={"field": "module"})
         node_name = node or self._next_node_name(mod_name)
-        if any(m.name == node_name for m in self._modules):
+        if node_name in self._used_names:
             raise ConfigurationError(f"node name '{node_name}' is used twice",
                                      details={"field": "node", "name": node_name})
         bound: dict[str, str] = {}
@@ -156,6 +157,7 @@ class PipelineBuilder:
         out_id = f"{node_name}.out"
         out_type = module.output if isinstance(module, ModuleDefinition) else None
         self._data.append(DataNode(out_id, out_id, out_type))
+        self._used_names.add(node_name)
         self._modules.append(ModuleNode(mid, node_name, mod_name, tuple(sorted(bound.items())),
                                         out_id, options))
         return Ref(out_id, node_name, id(self))

@@ -153,6 +153,11 @@ class CallOptions:
 
 _OPTION_NAMES = tuple(f.name for f in fields(CallOptions))
 
+# The options of a call that sets none, shared (frozen): a DagSpec's structural hash
+# renders each distinct options object once, and a builder's 1,000 calls without options
+# made 1,000 of them (two thirds of the hash's time).
+_NO_OPTIONS = CallOptions()
+
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 """Duration units of the language (``100ms``, ``30s``, ``5min``, ``1h``, ``1d``)."""
 
@@ -233,7 +238,7 @@ def call_options(values: Mapping[str, Any] | CallOptions | None, where: str = ""
             ``details["field"]`` names the option.
     """
     if values is None:
-        return CallOptions()
+        return _NO_OPTIONS
     if isinstance(values, CallOptions):
         return values
     prefix = f"{where}: " if where else ""
@@ -256,6 +261,8 @@ def call_options(values: Mapping[str, Any] | CallOptions | None, where: str = ""
         except ConfigurationError as exc:
             raise ConfigurationError(prefix + exc.message, details=dict(exc.details)) \
                 from None
+    if not out:
+        return _NO_OPTIONS
     try:
         return CallOptions(**out)
     except ConfigurationError as exc:

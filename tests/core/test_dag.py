@@ -96,6 +96,23 @@ def test_builder_rejects_duplicates_and_foreign_refs() -> None:
         b.call("SumList", numbers=[object()])
 
 
+def test_builder_rejects_a_node_name_used_twice() -> None:
+    b = PipelineBuilder("p")
+    x = b.input("x", int)
+    b.call("Inc", x=x)  # named Inc
+    b.call("Inc", x=x, node="Inc#3")  # the name the third Inc would get
+    b.call("Inc", x=x)  # Inc#2
+    with pytest.raises(ConfigurationError, match="node name 'Inc#3' is used twice"):
+        b.call("Inc", x=x)
+    with pytest.raises(ConfigurationError, match="node name 'Inc' is used twice"):
+        b.call("Other", x=x, node="Inc")
+    # A call refused for its options reserves no name.
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        b.call("Other", x=x, node="Mine", options={"retyr": 1})
+    b.output("o", b.call("Other", x=x, node="Mine"))
+    assert [m.name for m in b.build().modules] == ["Inc", "Inc#3", "Inc#2", "Mine"]
+
+
 def test_types_given_as_strings_and_literals_inferred() -> None:
     b = PipelineBuilder("p")
     nums = b.input("nums", "List<Int>")
