@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 from constellation.core.errors import ConfigurationError
 from constellation.core.types import BOOLEAN, STRING, COptional, CRecord, CType
 
-__all__ = ["BACKOFFS", "ON_ERROR", "OPTIONS", "UNIT_SECONDS", "CallOptions", "Priority",
-           "call_options", "call_output_type", "parse_duration", "parse_rate",
+__all__ = ["BACKOFFS", "NO_OPTIONS", "ON_ERROR", "OPTIONS", "UNIT_SECONDS", "CallOptions",
+           "Priority", "call_options", "call_output_type", "parse_duration", "parse_rate",
            "priority_value", "wrapped_type"]
 
 
@@ -156,7 +156,8 @@ _OPTION_NAMES = tuple(f.name for f in fields(CallOptions))
 # The options of a call that sets none, shared (frozen): a DagSpec's structural hash
 # renders each distinct options object once, and a builder's 1,000 calls without options
 # made 1,000 of them (two thirds of the hash's time).
-_NO_OPTIONS = CallOptions()
+NO_OPTIONS = CallOptions()
+"""The options of a call that sets none (shared: most calls have none)."""
 
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 """Duration units of the language (``100ms``, ``30s``, ``5min``, ``1h``, ``1d``)."""
@@ -238,7 +239,7 @@ def call_options(values: Mapping[str, Any] | CallOptions | None, where: str = ""
             ``details["field"]`` names the option.
     """
     if values is None:
-        return _NO_OPTIONS
+        return NO_OPTIONS
     if isinstance(values, CallOptions):
         return values
     prefix = f"{where}: " if where else ""
@@ -262,7 +263,7 @@ def call_options(values: Mapping[str, Any] | CallOptions | None, where: str = ""
             raise ConfigurationError(prefix + exc.message, details=dict(exc.details)) \
                 from None
     if not out:
-        return _NO_OPTIONS
+        return NO_OPTIONS
     try:
         return CallOptions(**out)
     except ConfigurationError as exc:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from constellation.core.options import BACKOFFS, ON_ERROR, OPTIONS, CallOptions, Priority
+from constellation.core.options import (
+    BACKOFFS,
+    NO_OPTIONS,
+    ON_ERROR,
+    OPTIONS,
+    CallOptions,
+    Priority,
+)
 from constellation.core.types import coerce, is_subtype, render
 from constellation.lang import ast as A
 from constellation.lang.resolution import suggest
@@ -19,8 +26,8 @@ _EXPRESSION = object()
 
 __all__ = ["NO_OPTIONS", "check_options"]
 
-NO_OPTIONS = CallOptions()
-"""The options of a call without ``with`` (shared: most calls have none)."""
+# NO_OPTIONS: the options of a call without ``with``, shared with the PipelineBuilder's
+# calls without options (see constellation.core.options).
 
 
 def check_options(c: _Compiler, options: tuple[A.Option, ...], mdef: ModuleDefinition,

@@ -14,6 +14,7 @@ from constellation import (
     module,
 )
 from constellation.core.options import CallOptions, call_options
+from constellation.lang.call_options import NO_OPTIONS
 
 
 def test_the_languages_forms_are_accepted() -> None:
@@ -38,6 +39,7 @@ def test_calls_without_options_share_one_options_object() -> None:
     # calls without options must not make one each (it was two thirds of the hash).
     assert call_options(None) is call_options({}) is call_options({"retry": None})
     assert call_options(None) == CallOptions()
+    assert call_options(None) is NO_OPTIONS  # the language's calls without `with` too
     b = PipelineBuilder("many")
     ref = b.input("x", int)
     for _ in range(5):
