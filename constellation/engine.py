@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import itertools
@@ -18,7 +19,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from logging import WARNING
-from operator import attrgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ from constellation.actors._runners import is_dask
 from constellation.actors._runtime import Runtime
 from constellation.actors._supervisor import Supervisor
 from constellation.core.builder import PipelineBuilder
-from constellation.core.dag import DagSpec, resolve
+from constellation.core.dag import CompileKey, DagSpec, DataNode, ModuleNode, resolve
 from constellation.core.errors import (
     CompilationError,
     ConfigurationError,
@@ -154,7 +154,7 @@ class Constellation:
         self._timings: dict[str, ModuleTiming] = {}
         self._compiled: LRUCache[tuple[str, str], Pipeline] = LRUCache(maxsize=256)
         # Compiled DagSpecs (and PipelineBuilders) by structural key, see _spec_key.
-        self._compiled_specs: LRUCache[tuple[Any, ...], Pipeline] = LRUCache(maxsize=256)
+        self._compiled_specs: LRUCache[CompileKey, Pipeline] = LRUCache(maxsize=256)
         self._compile_lock = threading.Lock()
         # Compiled pipelines by structural hash, and each name's latest hash (resume).
         self._by_hash: LRUCache[str, Pipeline] = LRUCache(maxsize=1024)
@@ -320,18 +320,37 @@ class Constellation:
         # (see constellation.lang.collector).
         with collector_paused(len(source.data) + len(source.modules), LARGE_GRAPH):
             key = _spec_key(source)
-            with self._compile_lock:
-                cached = self._compiled_specs.get(key)
+            cached = None if key is None else self._cached_spec(key)
             if cached is not None:
                 return cached
-            spec = resolve(source, self._modules)
-            pipeline = Pipeline(spec, ExecutionPlan.build(spec, self._modules, self._timings,
-                                                          self._policy_for), self)
+            _check_nodes(source)
+            try:
+                spec = resolve(source, self._modules)
+                pipeline = Pipeline(spec, ExecutionPlan.build(
+                    spec, self._modules, self._timings, self._policy_for), self)
+            except RecursionError:
+                # A hand-built DagSpec: the builder and the language refuse values and
+                # types nested deeper than 200 levels before they get here.
+                raise CompilationError([Diagnostic(
+                    "E150", "a type, literal or option value of this DagSpec nests too "
+                            "deep to hash and check (PipelineBuilder and the language "
+                            "allow 200 levels)")]) from None
         with self._compile_lock:
-            self._compiled_specs[key] = pipeline
+            if key is not None:
+                with contextlib.suppress(Exception):  # a literal's __eq__ that raises
+                    self._compiled_specs[key] = pipeline
             self._by_hash[spec.structural_hash] = pipeline
             self._latest[spec.name] = spec.structural_hash
         return pipeline
+
+    def _cached_spec(self, key: CompileKey) -> Pipeline | None:
+        # The key may hold a literal's objects, compared with their own __eq__: one that
+        # raises makes the lookup a miss (the spec is compiled), not a failed run.
+        with self._compile_lock:
+            try:
+                return self._compiled_specs.get(key)
+            except Exception:
+                return None
 
     def _policy_for(self, mdef: ModuleDefinition, options: CallOptions) -> CallPolicy | None:
         try:
@@ -881,12 +900,24 @@ supervisor, flushing events and records (at least a second each), joining the po
 first call's drain timeout for its answer."""
 
 
-def _spec_key(spec: DagSpec) -> tuple[Any, ...]:
-    """What makes two DagSpecs compile alike: the structure (its hash, cached on the spec)
-    and the names it does not cover (pipeline, description, data nodes' names, which
-    messages quote)."""
-    return (spec.structural_hash, spec.name, spec.description,
-            tuple(map(_NAME, spec.data)))
+def _spec_key(spec: DagSpec) -> CompileKey | None:
+    """What makes two DagSpecs compile alike (DagSpec._compile_key: the structure and the
+    names the structural hash leaves out, in the spec's order), cached on the spec;
+    ``None`` for a spec that cannot be keyed (it is compiled each time)."""
+    return spec._compile_key
+
+
+def _check_nodes(spec: DagSpec) -> None:
+    """A DagSpec's nodes are DataNodes and ModuleNodes (a hand-built spec may hold
+    anything): CompilationError E100 naming the first that is not."""
+    for field, kind in (("data", DataNode), ("modules", ModuleNode)):
+        nodes = getattr(spec, field)
+        if not isinstance(nodes, tuple | list) or not set(map(type, nodes)) <= {kind}:
+            bad = nodes if not isinstance(nodes, tuple | list) else next(
+                n for n in nodes if type(n) is not kind)
+            raise CompilationError([Diagnostic(
+                "E100", f"DagSpec.{field} must hold {kind.__name__}s; it holds a "
+                        f"{type(bad).__name__}")])
 
 
 def _check_backend(backend: Any, protocol: type, field: str) -> None:
@@ -894,8 +925,3 @@ def _check_backend(backend: Any, protocol: type, field: str) -> None:
         raise ConfigurationError(
             f"backends.{field} must implement {protocol.__name__}; "
             f"{type(backend).__name__} does not", details={"field": f"backends.{field}"})
-
-
-
-
-_NAME = attrgetter("name")

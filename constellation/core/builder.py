@@ -12,11 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from constellation.core.dag import DagSpec, DataNode, ModuleNode, Transform
-from constellation.core.errors import ConfigurationError
+from constellation.core.errors import ConfigurationError, InputTypeError
 from constellation.core.hints import from_annotation
 from constellation.core.modules import ModuleDefinition
 from constellation.core.options import CallOptions, call_options
@@ -28,6 +29,8 @@ from constellation.core.types import (
     STRING,
     CList,
     CType,
+    Tagged,
+    coerce,
 )
 
 if TYPE_CHECKING:
@@ -109,14 +112,37 @@ class PipelineBuilder:
         """A constant value; its type is inferred for scalars and lists of one scalar type.
 
         Raises:
-            ConfigurationError: the type cannot be inferred and none was given.
+            ConfigurationError: the type cannot be inferred and none was given, the
+                value does not fit the type, or it nests deeper than MAX_NESTING.
         """
+        if _nests_deeper(value, MAX_NESTING):
+            raise ConfigurationError(
+                f"literal {_short(value)} nests more than {MAX_NESTING} levels deep (the "
+                "language's limit: values are walked recursively when they are hashed, "
+                "checked and encoded)", details={"field": "literal"})
         t = _as_ctype(ctype, "literal") if ctype is not None else _infer(value)
+        try:
+            # Checked here, as an input is at run time, in canonical form (an Int widened
+            # for Float, a record as a dict): a literal that does not fit its type would
+            # reach modules unchecked. A copy: the caller's list changing later must not
+            # change the pipeline (nor one cached under the spec's key).
+            value = _copied(coerce(t, value, "literal"))
+        except InputTypeError as exc:
+            raise ConfigurationError(exc.message, details={"field": "literal"}) from None
+        except RecursionError:
+            raise ConfigurationError(
+                f"the type of literal {_short(value)} nests too deep to check",
+                details={"field": "literal"}) from None
+        except Exception as exc:  # the value's own __repr__, __eq__ ... raised
+            raise ConfigurationError(
+                f"literal {_short(value)} cannot be checked: "
+                f"{type(exc).__name__}: {exc}", details={"field": "literal"}) from exc
         self._literal_count += 1
         did = f"lit:{self._literal_count}"
-        self._data.append(DataNode(did, f"literal {value!r}"[:60], t,
+        name = f"literal {_short(value)}"
+        self._data.append(DataNode(did, name[:60], t,
                                    Transform("literal", (("type", t), ("value", value)))))
-        return Ref(did, f"literal {value!r}", id(self))
+        return Ref(did, name, id(self))
 
     def call(
         self,
@@ -256,6 +282,50 @@ def _as_ctype(ctype: Any, where: str) -> CType:
         raise ConfigurationError(str(exc), details={"field": "type"}) from None
 
 
+MAX_NESTING = 200
+"""Deepest nesting of a literal's value (lists, tuples, dicts): the language's limit,
+``constellation.lang.limits.MAX_NESTING``."""
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether containers in ``value`` (lists, tuples, sets, dicts' keys and values, a
+    union's Tagged values) nest more than ``limit`` levels (iterative)."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, list | tuple | set | frozenset | dict | Tagged):
+            if depth >= limit:
+                return True
+            items: Iterable[Any] = (
+                (*v.keys(), *v.values()) if isinstance(v, dict) else
+                (v.value,) if isinstance(v, Tagged) else v)
+            stack.extend((item, depth + 1) for item in items)
+    return False
+
+
+def _copied(value: Any) -> Any:
+    """``value`` with its lists, dicts and sets (and the tuples and Tagged values holding
+    them) copied; other objects shared (a handled type's values are the handler's)."""
+    kind = type(value)  # exact: a subclass is shared, not turned into its base
+    if kind is list:
+        return [_copied(v) for v in value]
+    if kind is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if kind is set:
+        return {_copied(v) for v in value}
+    if kind is tuple:
+        return tuple(_copied(v) for v in value)
+    if kind is Tagged:
+        return Tagged(value.tag, _copied(value.value))
+    return value
+
+
+def _short(value: Any) -> str:
+    """A short repr of ``value`` for names and messages: a large or deeply nested
+    literal is not rendered whole (reprlib: a few items per level, a few levels)."""
+    return reprlib.repr(value)
+
+
 def _infer(value: Any) -> CType:
     scalar = {bool: BOOLEAN, int: INT, float: FLOAT, str: STRING}
     if type(value) in scalar:
@@ -263,5 +333,5 @@ def _infer(value: Any) -> CType:
     if isinstance(value, list) and value and len({type(v) for v in value}) == 1 \
             and type(value[0]) in scalar:
         return CList(scalar[type(value[0])])
-    raise ConfigurationError(f"cannot infer the type of literal {value!r}; use "
+    raise ConfigurationError(f"cannot infer the type of literal {_short(value)}; use "
                              "builder.literal(value, type)", details={"field": "literal"})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from constellation.core._frozen import quick_init
 from constellation.core.errors import CompilationError, Diagnostic, UnknownModuleError
 from constellation.core.options import CallOptions, call_output_type
 from constellation.core.transforms import infer_transform_type
-from constellation.core.types import CType, is_subtype, render
+from constellation.core.types import CType, Tagged, is_subtype, render
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -181,8 +181,61 @@ class DagSpec:
         # Nothing in the canonical form refers back to itself (_jsonable would not have
         # returned): the encoder need not track every list it enters for cycles.
         text = json.dumps(self._canonical(tuple), sort_keys=True, separators=(",", ":"),
-                          default=repr, check_circular=False)
+                          default=_repr, check_circular=False)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @cached_property
+    def _compile_key(self) -> CompileKey | None:
+        """A key equal for two DagSpecs that compile alike: what an engine's compile
+        cache looks a DagSpec up by; ``None`` when the spec cannot be keyed (it is then
+        compiled each time, never mistaken for another).
+
+        Every field of the spec and of its nodes is in it (read from the dataclasses'
+        fields, so a field added later is too): the names (pipeline, description,
+        nodes, ids), which messages and results quote, as they are, compared as the
+        engine uses them (as dict keys); types as themselves (``CHandled("Int")`` is not
+        ``Int``, though both render ``Int``); literals, options and the timeout exactly
+        (:func:`_frozen`: ``True`` is not ``1``, a tuple not a list, ``-0.0`` not
+        ``0.0``, an object JSON has no form for by its type, repr and ``==``). Unlike
+        the structural hash it is neither sorted nor serialised: for a new DagSpec
+        equal to one compiled before (a pipeline built afresh per request) the lookup
+        costs well under half the hash. Specs that differ only in their nodes' order
+        get different keys: each is compiled once. ``None`` for a spec holding an
+        unhashable object, an object whose repr or ``==`` raises, or a value nested
+        too deep to walk."""
+        key: list[Any] = []
+        try:
+            for f in fields(self):
+                value = getattr(self, f.name)
+                if f.name == "data" or f.name == "modules":
+                    # Its length, then column by column (tuples of one field of every
+                    # node, built in C where the field needs no freezing).
+                    key.append(len(value))
+                    key.extend(_key_column(column, value)
+                               for column in _node_fields(type(value[0]) if value else None))
+                else:
+                    key.append(_frozen(value))
+            return CompileKey(tuple(key))
+        except Exception:  # a user object's hash, repr or == raised; RecursionError
+            return None
+
+
+class CompileKey:
+    """A tuple whose hash is computed once (an engine looks the same spec up on every
+    run; a 1,000-node key's hash would be recomputed each time)."""
+
+    __slots__ = ("_hash", "items")
+
+    def __init__(self, items: tuple[Any, ...]) -> None:
+        self.items = items
+        self._hash = hash(items)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, CompileKey) and self._hash == other._hash
+                                 and self.items == other.items)
 
 
 _ID = attrgetter("id")
@@ -205,6 +258,77 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, CallOptions):
         return value.as_dict()
     return value
+
+
+def _repr(value: Any) -> str:
+    """How the structural hash writes an object JSON has no form for: its repr, or (a
+    repr that raises) its type and identity, unique while the spec holding it lives."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__qualname__} object at {id(value):#x}>"
+
+
+def _node_fields(cls: type | None) -> tuple[str, ...]:
+    return () if cls is None else tuple(f.name for f in fields(cls))
+
+
+# The fields compared as they are: names and ids (strings the engine uses as dict keys),
+# a data node's inputs and a call's arguments (tuples of them), its module and output.
+_PLAIN_FIELDS = frozenset({"id", "name", "inputs", "module", "args", "output"})
+
+
+def _key_column(name: str, nodes: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One field of every node, as DagSpec._compile_key holds it."""
+    values = tuple(map(attrgetter(name), nodes))
+    if name in _PLAIN_FIELDS or name == "ctype":
+        return values  # types compare exactly and are hashed once, by CompileKey
+    # Transforms and options: frozen once per distinct object (most calls share "no
+    # options"), a literal's value exactly.
+    frozen = {i: _frozen(v) for i, v in {id(v): v for v in values}.items()}
+    return tuple(map(frozen.__getitem__, map(id, values)))
+
+
+# Markers of the kinds _frozen tells apart (compared by identity).
+(_IS_BOOL, _IS_FLOAT, _IS_LIST, _IS_TUPLE, _IS_DICT, _IS_TAGGED, _IS_OPTIONS, _IS_TRANSFORM,
+ _IS_OPAQUE) = (object() for _ in range(9))
+_ATOMS = (str, int, type(None))
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` as a hashable form equal only for values no module could tell apart:
+    each container and scalar kind tagged (``True`` is not ``1``, ``1.0`` is not ``1``,
+    a tuple is not a list, a dict keeps its keys' types and order), a float by its hex
+    form (``-0.0`` is not ``0.0``, NaN equals NaN); a type as itself; an object of any
+    other class by its type, its repr and itself (a repr alone can be equal for unequal
+    objects, ``==`` alone for objects that print apart: ``Decimal("1.0")`` and
+    ``Decimal("1.00")``); one that is not equal to itself (a NaN Decimal) by type and
+    repr. Raises what a user object's hash, repr or ``==`` raises, RecursionError for a
+    value nested too deep."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is bool:
+        return (_IS_BOOL, value)
+    if kind is float:
+        return (_IS_FLOAT, value.hex())
+    if kind is list:
+        return (_IS_LIST, *map(_frozen, value))
+    if kind is tuple:
+        return (_IS_TUPLE, *map(_frozen, value))
+    if kind is dict:
+        return (_IS_DICT, *[(_frozen(k), _frozen(v)) for k, v in value.items()])
+    if isinstance(value, CType):
+        return value
+    if kind is Tagged:
+        return (_IS_TAGGED, value.tag, _frozen(value.value))
+    if kind is CallOptions:
+        return (_IS_OPTIONS, *[(n, _frozen(v)) for n, v in value.as_dict().items()])
+    if kind is Transform:
+        return (_IS_TRANSFORM, value.op, _frozen(value.params))
+    if value == value:
+        return (_IS_OPAQUE, kind, repr(value), value)
+    return (_IS_OPAQUE, kind, repr(value))
 
 
 def _fits(args: tuple[tuple[str, str], ...], params: Mapping[str, CType],

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import decimal
+import enum
 import threading
 import time
 from collections.abc import Callable
@@ -15,8 +19,10 @@ from bench.workloads import MODULES, chain, diamond, fan_out, sleepers
 from constellation import (
     Backends,
     CallContext,
+    CompilationError,
     ConfigurationError,
     Constellation,
+    DagSpec,
     ExecutionStatus,
     InputTypeError,
     LifecycleState,
@@ -32,7 +38,9 @@ from constellation import (
     UnknownModuleError,
     module,
 )
-from constellation.core.types import INT
+from constellation.core.dag import Transform
+from constellation.core.options import CallOptions
+from constellation.core.types import INT, STRING, CHandled, CRecord, CType, Tagged, render
 
 Factory = Callable[..., Constellation]
 
@@ -649,6 +657,234 @@ def test_specs_alike_but_for_their_names_are_compiled_apart(engine_factory: Fact
     assert one is not two
     assert (one.name, two.name) == ("one", "two")
     assert engine.run(_shout_builder("two"), {"text": "a"}).pipeline == "two"
+
+
+def _changed(value: Any) -> Any:
+    """Another value of the same kind (for the field-by-field test below)."""
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, CallOptions):
+        return CallOptions(retry=1)
+    if isinstance(value, CType) or value is None:
+        return INT if value != INT else STRING
+    if isinstance(value, Transform):
+        return Transform(value.op, (*value.params, ("extra", 1)))
+    if isinstance(value, tuple):
+        return (*value, ("extra", "extra"))
+    if isinstance(value, float):
+        return value + 1.0
+    raise AssertionError(f"no other value for {value!r}")
+
+
+def test_every_field_of_a_spec_and_its_nodes_is_in_its_compile_key() -> None:
+    # The engine's compile cache finds a DagSpec by this key, not by the (slower)
+    # structural hash: a field left out would hand a spec another spec's pipeline.
+    b = PipelineBuilder("keyed", description="d", timeout=5.0)
+    b.output("loud", b.call("Shout", text=b.input("text", str), options={"retry": 2}))
+    b.output("lit", b.call("Shout", text=b.literal("x")))
+    spec = b.build()
+    key = spec._compile_key
+    assert dataclasses.replace(spec)._compile_key == key  # equal, not identical
+    assert hash(dataclasses.replace(spec)._compile_key) == hash(key)
+    checked = []
+    for f in dataclasses.fields(spec):
+        if f.name not in ("data", "modules"):
+            other = dataclasses.replace(spec, **{f.name: _changed(getattr(spec, f.name))})
+            assert other._compile_key != key, f.name
+            checked.append(f.name)
+            continue
+        nodes = getattr(spec, f.name)
+        for nf in dataclasses.fields(nodes[-1]):
+            i = len(nodes) - 1
+            if f.name == "data":  # a node with a transform: the literal
+                i = next(j for j, d in enumerate(nodes) if d.transform is not None)
+            node = dataclasses.replace(
+                nodes[i], **{nf.name: _changed(getattr(nodes[i], nf.name))})
+            other = dataclasses.replace(
+                spec, **{f.name: (*nodes[:i], node, *nodes[i + 1:])})
+            assert other._compile_key != key, (f.name, nf.name)
+            checked.append(f"{f.name}.{nf.name}")
+    assert {"data.ctype", "data.transform", "modules.options", "timeout"} <= set(checked)
+    # A node more or less, or the nodes in another order, is another key.
+    assert dataclasses.replace(spec, modules=spec.modules[:1])._compile_key != key
+    assert dataclasses.replace(spec, data=spec.data[::-1])._compile_key != key
+
+
+def test_a_fresh_spec_differing_only_in_a_literal_gets_its_own_pipeline(
+        engine_factory: Factory) -> None:
+    engine = engine_factory([shout])
+
+    def build(word: str) -> PipelineBuilder:
+        b = PipelineBuilder("lit")
+        b.output("loud", b.call("Shout", text=b.literal(word)))
+        return b
+
+    assert engine.run(build("ab").build()).outputs == {"loud": "AB"}
+    assert engine.run(build("cd").build()).outputs == {"loud": "CD"}
+    assert engine.compile(build("ab").build()) is engine.compile(build("ab"))
+    assert engine.compile(build("ab")) is not engine.compile(build("cd"))
+
+
+def _error_class() -> type[Exception]:
+    class RefusedError(Exception):  # every class made here prints alike
+        pass
+    return RefusedError
+
+
+@module("Refuse")
+def refuse(text: str) -> str:
+    raise _RAISE[0]("no")
+
+
+_RAISE: list[type[Exception]] = [ValueError]
+
+
+def test_a_spec_is_not_mistaken_for_another_whose_options_print_alike(
+        engine_factory: Factory) -> None:
+    # Two exception classes of one name have one repr: a key built from reprs (as the
+    # structural hash is) handed the second spec the first one's pipeline, retrying
+    # on the wrong class.
+    engine = engine_factory([refuse])
+    first, second = _error_class(), _error_class()
+    assert repr(first) == repr(second)
+
+    def build(retry_on: type[Exception]) -> PipelineBuilder:
+        b = PipelineBuilder("retrying")
+        b.output("out", b.call("Refuse", text=b.input("text", str),
+                               options={"retry": 2, "retry_on": (retry_on,),
+                                        "delay": 0.001}))
+        return b
+
+    assert engine.compile(build(first).build()) is engine.compile(build(first).build())
+    assert engine.compile(build(first).build()) is not engine.compile(build(second).build())
+    _RAISE[0] = second
+    try:
+        result = engine.run(build(second).build(), {"text": "a"})
+    finally:
+        _RAISE[0] = ValueError
+    assert not result.ok
+    assert result.modules["Refuse"].attempts == 3  # retried: second is its retry_on
+
+
+def test_literals_of_a_handled_type_equal_but_printed_apart_get_their_own_pipelines(
+        engine_factory: Factory) -> None:
+    import decimal
+
+    @module("Show")
+    def show(d: decimal.Decimal) -> str:
+        return str(d)
+
+    engine = engine_factory([show])
+
+    def build(text: str) -> DagSpec:
+        b = PipelineBuilder("decimal")
+        b.output("s", b.call("Show", d=b.literal(decimal.Decimal(text), decimal.Decimal)))
+        return b.build()
+
+    assert [engine.run(build(t)).outputs["s"] for t in ("1.0", "1.00", "1.0")] == [
+        "1.0", "1.00", "1.0"]
+    assert engine.compile(build("1.0")) is engine.compile(build("1.0"))
+
+
+@module("Last")
+def last_of(x: Any) -> str:
+    return f"{type(x[-1]).__name__} {x[-1]!r}"
+
+
+class _Choice(enum.IntEnum):
+    A = 1
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    (Tagged("Int", 1), {"tag": "Int", "value": 1}),
+    (["<opaque 1>", decimal.Decimal(1)], [decimal.Decimal(1), "<opaque 1>"]),
+    ({1: "a"}, {"1": "a"}),
+    ({1: "a", "1": "b"}, {"1": "b"}),
+    ((1, 2), [1, 2]),
+    (collections.namedtuple("P", "a b")(1, 2), (1, 2)),
+    (_Choice.A, 1),
+    (True, 1),
+    (1, 1.0),
+    (0.0, -0.0),
+])
+def test_literals_that_a_module_can_tell_apart_never_share_a_pipeline(
+        engine_factory: Factory, first: Any, second: Any) -> None:
+    # The literal's name is a short repr (the first items): both specs below have the
+    # same names, so only the key's form of the values tells them apart.
+    def build(v: Any) -> DagSpec:
+        b = PipelineBuilder("p")
+        b.output("s", b.call("Last", x=b.literal([0, 1, 2, 3, 4, 5, 6, v], "Any")))
+        return b.build()
+
+    alone = engine_factory([last_of]).run(build(second)).outputs["s"]
+    engine = engine_factory([last_of])
+    engine.run(build(first))
+    assert engine.run(build(second)).outputs["s"] == alone
+    assert engine.compile(build(second)) is engine.compile(build(second))
+
+
+def test_a_spec_timeout_of_true_is_not_a_timeout_of_one(engine_factory: Factory) -> None:
+    engine = engine_factory([shout])
+    spec = _shout_builder().build()
+    with pytest.raises(ConfigurationError, match="timeout"):
+        engine.run(dataclasses.replace(spec, timeout=True), {"text": "a"})
+    assert engine.run(dataclasses.replace(spec, timeout=1), {"text": "a"}).ok
+
+
+def test_types_that_render_alike_are_keyed_apart() -> None:
+    # CHandled("Int") renders as Int; a record field named "a: Int, b" renders as two.
+    spec = _shout_builder().build()
+    for one, other in [(INT, CHandled("Int")),
+                       (CRecord.of(a=INT, b=STRING), CRecord((("a: Int, b", STRING),)))]:
+        assert render(one) == render(other)
+        a, b = (dataclasses.replace(spec, data=(dataclasses.replace(spec.data[0], ctype=t),
+                                                *spec.data[1:])) for t in (one, other))
+        assert a._compile_key != b._compile_key
+
+
+def test_a_hand_built_spec_too_deep_or_malformed_is_a_compilation_error(
+        engine_factory: Factory) -> None:
+    engine = engine_factory([shout, last_of])
+    b = PipelineBuilder("deep")
+    b.output("s", b.call("Last", x=b.literal([0], "Any")))
+    spec = b.build()
+    deep: Any = 0
+    for _ in range(10_000):
+        deep = [deep]
+    lit = next(i for i, d in enumerate(spec.data) if d.transform is not None)
+    node = dataclasses.replace(spec.data[lit], transform=Transform(
+        "literal", (("type", spec.data[lit].ctype), ("value", deep))))
+    deep_spec = dataclasses.replace(spec, data=(*spec.data[:lit], node, *spec.data[lit + 1:]))
+    assert deep_spec._compile_key is None
+    with pytest.raises(CompilationError, match="E150"):
+        engine.compile(deep_spec)
+    wrong = dataclasses.replace(spec, data=(*spec.data, spec.modules[0]))
+    with pytest.raises(CompilationError, match=r"E100.*DagSpec\.data must hold DataNodes"):
+        engine.compile(wrong)
+
+
+class _Unhashable:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Unhashable)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_a_spec_that_cannot_be_keyed_is_compiled_each_time(engine_factory: Factory) -> None:
+    # Lists where the spec declares tuples are keyed (as lists); an unhashable object in
+    # a literal is not: no cache entry, but the spec runs (a hand-built spec with lists
+    # used to raise TypeError from the cache lookup).
+    engine = engine_factory([shout, last_of])
+    spec = _shout_builder().build()
+    listed = dataclasses.replace(spec, inputs=list(spec.inputs), outputs=list(spec.outputs))
+    assert engine.run(listed, {"text": "a"}).outputs == {"loud": "A"}
+    assert engine.compile(listed) is engine.compile(listed)
+    b = PipelineBuilder("unhashable")
+    b.output("s", b.call("Last", x=b.literal([_Unhashable()], "Any")))
+    odd = b.build()
+    assert odd._compile_key is None
+    assert engine.run(odd).outputs["s"].startswith("_Unhashable")
+    assert engine.compile(odd) is not engine.compile(odd)
 
 
 def test_registering_a_module_again_recompiles_cached_specs(engine_factory: Factory) -> None:

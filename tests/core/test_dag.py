@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from constellation import (
@@ -13,6 +15,7 @@ from constellation import (
     module,
 )
 from constellation.core.dag import resolve
+from constellation.core.types import INT, COptional, Tagged
 from constellation.stdlib import default_modules
 
 
@@ -111,6 +114,88 @@ def test_builder_rejects_a_node_name_used_twice() -> None:
         b.call("Other", x=x, node="Mine", options={"retyr": 1})
     b.output("o", b.call("Other", x=x, node="Mine"))
     assert [m.name for m in b.build().modules] == ["Inc", "Inc#3", "Inc#2", "Mine"]
+
+
+def _nested(depth: int) -> list[Any]:
+    v: list[Any] = []
+    for _ in range(depth - 1):
+        v = [v]
+    return v
+
+
+def test_a_literal_nested_deeper_than_the_languages_limit_is_refused_clearly() -> None:
+    from constellation.core.builder import MAX_NESTING
+    from constellation.lang.limits import MAX_NESTING as LANGUAGE_LIMIT
+
+    assert MAX_NESTING == LANGUAGE_LIMIT
+    b = PipelineBuilder("deep")
+    ok = b.literal(_nested(MAX_NESTING), "Any")
+    b.output("o", ok)
+    assert len(b.build().structural_hash) == 64  # hashed without a RecursionError
+    for deep in (_nested(MAX_NESTING + 1), _nested(10_000), {"k": _nested(10_000)}):
+        with pytest.raises(ConfigurationError, match="nests more than 200 levels"):
+            b.literal(deep, "Any")
+
+
+def test_a_large_literal_gets_a_short_name() -> None:
+    b = PipelineBuilder("big")
+    ref = b.literal(list(range(100_000)))
+    assert len(ref.name) < 80
+    assert ref.name.startswith("literal [0, 1, 2")
+
+
+def test_a_literal_that_does_not_fit_its_type_is_refused_and_one_that_does_is_canonical(
+) -> None:
+    class Shown:
+        def __repr__(self) -> str:
+            return "Shown"
+
+    b = PipelineBuilder("typed")
+    with pytest.raises(ConfigurationError, match="expected String"):
+        b.literal(Shown(), "String")
+    with pytest.raises(ConfigurationError, match="expected Int"):
+        b.literal([1, "two"], "List<Int>")
+    ref = b.literal(2, "Float")  # an Int widened, as an input's would be
+    b.output("two", ref)
+    node = next(d for d in b.build().data if d.id == ref.data_id)
+    assert node.transform is not None
+    assert dict(node.transform.params)["value"] == 2.0
+    assert type(dict(node.transform.params)["value"]) is float
+
+
+def test_literals_that_cannot_be_checked_are_refused_clearly() -> None:
+    class BadRepr:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    b = PipelineBuilder("hostile")
+    tagged: Any = 1
+    key: Any = 1
+    for _ in range(10_000):
+        tagged = Tagged("Int", tagged)
+        key = (key,)
+    deep_type: Any = INT
+    for _ in range(2_000):
+        deep_type = COptional(deep_type)
+    for value, ctype, match in [
+            (tagged, "Any", "nests more than 200"),
+            ({key: 1}, "Any", "nests more than 200"),
+            (1, deep_type, "nests too deep"),
+            (BadRepr(), "String", "cannot be checked"),
+            ({BadRepr(): 1}, "Map<Any, Int>", "cannot be checked")]:
+        with pytest.raises(ConfigurationError, match=match):
+            b.literal(value, ctype)
+
+
+def test_a_literal_is_copied_when_it_is_given() -> None:
+    b = PipelineBuilder("copied")
+    mine = [1, 2]
+    b.output("o", b.literal(mine))
+    mine.append(3)
+    spec = b.build()
+    lit = next(d for d in spec.data if d.transform is not None)
+    assert lit.transform is not None
+    assert dict(lit.transform.params)["value"] == [1, 2]
 
 
 def test_types_given_as_strings_and_literals_inferred() -> None:
