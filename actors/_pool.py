@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
+from itertools import starmap
 from typing import Any, ParamSpec, TypeVar
 
 __all__ = ["RESCUE_AFTER", "SLOT_HELD", "Borrowed", "Droppable", "Gathered", "ThreadPool",
@@ -35,6 +36,7 @@ _local = threading.local()
 # Consecutive local tasks (slot, then backlog) a thread runs before it lets the shared
 # queue in (fairness).
 _SLOT_RUN_LIMIT = 256
+_ONCE = ((),)  # starmap(get, _ONCE): one call of get(), see ThreadPool._work
 _STOP = object()
 # The most slices a burst of short tasks is split into (schedule_spread): they are
 # quick calls, which take the GIL, so more threads than cores only contend for it.
@@ -105,11 +107,14 @@ def current_pool() -> ThreadPool | None:
 class _ThreadState:
     """What the rescuer sees of one pool thread."""
 
-    __slots__ = ("backlog", "busy_since")
+    __slots__ = ("backlog", "busy_since", "taking")
 
     def __init__(self) -> None:
         self.backlog: deque[Task] = deque()
         self.busy_since = 0.0  # monotonic start of the task it runs; 0 when idle
+        # The item the thread is taking from the shared queue, between the queue's get()
+        # and the thread's own name for it (see ThreadPool._work).
+        self.taking: list[Any] = []
 
 
 class ThreadPool(Executor):
@@ -470,19 +475,30 @@ class ThreadPool(Executor):
         """Wait for the threads to exit after :meth:`shutdown`; return whether all did."""
         deadline = None if timeout is None else time.monotonic() + timeout
         me = threading.current_thread()
+        joined: set[threading.Thread] = set()
         with self._lock:
-            # Every thread started, not only those in _threads: a leaving thread leaves
-            # _threads a moment before it exits. Not the threads joining too (two pool
-            # threads each stopping the pool would wait for each other for good).
             self._joining.add(me)
-            threads = [t for t in self._started if t not in self._joining]
         try:
-            for t in threads:
-                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            while True:
+                with self._lock:
+                    # Every thread started, not only those in _threads: a leaving thread
+                    # leaves _threads a moment before it exits. Not the threads joining
+                    # too (two pool threads each stopping the pool would wait for each
+                    # other for good). Again after each pass: a thread that died started
+                    # one in its place for the work it held (_died).
+                    threads = [t for t in self._started
+                               if t not in self._joining and t not in joined]
+                if not threads:
+                    return True
+                for t in threads:
+                    t.join(None if deadline is None
+                           else max(0.0, deadline - time.monotonic()))
+                    if t.is_alive():
+                        return False
+                    joined.add(t)
         finally:
             with self._lock:
                 self._joining.discard(me)
-        return all(not t.is_alive() for t in threads)
 
     @contextmanager
     def blocking(self) -> Iterator[None]:
@@ -617,14 +633,17 @@ class ThreadPool(Executor):
         return moved
 
     def _worker(self) -> None:
-        _local.pool = self
-        _local.slot = None
         state = _ThreadState()
-        _local.backlog = state.backlog
-        _local.state = state
-        with self._lock:
-            self._states.append(state)
         try:
+            # The setup is guarded too: a thread started for a task waits here for the
+            # lock its starter holds, and an exception injected right after the start
+            # fires as it gets the lock.
+            _local.pool = self
+            _local.slot = None
+            _local.backlog = state.backlog
+            _local.state = state
+            with self._lock:
+                self._states.append(state)
             self._work(state)
         except BaseException:
             # Not a task's exception (_run catches those): one injected into this thread
@@ -634,7 +653,10 @@ class ThreadPool(Executor):
 
     def _died(self, state: _ThreadState) -> None:
         # A replacement takes over what this thread was counted as (idle, or assigned
-        # the queued task it was taking) and the work it held locally.
+        # the queued task it was taking: state.taking) and the work it held locally.
+        # After shutdown one is started only for work, with a stop signal behind it.
+        # All under the lock: shutdown() queues one stop per thread under it, so a
+        # thread that takes its stop sees the work (as late work) queued before it.
         slot = getattr(_local, "slot", None)
         _local.slot = None
         local = [slot] if slot is not None and slot is not SLOT_HELD else []
@@ -643,21 +665,58 @@ class ThreadPool(Executor):
                 local.append(state.backlog.popleft())
             except IndexError:
                 break
+        taken = state.taking[:]
+        state.taking.clear()
+        work = bool(local) or any(item is not _STOP and item is not _RETIRE
+                                  for item in taken)
         with self._lock:
             me = threading.current_thread()
             if me in self._threads:
                 self._threads.remove(me)
             if state in self._states:
                 self._states.remove(state)
-            if not self._shutdown:
-                self._start_thread()
-        for task in local:
-            self._enqueue(task)
+            shutdown = self._shutdown
+            replaced = (not shutdown or work) and self._start_thread()
+            for task in local:  # as _enqueue: each needs a thread counted for it
+                self._queue_again(task)
+                if not shutdown:
+                    self._assign_queued()
+            for item in taken:
+                # The item just taken from the queue, back as it came: a replacement
+                # took over the dying thread's count, which was this item's; without
+                # one it is assigned a thread again.
+                control = item is _STOP or item is _RETIRE
+                self._queue_again(item)
+                if not replaced and not control and not shutdown:
+                    self._assign_queued()
+            if shutdown and replaced:
+                self._queue.put(_STOP)  # for the replacement, after the work
+
+    def _queue_again(self, item: Any) -> None:
+        # Under _lock: an item back on the queue; after shutdown work goes behind the
+        # stop signals, marked late (see _enqueue).
+        if self._shutdown and item is not _STOP and item is not _RETIRE \
+                and type(item) is not _Late:
+            self._late += 1
+            item = _Late(item)
+        self._queue.put(item)
 
     def _work(self, state: _ThreadState) -> None:
+        # A thread idle in get() that an exception is injected into (PyThreadState_
+        # SetAsyncExc) raises it as get() returns its next item: no Python code runs
+        # before the interpreter checks for it, so `task = get()` would lose the item.
+        # Here the item goes from the queue into state.taking inside one C call
+        # (list.extend over a one-shot starmap: get() returns into the list, not to
+        # Python code), where the interpreter's check then finds it; _died puts it back
+        # for the replacement thread. (The next line's pop() is Python's again: an
+        # exception landing exactly there, not one waiting in get(), can still lose it.)
+        take = state.taking
+        deposit = take.extend
+        pop = take.pop
         get = self._queue.get
         lock = self._lock
-        task = get()  # a new thread was started for a task: it is already assigned
+        deposit(starmap(get, _ONCE))
+        task = pop()  # a new thread was started for a task: it is already assigned
         while True:
             if task is _STOP:
                 with lock:
@@ -665,13 +724,15 @@ class ThreadPool(Executor):
                         self._leave(state)
                         return
                     self._queue.put(_STOP)  # behind the late work: that first
-                task = get()
+                deposit(starmap(get, _ONCE))
+                task = pop()
                 continue
             if type(task) is _Late:
                 with lock:
                     self._late -= 1
                 self._run(task.task)
-                task = get()
+                deposit(starmap(get, _ONCE))
+                task = pop()
                 continue
             if task is _RETIRE:
                 with lock:
@@ -680,7 +741,8 @@ class ThreadPool(Executor):
                         self._leave(state)  # still one too many: this one leaves
                         return
                     self._free_one()  # needed again meanwhile, or idle
-                task = get()
+                deposit(starmap(get, _ONCE))
+                task = pop()
                 continue
             self._run(task)
             with lock:
@@ -691,7 +753,8 @@ class ThreadPool(Executor):
                     self._leave(state)
                     return
                 self._free_one()  # a task queued while every thread was busy, or idle
-            task = get()
+            deposit(starmap(get, _ONCE))
+            task = pop()
 
     def _leave(self, state: _ThreadState) -> None:
         # Under _lock, in the block that decides the thread leaves: counted one moment

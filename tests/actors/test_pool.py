@@ -102,27 +102,116 @@ def test_the_backlog_of_a_thread_that_blocks_is_rescued_to_idle_threads() -> Non
         pool.shutdown(wait=True)
 
 
-def test_a_thread_killed_outside_a_task_is_replaced() -> None:
-    """An exception injected into an idle pool thread (PyThreadState_SetAsyncExc) lands
-    as it takes its next task, outside the task's own try: the thread dies. The pool no
-    longer counts it and starts a replacement, so later work runs. (The task it was
-    taking is lost: the exception fires before the thread holds it.)"""
+def _inject(thread: threading.Thread, exc: type[BaseException] = SystemExit) -> None:
     import ctypes
 
+    assert ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread.ident), ctypes.py_object(exc)) == 1
+
+
+class _Injected(BaseException):
+    pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("exc", [SystemExit, KeyboardInterrupt, _Injected])
+def test_a_thread_killed_outside_a_task_is_replaced_and_its_task_runs(
+        exc: type[BaseException]) -> None:
+    """An exception injected into an idle pool thread (PyThreadState_SetAsyncExc) fires
+    as the queue's get() returns its next task, outside any task: the thread dies. The
+    task was taken into the thread's state in the same C call, so the replacement runs
+    it; the counts stay right (every later task runs, one thread, idle)."""
     pool = ThreadPool(1, "killed")
     ran: list[int] = []
     try:
         pool.schedule_queued(lambda: ran.append(0))
         wait_for(lambda: ran == [0] and pool._idle == 1)
         (worker,) = pool._threads
-        assert ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(worker.ident), ctypes.py_object(SystemExit)) == 1
+        _inject(worker, exc)
         pool.schedule_queued(lambda: ran.append(1))  # taken by the dying thread
         worker.join(5)
         assert not worker.is_alive()
+        wait_for(lambda: 1 in ran)
         wait_for(lambda: pool.thread_count == 1 and pool._threads[0] is not worker)
         pool.schedule_queued(lambda: ran.append(2))
         wait_for(lambda: 2 in ran)
+        wait_for(lambda: pool._idle == 1)
+        assert pool._unassigned == 0
     finally:
         pool.shutdown()
     assert pool.thread_count == 0 or all(not t.is_alive() for t in pool._threads)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_task_taken_by_a_dying_thread_after_shutdown_still_runs() -> None:
+    """Accepted before shutdown(), taken by a thread that dies as it takes it, after
+    the stop signals are queued: no replacement would be started after shutdown, and
+    the task waited behind the stops for threads that had left. _died starts one for
+    the work, with a stop behind it; join() waits for it too."""
+    pool = ThreadPool(1, "late")
+    pool.submit(lambda: None).result(5)
+    wait_for(lambda: pool._idle == 1)
+    (worker,) = pool._threads
+    _inject(worker)
+    future = pool.submit(lambda: 42)
+    pool.shutdown(wait=False)
+    assert pool.join(5)
+    assert future.result(timeout=0) == 42
+    assert pool._late == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_thread_killed_as_it_starts_is_replaced_and_its_task_runs() -> None:
+    """A thread started for a task waits for the pool's lock (its starter holds it):
+    an exception injected right after the start fires there, in the thread's setup,
+    which is guarded like the rest of its life (it used to die unreplaced, still
+    counted, and the pool of one ran nothing again)."""
+    for _ in range(5):
+        pool = ThreadPool(1, "starting")
+        try:
+            future = pool.submit(lambda: 7)
+            _inject(pool._threads[-1])
+            assert future.result(timeout=5) == 7
+            assert pool.submit(lambda: 8).result(timeout=5) == 8
+        finally:
+            pool.shutdown()
+            assert pool.join(5)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dying_thread_that_cannot_be_replaced_leaves_the_counts_right(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No replacement can be started (no more threads): the task the dying thread took
+    is assigned a thread again, and the thread is not left counted as idle (a phantom
+    idle thread took the next task's count while the one real thread was busy)."""
+    pool = ThreadPool(2, "unreplaced")
+    try:
+        pool.submit(lambda: None).result(5)
+        wait_for(lambda: pool._idle == 1 and pool.thread_count == 1)
+        (worker,) = pool._threads
+        start = threading.Thread.start
+
+        def failing_start(self: threading.Thread) -> None:
+            if threading.current_thread() is worker:
+                raise RuntimeError("can't start new thread")
+            start(self)
+
+        monkeypatch.setattr(threading.Thread, "start", failing_start)
+        _inject(worker)
+        taken = pool.submit(lambda: "taken")  # the only thread takes it and dies
+        worker.join(5)
+        assert not worker.is_alive()
+        monkeypatch.undo()
+        # The task waits for a thread: the next submit starts one, which runs both.
+        assert pool._idle == 0 and pool.thread_count == 0
+        assert pool.submit(lambda: "next").result(timeout=5) == "next"
+        assert taken.result(timeout=5) == "taken"
+        hold = threading.Event()
+        busy = pool.submit(hold.wait, 5)
+        wait_for(lambda: pool._idle == 0)
+        assert pool.submit(lambda: "room").result(timeout=5) == "room"  # a second thread
+        hold.set()
+        assert busy.result(timeout=5)
+    finally:
+        pool.shutdown()
+        assert pool.join(5)

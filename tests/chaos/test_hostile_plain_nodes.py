@@ -963,32 +963,42 @@ def test_an_exception_injected_into_a_worker_between_the_return_and_the_report(
     assert r.errors[0].code == "E311", why
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN LIMITATION (docs/architecture.md, 'Exceptions injected into engine threads'): "
-    "a SystemExit injected into an idle worker, waiting in the queue's get() in "
-    "ThreadPool._work, fires as get() returns the next task, before the thread holds it "
-    "(no Python code runs in between: nothing can keep it). ThreadPool._died replaces "
-    "the thread and re-queues its slot and backlog, but that task is lost; here it is "
-    "the supervisor's turn that the parked run() handed to the free worker "
-    "(post_turn_on -> schedule_if_free), so the supervisor's turn token is lost with it "
-    "and no execution starts again: every later run() ends TIMED_OUT at its deadline."))
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_an_exception_injected_into_an_idle_worker_loses_no_work(engine_factory: Any) -> None:
-    engine = engine_factory([Inc], scheduler=SchedulerConfig(worker_threads=1))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_exception_injected_into_an_idle_worker_loses_no_work(
+        engine_factory: Any, workers: int) -> None:
+    # The exception fires as the queue's get() returns the next task, before any Python
+    # code of the thread runs. It used to lose that task: here the supervisor's turn
+    # that the parked run() hands to a free worker, and with it the supervisor's turn
+    # token, so every later run() ended TIMED_OUT. ThreadPool._work now takes the item
+    # into the thread's state inside one C call; _died puts it back for the replacement.
+    engine = engine_factory([Inc], scheduler=SchedulerConfig(worker_threads=workers))
     pipeline = engine.compile(CHAIN)
     assert engine.run(pipeline, {"x": 1}, timeout=WAIT).ok
     pool = engine._runtime.workers
-    (worker,) = [t for t in pool._threads if t.is_alive()]
-    wait_for(lambda: pool._idle == 1)  # it waits in the queue's get()
-    assert ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(worker.ident), ctypes.py_object(SystemExit)) == 1
+    wait_for(lambda: pool._idle == len([t for t in pool._threads if t.is_alive()]))
+    victims = [t for t in pool._threads if t.is_alive()]
+    for worker in victims:  # every idle worker waits in the queue's get()
+        assert ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(worker.ident), ctypes.py_object(SystemExit)) == 1
     try:
-        for i in range(2):
-            r = engine.run(pipeline, {"x": i}, timeout=0.3)
+        for i in range(2 * len(victims) + 2):
+            r = engine.run(pipeline, {"x": i}, timeout=WAIT)
             assert r.status is ExecutionStatus.COMPLETED, \
-                (i, r.errors, worker.is_alive(), pool.thread_count)
+                (i, r.errors, [w.is_alive() for w in victims], pool.thread_count)
+        wait_for(lambda: not any(w.is_alive() for w in victims))
+        # Replaced, and counted right: as many threads as before, none of them lost to
+        # the count (a thread counted busy for a task put back would leave one idle
+        # thread the pool never hands work to).
+        wait_for(lambda: pool._idle == len(pool._threads))
+        assert not any(w in pool._threads for w in victims)
+        assert len(pool._threads) == len(victims)
+        assert pool._unassigned == 0
+        done = [engine.submit(pipeline, {"x": i}) for i in range(20)]
+        assert all(h.result(timeout=WAIT).ok for h in done)
     finally:
-        _revive(engine, worker)
+        for worker in victims:
+            _revive(engine, worker)
 
 
 def _revive(engine: Any, dead: threading.Thread) -> None:
