@@ -203,7 +203,8 @@ def test_a_dying_thread_that_cannot_be_replaced_leaves_the_counts_right(
         assert not worker.is_alive()
         monkeypatch.undo()
         # The task waits for a thread: the next submit starts one, which runs both.
-        assert pool._idle == 0 and pool.thread_count == 0
+        assert pool._idle == 0
+        assert pool.thread_count == 0
         assert pool.submit(lambda: "next").result(timeout=5) == "next"
         assert taken.result(timeout=5) == "taken"
         hold = threading.Event()
