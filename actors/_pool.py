@@ -42,6 +42,13 @@ _STOP = object()
 # quick calls, which take the GIL, so more threads than cores only contend for it.
 _SPREAD_SLICES = max(1, min(8, os.cpu_count() or 1))
 _RETIRE = object()  # to an idle thread: leave if the pool still has one too many
+
+
+def _is_control(item: Any) -> bool:
+    """Whether a queue item is a signal to a thread (stop, retire), not work."""
+    return item is _STOP or item is _RETIRE
+
+
 RESCUE_AFTER = 0.05
 """A thread busy with one task this long while work waits in its local backlog gets that
 work taken away, onto the shared queue (see ThreadPool.rescue): a module that is quick
@@ -320,11 +327,12 @@ class ThreadPool(Executor):
         # behind the threads' stop signals, marked, and a thread that takes a stop while
         # such work is queued puts the stop back and takes the work first.
         with self._lock:
-            if self._shutdown:
-                self._late += 1
-                self._queue.put(_Late(task))
-                return
-            self._queue.put(task)
+            self._enqueue_locked(task)
+
+    def _enqueue_locked(self, task: Any) -> None:
+        # Under _lock: _enqueue's work.
+        self._queue_again(task)
+        if not self._shutdown:
             self._assign_queued()
 
     def _assign_queued(self) -> None:
@@ -574,7 +582,7 @@ class ThreadPool(Executor):
                 task = self._queue.get_nowait()
             except queue.Empty:
                 return None
-            if task is _STOP or task is _RETIRE:
+            if _is_control(task):
                 self._queue.put(task)  # for a waiting thread, not work to run here
                 return None
             if type(task) is _Late:
@@ -667,8 +675,7 @@ class ThreadPool(Executor):
                 break
         taken = state.taking[:]
         state.taking.clear()
-        work = bool(local) or any(item is not _STOP and item is not _RETIRE
-                                  for item in taken)
+        work = bool(local) or not all(map(_is_control, taken))
         with self._lock:
             me = threading.current_thread()
             if me in self._threads:
@@ -677,17 +684,14 @@ class ThreadPool(Executor):
                 self._states.remove(state)
             shutdown = self._shutdown
             replaced = (not shutdown or work) and self._start_thread()
-            for task in local:  # as _enqueue: each needs a thread counted for it
-                self._queue_again(task)
-                if not shutdown:
-                    self._assign_queued()
+            for task in local:  # each needs a thread counted for it
+                self._enqueue_locked(task)
             for item in taken:
                 # The item just taken from the queue, back as it came: a replacement
                 # took over the dying thread's count, which was this item's; without
                 # one it is assigned a thread again.
-                control = item is _STOP or item is _RETIRE
                 self._queue_again(item)
-                if not replaced and not control and not shutdown:
+                if not replaced and not shutdown and not _is_control(item):
                     self._assign_queued()
             if shutdown and replaced:
                 self._queue.put(_STOP)  # for the replacement, after the work
@@ -695,8 +699,7 @@ class ThreadPool(Executor):
     def _queue_again(self, item: Any) -> None:
         # Under _lock: an item back on the queue; after shutdown work goes behind the
         # stop signals, marked late (see _enqueue).
-        if self._shutdown and item is not _STOP and item is not _RETIRE \
-                and type(item) is not _Late:
+        if self._shutdown and not _is_control(item) and type(item) is not _Late:
             self._late += 1
             item = _Late(item)
         self._queue.put(item)

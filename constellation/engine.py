@@ -153,7 +153,7 @@ class Constellation:
         self._modules: dict[str, ModuleDefinition] = {}
         self._timings: dict[str, ModuleTiming] = {}
         self._compiled: LRUCache[tuple[str, str], Pipeline] = LRUCache(maxsize=256)
-        # Compiled DagSpecs (and PipelineBuilders) by structural key, see _spec_key.
+        # Compiled DagSpecs (and PipelineBuilders) by DagSpec._compile_key.
         self._compiled_specs: LRUCache[CompileKey, Pipeline] = LRUCache(maxsize=256)
         self._compile_lock = threading.Lock()
         # Compiled pipelines by structural hash, and each name's latest hash (resume).
@@ -319,7 +319,7 @@ class Constellation:
         # A large graph is hashed, resolved and planned with the cyclic collector paused
         # (see constellation.lang.collector).
         with collector_paused(len(source.data) + len(source.modules), LARGE_GRAPH):
-            key = _spec_key(source)
+            key = source._compile_key  # computed once per spec; None: compiled each time
             cached = None if key is None else self._cached_spec(key)
             if cached is not None:
                 return cached
@@ -898,13 +898,6 @@ _STOP_GRACE = 5.0 + 5.0 + 2.0 + 5.0 + DEADLINE_GRACE + 2.0
 supervisor, flushing events and records (at least a second each), joining the pools
 (see _drain_and_stop), and some slack. A later concurrent call waits this long past the
 first call's drain timeout for its answer."""
-
-
-def _spec_key(spec: DagSpec) -> CompileKey | None:
-    """What makes two DagSpecs compile alike (DagSpec._compile_key: the structure and the
-    names the structural hash leaves out, in the spec's order), cached on the spec;
-    ``None`` for a spec that cannot be keyed (it is compiled each time)."""
-    return spec._compile_key
 
 
 def _check_nodes(spec: DagSpec) -> None:

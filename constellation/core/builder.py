@@ -32,6 +32,7 @@ from constellation.core.types import (
     Tagged,
     coerce,
 )
+from constellation.lang.limits import MAX_NESTING  # the language's limit, one value
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -280,11 +281,6 @@ def _as_ctype(ctype: Any, where: str) -> CType:
         return from_annotation(ctype, where)
     except TypeError as exc:
         raise ConfigurationError(str(exc), details={"field": "type"}) from None
-
-
-MAX_NESTING = 200
-"""Deepest nesting of a literal's value (lists, tuples, dicts): the language's limit,
-``constellation.lang.limits.MAX_NESTING``."""
 
 
 def _nests_deeper(value: Any, limit: int) -> bool:
