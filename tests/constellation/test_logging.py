@@ -140,7 +140,9 @@ def test_an_opened_and_closed_breaker_are_warnings(capture: Capture) -> None:
         return text
 
     with Constellation([remote], circuit_breakers={
-            "log.Remote": CircuitBreakerConfig(failure_threshold=2, reset_timeout=0.05)
+            # Open for 1 s: the run below must come before the breaker half-opens, on a
+            # loaded machine too (0.05 s was not always enough under CI).
+            "log.Remote": CircuitBreakerConfig(failure_threshold=2, reset_timeout=1.0)
     }) as engine:
         pipeline = _one_call("breaking", "log.Remote")
         ids = [engine.run(pipeline, {"t": "x"}).execution_id for _ in range(2)]
@@ -148,12 +150,12 @@ def test_an_opened_and_closed_breaker_are_warnings(capture: Capture) -> None:
         assert len(opened) == 1
         assert opened[0].getMessage() == ("circuit breaker of module log.Remote opened (2 "
                                           "consecutive failed calls); calls fail at once "
-                                          "for 0.05 s")
+                                          "for 1 s")
         assert opened[0].state == "open"
         assert _fields(opened[0]) == {"execution_id": ids[1], "pipeline": "breaking",
                                       "node": "log.Remote", "module_name": "log.Remote"}
         assert engine.run(pipeline, {"t": "x"}).errors[0].code == "E403"  # open: not called
-        time.sleep(0.1)
+        time.sleep(1.1)
         state["up"] = True
         assert engine.run(pipeline, {"t": "x"}).ok  # the probe
     probe = capture.of("constellation.breaker", logging.INFO)
